@@ -1,0 +1,22 @@
+"""The expression language: parse, type-check, evaluate in Python, compile to SQL."""
+
+from __future__ import annotations
+
+from metacrm.formula.checker import CheckedExpr, check, check_field, check_model
+from metacrm.formula.evaluator import evaluate
+from metacrm.formula.functions import REGISTRY
+from metacrm.formula.to_sql import compile_filter, field_sql, to_sql
+from metacrm.formula.types import CONTEXTS
+
+__all__ = [
+    "CONTEXTS",
+    "REGISTRY",
+    "CheckedExpr",
+    "check",
+    "check_field",
+    "check_model",
+    "compile_filter",
+    "evaluate",
+    "field_sql",
+    "to_sql",
+]

@@ -1,0 +1,212 @@
+"""Compile a checked expression to a SQLAlchemy Core expression for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from metacrm.errors import FormulaError
+from metacrm.formula.checker import CheckedExpr, check, check_field
+from metacrm.formula.dialect import as_real, both, lit, typed
+from metacrm.formula.functions import REGISTRY, add_days, days_between
+from metacrm.formula.types import BOOL, Node
+from metacrm.metadata.model import FieldDef, MetadataModel, ObjectDef
+
+TableFor = Callable[[str], sa.Table]
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Where a tree is compiled: the row's table (or alias), how to find others, prior values."""
+
+    table: Any
+    table_for: TableFor
+    prior: Mapping[str, Any] | None = None
+
+
+def compile_node(node: Node, ctx: Ctx) -> Any:
+    return _COMPILERS[node.kind](node, ctx)
+
+
+def _column(ctx: Ctx, hops: tuple[tuple[str, str], ...], name: str) -> Any:
+    """The value of column `name` of the record reached through `hops` from ctx's row."""
+    if not hops:
+        return ctx.table.c[name]
+    link = _column(ctx, hops[:-1], hops[-1][0])
+    target = ctx.table_for(hops[-1][1]).alias()
+    return sa.select(target.c[name]).where(target.c.id == link).scalar_subquery()
+
+
+def _field(node: Node, ctx: Ctx) -> Any:
+    return _column(ctx, node.extra["hops"], node.value)
+
+
+def _rollup(node: Node, ctx: Ctx) -> Any:
+    hops = node.extra["hops"]
+    owner_id = _column(ctx, hops[:-1], hops[-1][0]) if hops else ctx.table.c.id
+    child = ctx.table_for(node.extra["child"]).alias()
+    inner = Ctx(child, ctx.table_for)
+    args = list(node.args)
+    value = compile_node(args.pop(0), inner) if node.extra["has_value"] else None
+    conditions = [child.c[node.extra["link"]] == owner_id, child.c.deleted_at.is_(None)]
+    if node.extra["has_filter"]:
+        conditions.append(compile_node(args.pop(0), inner))
+    aggregate = node.value
+    if aggregate == "count":
+        agg: Any = sa.func.count()
+    elif aggregate == "sum":
+        agg = sa.func.coalesce(sa.func.sum(value), 0)
+    else:
+        agg = getattr(sa.func, aggregate)(value)
+    return typed(sa.select(agg).where(*conditions).scalar_subquery(), node.type)
+
+
+def _round(node: Node, ctx: Ctx) -> Any:
+    inner = compile_node(node.args[0], ctx)
+    if node.type.numeric and node.args[0].type.kind != "null":
+        scale = node.type.scale
+        return both(
+            sa.func.round(inner, scale), sa.func.round(sa.cast(inner, sa.Numeric), scale), node.type
+        )
+    return typed(inner, node.type)
+
+
+def _lit(node: Node, ctx: Ctx) -> Any:
+    return lit(node.value, node.type)
+
+
+def _arith(node: Node, ctx: Ctx) -> Any:
+    left, right = node.args
+    a, b = compile_node(left, ctx), compile_node(right, ctx)
+    op = node.value
+    if op == "**":
+        return typed(REGISTRY["POWER"].sql([a, b], [left, right]), node.type)  # type: ignore[misc]
+    if left.type.kind in ("date", "datetime") and right.type.numeric:
+        days = b if op == "+" else -b
+        return add_days(a, left.type, days, whole=left.type.kind == "date")
+    if left.type.kind in ("date", "datetime") and op == "-":
+        return typed(days_between(b, a, left.type), node.type)
+    if op == "/":
+        return typed(as_real(a) / sa.func.nullif(b, 0), node.type)
+    expr = {"+": a + b, "-": a - b, "*": a * b}[op] if node.type.kind != "null" else sa.null()
+    return typed(expr, node.type)
+
+
+def _concat(node: Node, ctx: Ctx) -> Any:
+    a, b = (compile_node(n, ctx) for n in node.args)
+    return typed(sa.func.coalesce(a, "").concat(sa.func.coalesce(b, "")), node.type)
+
+
+def _cmp(node: Node, ctx: Ctx) -> Any:
+    a, b = (compile_node(n, ctx) for n in node.args)
+    op = node.value
+    compare = {
+        "==": lambda x, y: x == y,
+        "!=": lambda x, y: x != y,
+        "<": lambda x, y: x < y,
+        "<=": lambda x, y: x <= y,
+        ">": lambda x, y: x > y,
+        ">=": lambda x, y: x >= y,
+    }[op]
+    if node.extra.get("textual") and op not in ("==", "!="):
+        # Code-point order everywhere: PostgreSQL's database collation may differ.
+        return both(compare(a, b), compare(sa.collate(a, "C"), sa.collate(b, "C")), BOOL)
+    return compare(a, b)
+
+
+def _isnull(node: Node, ctx: Ctx) -> Any:
+    a = compile_node(node.args[0], ctx)
+    return a.is_not(None) if node.value else a.is_(None)
+
+
+def _in(node: Node, ctx: Ctx) -> Any:
+    a = compile_node(node.args[0], ctx)
+    values = list(node.value)
+    return a.not_in(values) if node.extra["negate"] else a.in_(values)
+
+
+def _call(node: Node, ctx: Ctx) -> Any:
+    fn = REGISTRY[node.value]
+    args = [compile_node(n, ctx) for n in node.args]
+    assert fn.sql is not None
+    return typed(fn.sql(args, node.args), node.type)
+
+
+def _prior(node: Node, ctx: Ctx) -> Any:
+    if ctx.prior is None:
+        return compile_node(node.args[0], ctx)
+    return lit(ctx.prior.get(node.value), node.type)
+
+
+def _ischanged(node: Node, ctx: Ctx) -> Any:
+    if ctx.prior is None:
+        return sa.false()
+    current = compile_node(node.args[0], ctx)
+    return current.is_distinct_from(lit(ctx.prior.get(node.value), node.args[0].type))
+
+
+_COMPILERS: dict[str, Callable[[Node, Ctx], Any]] = {
+    "lit": _lit,
+    "field": _field,
+    "rollup": _rollup,
+    "round": _round,
+    "arith": _arith,
+    "concat": _concat,
+    "cmp": _cmp,
+    "isnull": _isnull,
+    "in": _in,
+    "and": lambda n, c: sa.and_(*[compile_node(a, c) for a in n.args]),
+    "or": lambda n, c: sa.or_(*[compile_node(a, c) for a in n.args]),
+    "not": lambda n, c: sa.not_(compile_node(n.args[0], c)),
+    "neg": lambda n, c: typed(-compile_node(n.args[0], c), n.type),
+    "call": _call,
+    "prior": _prior,
+    "ischanged": _ischanged,
+    "isnew": lambda n, c: sa.true() if c.prior is None else sa.false(),
+    "today": lambda n, c: typed(REGISTRY["TODAY"].sql([], []), n.type),  # type: ignore[misc]
+    "now": lambda n, c: typed(REGISTRY["NOW"].sql([], []), n.type),  # type: ignore[misc]
+}
+
+
+def to_sql(
+    checked: CheckedExpr,
+    table_for: TableFor,
+    *,
+    prior: Mapping[str, Any] | None = None,
+) -> sa.ColumnElement[Any]:
+    """The SQL of `checked` over the row of table_for(checked.object).
+
+    Select it with `.select_from(table)`: lookups and roll-ups are correlated subqueries.
+    `prior` (validation context) gives PRIORVALUE/ISCHANGED their old values as parameters;
+    without it the record counts as new.
+    """
+    expr = compile_node(checked.node, Ctx(table_for(checked.object), table_for, prior))
+    if checked.node.kind == "lit" and checked.node.type.kind != "boolean":
+        return typed(expr, checked.node.type)
+    return expr
+
+
+def field_sql(
+    obj: ObjectDef, field: FieldDef, model: MetadataModel, table_for: TableFor
+) -> sa.ColumnElement[Any]:
+    """The SQL value of any field: its column, its formula, or its roll-up subquery."""
+    table = table_for(obj.api_name)
+    if field.type == "formula":
+        return to_sql(check_field(obj, field, model), table_for)
+    if field.type == "rollup":
+        checked = check(field.api_name, obj, model, context="formula")
+        return to_sql(checked, table_for)
+    return table.c[field.api_name]
+
+
+def compile_filter(
+    expression: str, obj: ObjectDef, model: MetadataModel, table_for: TableFor
+) -> sa.ColumnElement[Any]:
+    """The API's `where=`: a condition on `obj`, compiled to SQL (errors name field 'where')."""
+    checked = check(expression, obj, model, context="filter", field="where")
+    if checked.node.type.kind == "null":
+        raise FormulaError("a filter must be a condition, not None", field="where")
+    return to_sql(checked, table_for)
