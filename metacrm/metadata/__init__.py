@@ -1,0 +1,1 @@
+"""The metadata model, its JSON Schema, its checks, diffs and versioned store."""

@@ -1,0 +1,90 @@
+"""The versioned metadata store: every applied model, with its plan, author and source."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from metacrm.metadata.model import MetadataModel
+from metacrm.metadata.plan import Plan
+from metacrm.runtime.tenant_tables import metadata_versions
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One entry of a tenant's metadata history."""
+
+    version: int
+    created_at: dt.datetime
+    author_id: uuid.UUID | None
+    source: str
+    comment: str | None
+    plan: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "created_at": self.created_at.isoformat(),
+            "author_id": str(self.author_id) if self.author_id else None,
+            "source": self.source,
+            "comment": self.comment,
+            "plan": self.plan,
+        }
+
+
+async def current_version(conn: AsyncConnection) -> int:
+    """The newest version number (0 for a tenant with no metadata yet)."""
+    result = await conn.execute(sa.select(sa.func.max(metadata_versions.c.version)))
+    return result.scalar() or 0
+
+
+async def load_model(conn: AsyncConnection, version: int) -> MetadataModel:
+    """The model as it was at `version` (the empty model at version 0)."""
+    if version == 0:
+        return MetadataModel()
+    document = (
+        await conn.execute(
+            sa.select(metadata_versions.c.document).where(metadata_versions.c.version == version)
+        )
+    ).scalar_one()
+    return MetadataModel.model_validate(document)
+
+
+async def record_version(
+    conn: AsyncConnection,
+    model: MetadataModel,
+    plan: Plan,
+    *,
+    version: int,
+    author_id: uuid.UUID | None,
+    source: str,
+    comment: str | None = None,
+) -> None:
+    """Store `model` as `version`; the primary key makes a concurrent apply fail cleanly."""
+    await conn.execute(
+        metadata_versions.insert().values(
+            version=version,
+            created_at=dt.datetime.now(dt.UTC),
+            author_id=author_id,
+            source=source,
+            comment=comment,
+            document=model.model_dump(mode="json", exclude_defaults=True),
+            plan=plan.to_dict(),
+        )
+    )
+
+
+async def list_versions(conn: AsyncConnection, *, limit: int = 100) -> list[VersionInfo]:
+    """The newest versions first."""
+    t = metadata_versions
+    rows = await conn.execute(
+        sa.select(t.c.version, t.c.created_at, t.c.author_id, t.c.source, t.c.comment, t.c.plan)
+        .order_by(t.c.version.desc())
+        .limit(limit)
+    )
+    return [VersionInfo(*row) for row in rows]

@@ -1,0 +1,230 @@
+"""What a valid value of each field type is: coercion of API input, with a code per rule."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+
+from metacrm.metadata.model import FieldDef
+
+_DECIMAL_TEXT = re.compile(r"^[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})$")
+_PHONE = re.compile(r"^\+?[0-9 ().\-/]{3,63}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class ValueProblem(Exception):
+    """A value that breaks a rule of its field; `code` names the rule."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def check_text(value: str) -> str:
+    """Refuse text no database stores the same way: NUL bytes and lone surrogates."""
+    if "\x00" in value:
+        raise ValueProblem("nul-byte", "text cannot contain NUL bytes")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueProblem("invalid-unicode", "text is not valid Unicode") from None
+    return value
+
+
+def _text(field: FieldDef, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueProblem("type", f"expected text, got {_kind(value)}")
+    check_text(value)
+    if len(value) > field.max_length:
+        raise ValueProblem(
+            "max-length", f"at most {field.max_length} characters ({len(value)} given)"
+        )
+    return value
+
+
+def _decimal(field: FieldDef, value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | float | str):
+        raise ValueProblem("type", f"expected a number, got {_kind(value)}")
+    if isinstance(value, str):
+        if not _DECIMAL_TEXT.match(value.strip()):
+            raise ValueProblem("type", "expected a number")
+        value = value.strip()
+    try:
+        number = Decimal(value) if not isinstance(value, float) else Decimal(repr(value))
+    except (InvalidOperation, ValueError):
+        raise ValueProblem("type", "expected a number") from None
+    if not number.is_finite():
+        raise ValueProblem("type", "numbers must be finite")
+    integer_digits = field.precision - field.scale
+    if number.adjusted() >= integer_digits:
+        raise ValueProblem("precision", f"at most {integer_digits} digits before the decimal point")
+    number = number.quantize(Decimal(1).scaleb(-field.scale), rounding=ROUND_HALF_UP)
+    if field.min is not None and number < field.min:
+        raise ValueProblem("min", f"must be at least {field.min}")
+    if field.max is not None and number > field.max:
+        raise ValueProblem("max", f"must be at most {field.max}")
+    return number
+
+
+def _boolean(field: FieldDef, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueProblem("type", f"expected true or false, got {_kind(value)}")
+    return value
+
+
+def _date(field: FieldDef, value: Any) -> dt.date:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _DATE.match(value):
+        raise ValueProblem("type", "expected a date as YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueProblem("type", f"{value!r} is not a real date") from None
+
+
+def _datetime(field: FieldDef, value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        moment = value
+    else:
+        if not isinstance(value, str) or len(value) > 40 or not _DATE.match(value[:10]):
+            raise ValueProblem("type", "expected an ISO 8601 date-time, e.g. 2026-01-31T09:30:00Z")
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueProblem("type", f"{value!r} is not a real date-time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueProblem("type", "date-time out of range") from None
+
+
+def _email(field: FieldDef, value: Any) -> str:
+    text = _text(field, value)
+    try:
+        return validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        raise ValueProblem("email", f"not a valid e-mail address: {error}") from None
+
+
+def _phone(field: FieldDef, value: Any) -> str:
+    text = _text(field, value)
+    if not _PHONE.match(text) or sum(c.isdigit() for c in text) < 3:
+        raise ValueProblem("phone", "not a valid phone number")
+    return text
+
+
+def _url(field: FieldDef, value: Any) -> str:
+    text = _text(field, value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
+        raise ValueProblem("url", "not a valid http(s) URL")
+    return text
+
+
+def _picklist(field: FieldDef, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueProblem("type", f"expected text, got {_kind(value)}")
+    if value not in field.value_names(active_only=True):
+        raise ValueProblem(
+            "picklist-value", f"{_short(value)} is not an active value of the picklist"
+        )
+    return value
+
+
+def _multi_picklist(field: FieldDef, value: Any) -> list[str] | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueProblem("type", f"expected a list of values, got {_kind(value)}")
+    active = field.value_names(active_only=True)
+    for item in value:
+        if item not in active:
+            raise ValueProblem(
+                "picklist-value", f"{_short(item)} is not an active value of the picklist"
+            )
+    if len(set(value)) != len(value):
+        raise ValueProblem("duplicate-value", "a value is listed twice")
+    return sorted(value, key=active.index) or None
+
+
+def _reference(field: FieldDef, value: Any) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str) or len(value) > 36:
+        raise ValueProblem("type", f"expected a record id, got {_kind(value)}")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ValueProblem("type", f"{_short(value)} is not a record id") from None
+
+
+def _json(field: FieldDef, value: Any) -> Any:
+    _check_json_text(value, depth=0)
+    return value
+
+
+def _check_json_text(value: Any, depth: int) -> None:
+    if depth > 64:
+        raise ValueProblem("too-deep", "JSON values nest at most 64 levels")
+    if isinstance(value, str):
+        check_text(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key)
+            _check_json_text(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_text(item, depth + 1)
+
+
+_COERCERS = {
+    "text": _text,
+    "long_text": _text,
+    "number": _decimal,
+    "currency": _decimal,
+    "percent": _decimal,
+    "boolean": _boolean,
+    "date": _date,
+    "datetime": _datetime,
+    "email": _email,
+    "phone": _phone,
+    "url": _url,
+    "picklist": _picklist,
+    "multi_picklist": _multi_picklist,
+    "lookup": _reference,
+    "master_detail": _reference,
+    "json": _json,
+}
+
+
+def coerce(field: FieldDef, value: Any) -> Any:
+    """The stored form of `value` for `field`, or ValueProblem; None stays None."""
+    if value is None:
+        return None
+    coercer = _COERCERS.get(field.type)
+    if coercer is None:
+        raise ValueProblem("read-only", f"{field.type} fields are computed and cannot be written")
+    return coercer(field, value)
+
+
+def _kind(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        Decimal: "a number",
+        str: "text",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:40] + "…")

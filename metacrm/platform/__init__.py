@@ -1,0 +1,1 @@
+"""The web platform: FastAPI app, auth, tenants, REST API, CLI and settings."""

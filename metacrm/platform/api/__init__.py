@@ -1,0 +1,1 @@
+"""The REST API routers under /api/v1."""

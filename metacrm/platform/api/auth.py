@@ -1,0 +1,38 @@
+"""Login: POST /api/v1/auth/token (OAuth2 password form with a tenant), and /auth/me."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form
+
+from metacrm.platform.auth import issue_token
+from metacrm.platform.state import IdentityDep, StateDep
+from metacrm.platform.tenancy import authenticate
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post("/token")
+async def token(
+    state: StateDep,
+    username: Annotated[str, Form(max_length=320)],
+    password: Annotated[str, Form(max_length=1024)],
+    tenant: Annotated[str, Form(max_length=64)],
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+) -> dict[str, Any]:
+    """Exchange a tenant, user name and password for a bearer token."""
+    identity = await authenticate(state.db, tenant, username, password)
+    access_token, expires_in = issue_token(
+        identity, state.signing_key, state.settings.token_ttl_minutes
+    )
+    return {"access_token": access_token, "token_type": "bearer", "expires_in": expires_in}
+
+
+@router.get("/me")
+async def me(identity: IdentityDep) -> dict[str, Any]:
+    return {
+        "user_id": str(identity.user_id),
+        "tenant": identity.tenant,
+        "is_admin": identity.is_admin,
+    }

@@ -1,0 +1,300 @@
+"""Generated record endpoints: /api/v1/data/{object}[/{id}], batch, recycle bin, restore."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Query, Request, Response
+from sqlalchemy.exc import IntegrityError
+from starlette.responses import JSONResponse
+
+from metacrm.errors import FieldError, NotFound, RecordInvalid, StaleVersion
+from metacrm.platform.body import read_object
+from metacrm.platform.state import IdentityDep, StateDep, object_or_404
+from metacrm.runtime import records
+from metacrm.runtime.listing import ListQuery, list_records
+from metacrm.runtime.records import Actor
+from metacrm.runtime.tenant_tables import idempotency_keys
+
+router = APIRouter(prefix="/data", tags=["records"])
+
+ObjectName = Annotated[str, "object api_name"]
+
+
+def _actor(identity: Any) -> Actor:
+    return Actor(user_id=identity.user_id, is_admin=identity.is_admin)
+
+
+def _record_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("no record has this id") from None
+
+
+def _if_match(value: str | None) -> int | None:
+    """The version an If-Match header asks for (None for absent or `*`)."""
+    if value is None or value.strip() == "*":
+        return None
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or len(tag) > 12:
+        raise StaleVersion("If-Match names no version of this record")
+    return int(tag)
+
+
+def _record_response(
+    record: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return JSONResponse(
+        record, status_code=status, headers={"ETag": f'"{record["version"]}"', **(headers or {})}
+    )
+
+
+async def _list(
+    state: StateDep,
+    identity: IdentityDep,
+    object_name: str,
+    request: Request,
+    *,
+    deleted: bool,
+    where: str | None,
+    order_by: str | None,
+    fields: str | None,
+    limit: int | None,
+    cursor: str | None,
+) -> dict[str, Any]:
+    settings = state.settings
+    limit = settings.list_limit_default if limit is None else limit
+    if not 1 <= limit <= settings.list_limit_max:
+        raise RecordInvalid(
+            "limit out of range",
+            [
+                FieldError(
+                    "limit", "range", f"limit must be between 1 and {settings.list_limit_max}"
+                )
+            ],
+        )
+    query = ListQuery(
+        where=where, order_by=order_by, fields=fields, limit=limit, cursor=cursor, deleted=deleted
+    )
+    async with state.tenant(identity, writes=False) as (conn, ct):
+        co = object_or_404(ct, object_name)
+        return await list_records(conn, ct, co, query, cursor_key=state.signing_key.encode())
+
+
+TextParam = Annotated[str | None, Query(max_length=4000)]
+
+
+@router.get("/{object_name}")
+async def list_object(
+    object_name: str,
+    request: Request,
+    state: StateDep,
+    identity: IdentityDep,
+    where: TextParam = None,
+    order_by: Annotated[str | None, Query(max_length=500)] = None,
+    fields: TextParam = None,
+    limit: Annotated[int | None, Query()] = None,
+    cursor: Annotated[str | None, Query(max_length=4000)] = None,
+) -> dict[str, Any]:
+    """List live records: `where`, `order_by`, `fields`, `limit`, `cursor`."""
+    return await _list(
+        state,
+        identity,
+        object_name,
+        request,
+        deleted=False,
+        where=where,
+        order_by=order_by,
+        fields=fields,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get("/{object_name}/recycle-bin")
+async def list_deleted(
+    object_name: str,
+    request: Request,
+    state: StateDep,
+    identity: IdentityDep,
+    where: TextParam = None,
+    order_by: Annotated[str | None, Query(max_length=500)] = None,
+    fields: TextParam = None,
+    limit: Annotated[int | None, Query()] = None,
+    cursor: Annotated[str | None, Query(max_length=4000)] = None,
+) -> dict[str, Any]:
+    """List deleted records that can still be restored."""
+    return await _list(
+        state,
+        identity,
+        object_name,
+        request,
+        deleted=True,
+        where=where,
+        order_by=order_by,
+        fields=fields,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.post("/{object_name}", status_code=201)
+async def create_record(
+    object_name: str,
+    request: Request,
+    state: StateDep,
+    identity: IdentityDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Response:
+    """Create a record; with `Idempotency-Key`, a retry returns the first response."""
+    raw_body = await read_object(request, state.settings.max_body_bytes)
+    fingerprint = hashlib.sha256(
+        f"POST {request.url.path} {sorted(raw_body.items())!r}".encode()
+    ).hexdigest()
+    try:
+        async with state.tenant(identity) as (conn, ct):
+            co = object_or_404(ct, object_name)
+            if idempotency_key:
+                replay = await _replay(conn, identity.user_id, idempotency_key, fingerprint)
+                if replay is not None:
+                    return replay
+            record = await records.create(conn, ct, co, raw_body, _actor(identity))
+            location = f"/api/v1/data/{object_name}/{record['id']}"
+            if idempotency_key:
+                await conn.execute(
+                    idempotency_keys.insert().values(
+                        user_id=identity.user_id,
+                        key=idempotency_key,
+                        request_hash=fingerprint,
+                        status=201,
+                        body=record,
+                        location=location,
+                        created_at=records.utcnow(),
+                    )
+                )
+    except IntegrityError:
+        # A concurrent request with the same key committed first: answer with its response.
+        if not idempotency_key:
+            raise
+        async with state.tenant(identity, writes=False) as (conn, _ct):
+            replay = await _replay(conn, identity.user_id, idempotency_key, fingerprint)
+        if replay is None:
+            raise
+        return replay
+    return _record_response(record, 201, {"Location": location})
+
+
+async def _replay(conn: Any, user_id: uuid.UUID, key: str, fingerprint: str) -> Response | None:
+    t = idempotency_keys
+    row = (
+        await conn.execute(
+            sa.select(t.c.request_hash, t.c.status, t.c.body, t.c.location).where(
+                t.c.user_id == user_id, t.c.key == key
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != fingerprint:
+        raise RecordInvalid(
+            "the Idempotency-Key was used for a different request",
+            [
+                FieldError(
+                    "Idempotency-Key", "idempotency-key-reused", "use a new key for a new request"
+                )
+            ],
+        )
+    headers = {"Idempotent-Replayed": "true", "Location": row.location or ""}
+    return _record_response(row.body, row.status, headers)
+
+
+@router.post("/{object_name}/batch")
+async def batch_records(
+    object_name: str, request: Request, state: StateDep, identity: IdentityDep
+) -> dict[str, Any]:
+    """Create, or upsert by an external-id field, up to `batch_max` records in one transaction."""
+    body = await read_object(request, state.settings.batch_max * 64 * 1024)
+    items = body.get("records")
+    upsert_on = body.get("upsert_on")
+    unknown = set(body) - {"records", "upsert_on"}
+    errors = [FieldError(k[:64], "unknown-field", "not a batch parameter") for k in sorted(unknown)]
+    if not isinstance(items, list) or not items:
+        errors.append(FieldError("records", "type", "records must be a non-empty list"))
+    elif len(items) > state.settings.batch_max:
+        errors.append(
+            FieldError(
+                "records", "max-items", f"at most {state.settings.batch_max} records per batch"
+            )
+        )
+    if upsert_on is not None and not isinstance(upsert_on, str):
+        errors.append(FieldError("upsert_on", "type", "upsert_on must be a field name"))
+    if errors:
+        raise RecordInvalid("the batch is invalid", errors)
+    async with state.tenant(identity) as (conn, ct):
+        co = object_or_404(ct, object_name)
+        results = await records.batch(conn, ct, co, items, _actor(identity), upsert_on=upsert_on)
+    return {"results": results}
+
+
+@router.get("/{object_name}/{record_id}")
+async def get_record(
+    object_name: str, record_id: str, state: StateDep, identity: IdentityDep
+) -> Response:
+    async with state.tenant(identity, writes=False) as (conn, ct):
+        co = object_or_404(ct, object_name)
+        record = await records.get(conn, co, _record_id(record_id))
+    return _record_response(record)
+
+
+@router.patch("/{object_name}/{record_id}")
+async def update_record(
+    object_name: str,
+    record_id: str,
+    request: Request,
+    state: StateDep,
+    identity: IdentityDep,
+    if_match: Annotated[str | None, Header(max_length=100)] = None,
+) -> Response:
+    body = await read_object(request, state.settings.max_body_bytes)
+    async with state.tenant(identity) as (conn, ct):
+        co = object_or_404(ct, object_name)
+        record = await records.update(
+            conn,
+            ct,
+            co,
+            _record_id(record_id),
+            body,
+            _actor(identity),
+            if_match=_if_match(if_match),
+        )
+    return _record_response(record)
+
+
+@router.delete("/{object_name}/{record_id}", status_code=204)
+async def delete_record(
+    object_name: str,
+    record_id: str,
+    state: StateDep,
+    identity: IdentityDep,
+    if_match: Annotated[str | None, Header(max_length=100)] = None,
+) -> Response:
+    async with state.tenant(identity) as (conn, ct):
+        co = object_or_404(ct, object_name)
+        await records.delete(
+            conn, ct, co, _record_id(record_id), _actor(identity), if_match=_if_match(if_match)
+        )
+    return Response(status_code=204)
+
+
+@router.post("/{object_name}/{record_id}/restore")
+async def restore_record(
+    object_name: str, record_id: str, state: StateDep, identity: IdentityDep
+) -> Response:
+    async with state.tenant(identity) as (conn, ct):
+        co = object_or_404(ct, object_name)
+        record = await records.restore(conn, ct, co, _record_id(record_id), _actor(identity))
+    return _record_response(record)

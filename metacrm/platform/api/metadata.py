@@ -1,0 +1,244 @@
+"""Metadata endpoints: objects and fields, plans, versions and the published schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import JSONResponse
+
+from metacrm.errors import Conflict, FieldError, MetadataInvalid, NotFound
+from metacrm.metadata.model import MetadataModel, ObjectDef, label_text
+from metacrm.metadata.schema import metadata_schema, parse, parse_field
+from metacrm.metadata.store import list_versions
+from metacrm.platform.body import read_object
+from metacrm.platform.state import AdminDep, AppState, IdentityDep, StateDep
+from metacrm.runtime.changes import Applied, Change, apply_change, plan_change
+
+router = APIRouter(prefix="/metadata", tags=["metadata"])
+Confirm = Annotated[bool, Query(description="Confirm a plan that destroys or narrows data.")]
+
+
+def dump(document: Any) -> dict[str, Any]:
+    return document.model_dump(mode="json", exclude_defaults=True)
+
+
+def _object(model: MetadataModel, name: str) -> ObjectDef:
+    try:
+        return model.object(name)
+    except KeyError:
+        raise NotFound(f"no object named {name[:64]!r}") from None
+
+
+async def _apply(
+    state: AppState, identity: Any, change: Change, *, confirm: bool, source: str = "api"
+) -> Applied:
+    settings = state.settings
+    return await apply_change(
+        lambda: state.db.tenant(identity.storage),
+        change,
+        confirm=confirm,
+        author_id=identity.user_id,
+        source=source,
+        lock_timeout_ms=settings.lock_timeout_ms,
+        retries=settings.ddl_retries,
+    )
+
+
+def _applied(applied: Applied, status: int = 200, **extra: Any) -> JSONResponse:
+    return JSONResponse(
+        {**extra, "version": applied.version, "plan": applied.plan.to_dict()}, status_code=status
+    )
+
+
+@router.get("/schema")
+async def get_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) every metadata document must satisfy."""
+    return metadata_schema()
+
+
+@router.get("/objects")
+async def list_objects(state: StateDep, identity: IdentityDep, request: Request) -> dict[str, Any]:
+    language = (
+        request.headers.get("accept-language", "en").split(",")[0].split(";")[0].strip() or "en"
+    )
+    async with state.tenant(identity, writes=False) as (_conn, ct):
+        return {
+            "version": ct.version,
+            "objects": [
+                {
+                    "api_name": o.api_name,
+                    "label": label_text(o.label, language, o.api_name),
+                    "fields": len(o.fields),
+                }
+                for o in ct.model.objects
+            ],
+        }
+
+
+@router.post("/objects", status_code=201)
+async def create_object(request: Request, state: StateDep, identity: AdminDep) -> JSONResponse:
+    obj = parse(ObjectDef, await read_object(request, state.settings.max_body_bytes))
+
+    def change(model: MetadataModel) -> MetadataModel:
+        if model.has_object(obj.api_name):
+            raise Conflict(f"object {obj.api_name!r} exists already; PUT it to change it")
+        return model.with_object(obj)
+
+    applied = await _apply(state, identity, change, confirm=False)
+    return _applied(applied, 201, object=dump(obj))
+
+
+@router.get("/objects/{object_name}")
+async def get_object(object_name: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
+    async with state.tenant(identity, writes=False) as (_conn, ct):
+        return dump(_object(ct.model, object_name))
+
+
+@router.put("/objects/{object_name}")
+async def replace_object(
+    object_name: str,
+    request: Request,
+    state: StateDep,
+    identity: AdminDep,
+    confirm: Confirm = False,
+) -> JSONResponse:
+    """Replace an object's whole definition (fields left out are dropped, with confirm)."""
+    obj = parse(ObjectDef, await read_object(request, state.settings.max_body_bytes))
+    if obj.api_name != object_name:
+        raise MetadataInvalid(
+            "api_name is immutable",
+            [FieldError("api_name", "immutable", "api_name must match the URL")],
+        )
+
+    def change(model: MetadataModel) -> MetadataModel:
+        _object(model, object_name)
+        return model.with_object(obj)
+
+    return _applied(await _apply(state, identity, change, confirm=confirm), object=dump(obj))
+
+
+@router.delete("/objects/{object_name}")
+async def delete_object(
+    object_name: str, state: StateDep, identity: AdminDep, confirm: Confirm = False
+) -> JSONResponse:
+    def change(model: MetadataModel) -> MetadataModel:
+        _object(model, object_name)
+        return model.without_object(object_name)
+
+    return _applied(await _apply(state, identity, change, confirm=confirm))
+
+
+@router.get("/objects/{object_name}/fields")
+async def list_fields(object_name: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
+    async with state.tenant(identity, writes=False) as (_conn, ct):
+        return {"fields": [dump(f) for f in _object(ct.model, object_name).fields]}
+
+
+@router.post("/objects/{object_name}/fields", status_code=201)
+async def add_field(
+    object_name: str, request: Request, state: StateDep, identity: AdminDep
+) -> JSONResponse:
+    field = parse_field(await read_object(request, state.settings.max_body_bytes))
+
+    def change(model: MetadataModel) -> MetadataModel:
+        obj = _object(model, object_name)
+        if obj.has_field(field.api_name):
+            raise Conflict(f"{object_name}.{field.api_name} exists already; PATCH it to change it")
+        return model.with_object(obj.model_copy(update={"fields": [*obj.fields, field]}))
+
+    return _applied(await _apply(state, identity, change, confirm=False), 201, field=dump(field))
+
+
+@router.get("/objects/{object_name}/fields/{field_name}")
+async def get_field(
+    object_name: str, field_name: str, state: StateDep, identity: IdentityDep
+) -> dict[str, Any]:
+    async with state.tenant(identity, writes=False) as (_conn, ct):
+        obj = _object(ct.model, object_name)
+        if not obj.has_field(field_name):
+            raise NotFound(f"{object_name} has no field {field_name[:64]!r}")
+        return dump(obj.field(field_name))
+
+
+@router.patch("/objects/{object_name}/fields/{field_name}")
+async def change_field(
+    object_name: str,
+    field_name: str,
+    request: Request,
+    state: StateDep,
+    identity: AdminDep,
+    confirm: Confirm = False,
+) -> JSONResponse:
+    """Change some properties of a field; the rest stay as they are."""
+    patch = await read_object(request, state.settings.max_body_bytes)
+    if "api_name" in patch and patch["api_name"] != field_name:
+        raise MetadataInvalid(
+            "api_name is immutable",
+            [FieldError("api_name", "immutable", "a field cannot be renamed")],
+        )
+    result: dict[str, Any] = {}
+
+    def change(model: MetadataModel) -> MetadataModel:
+        obj = _object(model, object_name)
+        if not obj.has_field(field_name):
+            raise NotFound(f"{object_name} has no field {field_name[:64]!r}")
+        new = parse_field(dump(obj.field(field_name)) | patch)
+        result["field"] = dump(new)
+        fields = [new if f.api_name == field_name else f for f in obj.fields]
+        return model.with_object(obj.model_copy(update={"fields": fields}))
+
+    applied = await _apply(state, identity, change, confirm=confirm)
+    return _applied(applied, **result)
+
+
+@router.delete("/objects/{object_name}/fields/{field_name}")
+async def delete_field(
+    object_name: str, field_name: str, state: StateDep, identity: AdminDep, confirm: Confirm = False
+) -> JSONResponse:
+    def change(model: MetadataModel) -> MetadataModel:
+        obj = _object(model, object_name)
+        if not obj.has_field(field_name):
+            raise NotFound(f"{object_name} has no field {field_name[:64]!r}")
+        fields = [f for f in obj.fields if f.api_name != field_name]
+        return model.with_object(obj.model_copy(update={"fields": fields}))
+
+    return _applied(await _apply(state, identity, change, confirm=confirm))
+
+
+def merge_document(document: dict[str, Any]) -> Change:
+    """A change that upserts the objects of a `{"objects": [...]}` document."""
+    proposed = parse(MetadataModel, document)
+
+    def change(model: MetadataModel) -> MetadataModel:
+        for obj in proposed.objects:
+            model = model.with_object(obj)
+        return model
+
+    return change
+
+
+@router.post("/plan")
+async def plan(request: Request, state: StateDep, identity: AdminDep) -> dict[str, Any]:
+    """The plan that `POST /metadata/apply` would run for this document; nothing changes."""
+    change = merge_document(await read_object(request, state.settings.max_body_bytes * 16))
+    async with state.tenant(identity, writes=False) as (conn, _ct):
+        _new, proposed = await plan_change(conn, change)
+    return proposed.to_dict()
+
+
+@router.post("/apply")
+async def apply(
+    request: Request, state: StateDep, identity: AdminDep, confirm: Confirm = False
+) -> JSONResponse:
+    """Upsert the objects of a `{"objects": [...]}` document as one plan."""
+    change = merge_document(await read_object(request, state.settings.max_body_bytes * 16))
+    return _applied(await _apply(state, identity, change, confirm=confirm))
+
+
+@router.get("/versions")
+async def versions(
+    state: StateDep, identity: AdminDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
+    async with state.tenant(identity, writes=False) as (conn, _ct):
+        return {"versions": [v.as_dict() for v in await list_versions(conn, limit=limit)]}

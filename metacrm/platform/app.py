@@ -1,0 +1,110 @@
+"""The FastAPI application: lifespan (engines, migrations, demo), routers and live docs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
+
+from metacrm import __version__
+from metacrm.platform import problems
+from metacrm.platform.api import auth, data, metadata, tenants
+from metacrm.platform.db import Database
+from metacrm.platform.migrate import upgrade_system
+from metacrm.platform.openapi import static_document, tenant_document
+from metacrm.platform.settings import Settings
+from metacrm.platform.state import AppState, IdentityDep, StateDep
+
+log = logging.getLogger("metacrm")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A metacrm application for `settings` (default: from the environment)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(database_url=settings.database_url, data_dir=settings.data_dir)
+        state = AppState(settings=settings, db=db, signing_key=settings.signing_key())
+        app.state.metacrm = state
+        if settings.auto_upgrade:
+            await upgrade_system(db)
+        if settings.demo:
+            from metacrm.platform.demo import ensure_demo
+
+            await ensure_demo(state)
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    app = FastAPI(
+        title="metacrm",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    problems.install(app)
+    static: dict[str, Any] = {}  # the OpenAPI of the fixed routes, built on first use
+    for router in (auth.router, metadata.router, data.router, tenants.router):
+        app.include_router(router, prefix="/api/v1")
+
+    @app.get("/api/v1/openapi.json", include_in_schema=False)
+    async def openapi(request: Request, state: StateDep, identity: IdentityDep) -> JSONResponse:
+        """The live OpenAPI of the caller's tenant, as of its current metadata."""
+        language = (
+            request.headers.get("accept-language", "en").split(",")[0].split(";")[0].strip() or "en"
+        )
+        async with state.tenant(identity, writes=False) as (_conn, ct):
+            key = f"openapi:{language}"
+            if key not in ct.cache:
+                if not static:
+                    static.update(static_document(app))
+                ct.cache[key] = tenant_document(static, ct, language)
+            return JSONResponse(ct.cache[key])
+
+    @app.get("/api/v1/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url="/api/v1/openapi.json",
+            title="metacrm API",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+        # The spec needs the caller's token: ask for it, keep it in this browser, send it.
+        script = _DOCS_SCRIPT.encode()
+        return HTMLResponse(page.body.replace(b"</body>", script + b"</body>"))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/api/v1/docs")
+
+    return app
+
+
+_DOCS_SCRIPT = """
+<script>
+(function () {
+  var token = localStorage.getItem("metacrm_token") ||
+    prompt("Paste a bearer token from POST /api/v1/auth/token");
+  if (!token) { return; }
+  localStorage.setItem("metacrm_token", token);
+  window.ui = SwaggerUIBundle({
+    url: "/api/v1/openapi.json", dom_id: "#swagger-ui",
+    requestInterceptor: function (req) { req.headers.Authorization = "Bearer " + token; return req; },
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+    layout: "BaseLayout"
+  });
+})();
+</script>
+"""

@@ -1,0 +1,194 @@
+"""The `metacrm` command line: serve, db upgrade, tenant create, metadata plan|apply."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from metacrm.errors import MetacrmError
+from metacrm.platform.db import Database
+from metacrm.platform.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Flags first, then METACRM_* variables, then defaults."""
+    overrides = {
+        key: value
+        for key in ("host", "port", "data_dir", "database_url", "workers", "demo")
+        if (value := getattr(args, key, None)) not in (None, False)
+    }
+    return Settings(**overrides)
+
+
+def _database(settings: Settings) -> Database:
+    return Database(database_url=settings.database_url, data_dir=settings.data_dir)
+
+
+async def _with_db(settings: Settings, work: Any) -> Any:
+    from metacrm.platform.migrate import upgrade_system
+
+    db = _database(settings)
+    try:
+        await upgrade_system(db)
+        return await work(db)
+    finally:
+        await db.dispose()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings(args)
+    # Workers are separate processes: hand them the settings through the environment.
+    for key, value in settings.model_dump(exclude_none=True).items():
+        os.environ[f"METACRM_{key.upper()}"] = str(value)
+    if settings.workers > 1 and settings.demo:
+        asyncio.run(_prepare_demo(settings))
+        os.environ["METACRM_DEMO"] = "false"
+    uvicorn.run(
+        "metacrm.platform.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="info",
+    )
+    return 0
+
+
+async def _prepare_demo(settings: Settings) -> None:
+    from metacrm.platform.demo import ensure_demo
+    from metacrm.platform.state import AppState
+
+    async def work(db: Database) -> None:
+        await ensure_demo(AppState(settings=settings, db=db, signing_key=settings.signing_key()))
+
+    await _with_db(settings, work)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    async def work(db: Database) -> None:
+        print("system tables are up to date")
+
+    asyncio.run(_with_db(_settings(args), work))
+    return 0
+
+
+def _admin_password(args: argparse.Namespace) -> str:
+    if args.password:
+        return args.password
+    if os.environ.get("METACRM_ADMIN_PASSWORD"):
+        return os.environ["METACRM_ADMIN_PASSWORD"]
+    if not sys.stdin.isatty():
+        raise SystemExit("give --password or METACRM_ADMIN_PASSWORD (no terminal to prompt on)")
+    return getpass.getpass(f"Password for {args.admin}: ")
+
+
+def cmd_tenant_create(args: argparse.Namespace) -> int:
+    from metacrm.platform.tenancy import check_password, create_tenant, create_user, normalise_email
+
+    password = _admin_password(args)
+    check_password(password)
+    email = normalise_email(args.admin)
+
+    async def work(db: Database) -> None:
+        tenant = await create_tenant(db, args.name, label=args.label)
+        await create_user(db, tenant, email, password, is_admin=True)
+        print(f"tenant {tenant.name} created; administrator {email}")
+
+    asyncio.run(_with_db(_settings(args), work))
+    return 0
+
+
+def cmd_metadata(args: argparse.Namespace) -> int:
+    from metacrm.metadata.store import current_version, load_model
+    from metacrm.platform.api.metadata import merge_document
+    from metacrm.platform.tenancy import get_tenant
+    from metacrm.runtime.changes import apply_change, plan_change
+
+    document = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    change = merge_document(document)
+
+    async def work(db: Database) -> None:
+        tenant = await get_tenant(db, args.tenant)
+        if args.action == "plan":
+            async with db.tenant(tenant.storage, writes=False) as conn:
+                _new, plan = await plan_change(conn, change)
+            print(plan.describe())
+            if plan.destructive:
+                print("\nThis plan destroys or narrows data: apply it with --confirm.")
+            return
+        applied = await apply_change(
+            lambda: db.tenant(tenant.storage), change, confirm=args.confirm, source="cli"
+        )
+        print(applied.plan.describe())
+        print(f"applied as metadata version {applied.version}")
+        async with db.tenant(tenant.storage, writes=False) as conn:
+            await load_model(conn, await current_version(conn))
+
+    asyncio.run(_with_db(_settings(args), work))
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="where SQLite files live (METACRM_DATA_DIR)")
+    parser.add_argument("--database-url", help="PostgreSQL URL (METACRM_DATABASE_URL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metacrm", description="A metadata-driven CRM platform.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the web server")
+    _common(serve)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--demo", action="store_true", help="create the demo tenant on start")
+    serve.set_defaults(handler=cmd_serve)
+
+    db = commands.add_parser("db", help="system tables")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="apply the system-table migrations")
+    _common(upgrade)
+    upgrade.set_defaults(handler=cmd_db_upgrade)
+
+    tenant = commands.add_parser("tenant", help="tenants")
+    tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True)
+    create = tenant_commands.add_parser("create", help="create a tenant and its administrator")
+    _common(create)
+    create.add_argument("name")
+    create.add_argument("--admin", required=True, help="the administrator's e-mail")
+    create.add_argument("--password", help="else METACRM_ADMIN_PASSWORD, else a prompt")
+    create.add_argument("--label")
+    create.set_defaults(handler=cmd_tenant_create)
+
+    metadata = commands.add_parser("metadata", help="plan or apply a metadata document")
+    metadata.add_argument("action", choices=["plan", "apply"])
+    metadata.add_argument("file", help='a JSON document {"objects": [...]}')
+    metadata.add_argument("--tenant", required=True)
+    metadata.add_argument("--confirm", action="store_true", help="allow a destructive plan")
+    _common(metadata)
+    metadata.set_defaults(handler=cmd_metadata)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except MetacrmError as error:
+        print(f"error: {error.detail}", file=sys.stderr)
+        for item in error.errors:
+            print(f"  {item.field}: {item.message} [{item.code}]", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

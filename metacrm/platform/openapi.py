@@ -1,0 +1,249 @@
+"""The live OpenAPI document of a tenant: static routes plus one set of paths per object."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from metacrm import __version__
+from metacrm.metadata.model import label_text
+from metacrm.runtime.compiler import CompiledTenant
+from metacrm.ui_schema.json_schema import object_schema
+
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+
+
+def _schema_name(object_name: str, suffix: str = "") -> str:
+    return "".join(part.capitalize() for part in object_name.split("_")) + suffix
+
+
+def _list_parameters() -> list[dict[str, Any]]:
+    def param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": description,
+            "schema": schema,
+        }
+
+    return [
+        param(
+            "where",
+            "A filter in the expression language, e.g. `amount > 1000 and stage == 'won'`.",
+            {"type": "string"},
+        ),
+        param(
+            "order_by",
+            "Comma-separated fields, `-` for descending: `-close_date,name`.",
+            {"type": "string"},
+        ),
+        param(
+            "fields",
+            "Comma-separated fields, with one lookup level: `name,account.name`.",
+            {"type": "string"},
+        ),
+        param("limit", "Records per page.", {"type": "integer", "minimum": 1}),
+        param("cursor", "The `next_cursor` of the previous page.", {"type": "string"}),
+    ]
+
+
+def _object_paths(name: str, label: str) -> dict[str, Any]:
+    read = {"$ref": f"#/components/schemas/{_schema_name(name)}"}
+    create = {"$ref": f"#/components/schemas/{_schema_name(name, 'Create')}"}
+    update = {"$ref": f"#/components/schemas/{_schema_name(name, 'Update')}"}
+    page = {
+        "type": "object",
+        "properties": {
+            "records": {"type": "array", "items": read},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    }
+    record_response = {
+        "description": "The record",
+        "content": {"application/json": {"schema": read}},
+    }
+    errors = {"default": _PROBLEM}
+    id_param = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    }
+    if_match = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+    tags = [label]
+    base = f"/api/v1/data/{name}"
+    return {
+        base: {
+            "get": {
+                "tags": tags,
+                "operationId": f"list_{name}",
+                "summary": f"List {label}",
+                "parameters": _list_parameters(),
+                "responses": {
+                    "200": {
+                        "description": "A page",
+                        "content": {"application/json": {"schema": page}},
+                    },
+                    **errors,
+                },
+            },
+            "post": {
+                "tags": tags,
+                "operationId": f"create_{name}",
+                "summary": f"Create a {label} record",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": create}},
+                },
+                "responses": {"201": record_response, **errors},
+            },
+        },
+        f"{base}/batch": {
+            "post": {
+                "tags": tags,
+                "operationId": f"batch_{name}",
+                "summary": f"Create or upsert many {label} records",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["records"],
+                                "properties": {
+                                    "records": {"type": "array", "items": create},
+                                    "upsert_on": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": {"description": "One result per record"}, **errors},
+            }
+        },
+        f"{base}/recycle-bin": {
+            "get": {
+                "tags": tags,
+                "operationId": f"list_deleted_{name}",
+                "summary": f"Deleted {label} records",
+                "parameters": _list_parameters(),
+                "responses": {
+                    "200": {
+                        "description": "A page",
+                        "content": {"application/json": {"schema": page}},
+                    },
+                    **errors,
+                },
+            }
+        },
+        f"{base}/{{id}}": {
+            "get": {
+                "tags": tags,
+                "operationId": f"get_{name}",
+                "parameters": [id_param],
+                "responses": {"200": record_response, **errors},
+            },
+            "patch": {
+                "tags": tags,
+                "operationId": f"update_{name}",
+                "parameters": [id_param, if_match],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": update}},
+                },
+                "responses": {"200": record_response, **errors},
+            },
+            "delete": {
+                "tags": tags,
+                "operationId": f"delete_{name}",
+                "parameters": [id_param, if_match],
+                "responses": {"204": {"description": "Moved to the recycle bin"}, **errors},
+            },
+        },
+        f"{base}/{{id}}/restore": {
+            "post": {
+                "tags": tags,
+                "operationId": f"restore_{name}",
+                "parameters": [id_param],
+                "responses": {"200": record_response, **errors},
+            }
+        },
+    }
+
+
+def static_document(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI of the fixed routes (auth, metadata, platform), without the data routes."""
+    routes = [r for r in app.routes if not getattr(r, "path", "").startswith("/api/v1/data")]
+    document = get_openapi(
+        title="metacrm",
+        version=__version__,
+        routes=routes,
+        description="The REST API of one metacrm tenant, generated from its metadata.",
+    )
+    document.setdefault("components", {})
+    document["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    document["components"]["responses"] = {
+        "Problem": {
+            "description": "An RFC 9457 problem",
+            "content": {
+                "application/problem+json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "type": {"type": "string"},
+                            "title": {"type": "string"},
+                            "status": {"type": "integer"},
+                            "detail": {"type": "string"},
+                            "errors": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "field": {"type": "string"},
+                                        "code": {"type": "string"},
+                                        "message": {"type": "string"},
+                                    },
+                                },
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    }
+    document["security"] = [{"bearer": []}]
+    return document
+
+
+def tenant_document(
+    static: dict[str, Any], ct: CompiledTenant, language: str = "en"
+) -> dict[str, Any]:
+    """The whole OpenAPI of a tenant at its current metadata version."""
+    document = copy.deepcopy(static)
+    document["info"]["version"] = f"{__version__}+metadata.{ct.version}"
+    schemas = document["components"].setdefault("schemas", {})
+    for obj in ct.model.objects:
+        label = label_text(obj.label, language, obj.api_name)
+        schemas[_schema_name(obj.api_name)] = object_schema(obj, mode="read", language=language)
+        schemas[_schema_name(obj.api_name, "Create")] = object_schema(
+            obj, mode="create", language=language
+        )
+        schemas[_schema_name(obj.api_name, "Update")] = object_schema(
+            obj, mode="update", language=language
+        )
+        document["paths"].update(_object_paths(obj.api_name, label))
+    return document

@@ -1,0 +1,93 @@
+"""Maps every error to an RFC 9457 application/problem+json response; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from metacrm.errors import MetacrmError
+
+PROBLEM_BASE = "https://metacrm.dev/problems/"
+log = logging.getLogger("metacrm")
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(
+        body, status_code=status, media_type="application/problem+json", headers=headers
+    )
+
+
+async def _metacrm_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, MetacrmError)
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return problem(
+        error.status,
+        error.code,
+        error.title,
+        error.detail,
+        [e.as_dict() for e in error.errors],
+        headers,
+    )
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
+    return "/".join(parts) or ".".join(str(p) for p in loc)
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    errors = [
+        {
+            "field": _loc(tuple(e.get("loc", ()))),
+            "code": str(e.get("type", "invalid")),
+            "message": str(e.get("msg", "")),
+        }
+        for e in error.errors()
+    ]
+    return problem(
+        422, "request-invalid", "The request is invalid", "some parameters are invalid", errors
+    )
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    codes = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}
+    code = codes.get(error.status_code, f"http-{error.status_code}")
+    detail = error.detail if isinstance(error.detail, str) else "request refused"
+    return problem(error.status_code, code, detail, detail, headers=getattr(error, "headers", None))
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return problem(
+        500, "internal", "Internal error", "an unexpected error occurred; it has been logged"
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on `app`."""
+    app.add_exception_handler(MetacrmError, _metacrm_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

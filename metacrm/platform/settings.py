@@ -1,0 +1,68 @@
+"""Settings: command-line flags, then METACRM_* environment variables, then defaults."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of a metacrm process (the README lists them in a table)."""
+
+    model_config = SettingsConfigDict(env_prefix="METACRM_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("metacrm-data"), description="Where SQLite files and the signing key live."
+    )
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL; empty means SQLite files under data_dir."
+    )
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
+    workers: int = Field(1, ge=1, le=64, description="Server processes.")
+    secret_key: str | None = Field(
+        None, description="JWT signing key; generated into data_dir when empty."
+    )
+    token_ttl_minutes: int = Field(
+        60, ge=1, le=60 * 24 * 30, description="Lifetime of an access token."
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
+    list_limit_default: int = Field(
+        50, ge=1, description="Records per page when `limit` is absent."
+    )
+    list_limit_max: int = Field(200, ge=1, description="Largest `limit` a list accepts.")
+    batch_max: int = Field(200, ge=1, description="Most records in one batch request.")
+    lock_timeout_ms: int = Field(
+        2000, ge=10, description="PostgreSQL lock_timeout for schema changes."
+    )
+    ddl_retries: int = Field(
+        5, ge=0, description="Retries of a schema change that met a busy table."
+    )
+    auto_upgrade: bool = Field(
+        True, description="Apply system-table migrations when the server starts."
+    )
+    platform_admin_token: str | None = Field(
+        None, description="Bearer token of the platform-admin API; off when empty."
+    )
+    demo: bool = Field(False, description="Create the demo tenant with the CRM pack on start.")
+    demo_password: str | None = Field(
+        None, description="Password of admin@demo; generated and printed when empty."
+    )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return not self.database_url or self.database_url.startswith("sqlite")
+
+    def signing_key(self) -> str:
+        """The JWT key: the setting, else a key kept in data_dir so every worker shares it."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()

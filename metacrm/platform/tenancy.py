@@ -1,0 +1,196 @@
+"""Tenants and their users: creation, look-up and login."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from metacrm.errors import Conflict, FieldError, MetadataInvalid, NotFound, Unauthenticated
+from metacrm.platform.auth import Identity, hash_password, verify_password
+from metacrm.platform.db import TENANT_NAME, Database
+from metacrm.platform.system_tables import tenants, users
+from metacrm.runtime.records import new_id
+from metacrm.runtime.tenant_tables import create_tenant_tables
+
+_LOGIN = re.compile(r"^[^@\s\x00]+@[^@\s\x00]+$")
+MIN_PASSWORD_LENGTH = 10
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: uuid.UUID
+    name: str
+    label: str
+    storage: str
+    default_language: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "label": self.label,
+            "default_language": self.default_language,
+        }
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise MetadataInvalid(
+            "the password is too short",
+            [
+                FieldError(
+                    "password", "password-length", f"use at least {MIN_PASSWORD_LENGTH} characters"
+                )
+            ],
+        )
+
+
+def normalise_email(email: str) -> str:
+    """A user's login name: an address `local@domain`, lower-cased (`admin@demo` is fine)."""
+    email = email.strip().lower()
+    if not _LOGIN.match(email) or len(email) > 320:
+        raise MetadataInvalid(
+            "invalid e-mail", [FieldError("email", "email", "expected name@domain")]
+        )
+    return email
+
+
+async def create_tenant(
+    db: Database, name: str, *, label: str | None = None, default_language: str = "en"
+) -> Tenant:
+    """Register a tenant and create its storage (a schema or a file) with internal tables."""
+    if not isinstance(name, str) or not TENANT_NAME.match(name):
+        raise MetadataInvalid(
+            "invalid tenant name",
+            [
+                FieldError(
+                    "name",
+                    "tenant-name",
+                    "use 1-41 lower-case letters, digits or underscores, starting with a letter",
+                )
+            ],
+        )
+    storage = db.storage_name(name)
+    tenant = Tenant(new_id(), name, label or name, storage, default_language)
+    async with db.system() as conn:
+        exists = await conn.scalar(sa.select(tenants.c.id).where(tenants.c.name == name))
+        if exists is not None:
+            raise Conflict(f"a tenant named {name!r} exists already")
+        await conn.execute(
+            tenants.insert().values(
+                id=tenant.id,
+                name=name,
+                label=tenant.label,
+                storage=storage,
+                default_language=default_language,
+                status="active",
+                created_at=_now(),
+            )
+        )
+        await db.create_tenant_storage(storage)
+        async with db.tenant(storage) as tconn:
+            await create_tenant_tables(tconn)
+    return tenant
+
+
+async def get_tenant(db: Database, name: str) -> Tenant:
+    async with db.system() as conn:
+        row = (
+            await conn.execute(
+                sa.select(
+                    tenants.c.id,
+                    tenants.c.name,
+                    tenants.c.label,
+                    tenants.c.storage,
+                    tenants.c.default_language,
+                ).where(tenants.c.name == name)
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"no tenant named {name!r}")
+    return Tenant(*row)
+
+
+async def list_tenants(db: Database) -> list[Tenant]:
+    async with db.system() as conn:
+        rows = await conn.execute(
+            sa.select(
+                tenants.c.id,
+                tenants.c.name,
+                tenants.c.label,
+                tenants.c.storage,
+                tenants.c.default_language,
+            ).order_by(tenants.c.name)
+        )
+        return [Tenant(*row) for row in rows]
+
+
+async def create_user(
+    db: Database,
+    tenant: Tenant,
+    email: str,
+    password: str,
+    *,
+    full_name: str = "",
+    is_admin: bool = False,
+) -> uuid.UUID:
+    check_password(password)
+    email = normalise_email(email)
+    user_id = new_id()
+    async with db.system() as conn:
+        exists = await conn.scalar(
+            sa.select(users.c.id).where(users.c.tenant_id == tenant.id, users.c.email == email)
+        )
+        if exists is not None:
+            raise Conflict(f"{email} is already a user of {tenant.name}")
+        now = _now()
+        await conn.execute(
+            users.insert().values(
+                id=user_id,
+                tenant_id=tenant.id,
+                email=email,
+                full_name=full_name or email,
+                password_hash=hash_password(password),
+                is_admin=is_admin,
+                is_active=True,
+                created_at=now,
+                password_changed_at=now,
+            )
+        )
+    return user_id
+
+
+async def authenticate(db: Database, tenant_name: str, email: str, password: str) -> Identity:
+    """The identity of valid credentials; one vague Unauthenticated for any mistake."""
+    refused = Unauthenticated("the tenant, user name or password is wrong")
+    row = None
+    if TENANT_NAME.match(tenant_name or "") and len(email) <= 320 and len(password) <= 1024:
+        async with db.system() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(
+                        users.c.id,
+                        users.c.password_hash,
+                        users.c.is_admin,
+                        users.c.is_active,
+                        tenants.c.storage,
+                    )
+                    .join(tenants, tenants.c.id == users.c.tenant_id)
+                    .where(tenants.c.name == tenant_name, users.c.email == email.strip().lower())
+                )
+            ).first()
+    if (
+        not verify_password(row.password_hash if row else None, password[:1024])
+        or not row.is_active
+    ):
+        raise refused
+    return Identity(user_id=row.id, tenant=tenant_name, storage=row.storage, is_admin=row.is_admin)

@@ -1,0 +1,1 @@
+"""The runtime: metadata compiled into tables, validators and record services."""

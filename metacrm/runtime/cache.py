@@ -1,0 +1,39 @@
+"""The cache of compiled tenants, keyed by (storage, metadata version)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from metacrm.metadata.store import current_version, load_model
+from metacrm.runtime.compiler import CompiledTenant, compile_tenant
+
+
+class TenantCache:
+    """Compiled metadata shared by all requests of a process.
+
+    Each request reads the tenant's current version (one primary-key lookup) in its own
+    transaction, so a change applied by any process is seen by the next request.
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, int], CompiledTenant] = OrderedDict()
+
+    async def get(self, conn: AsyncConnection, storage: str) -> CompiledTenant:
+        version = await current_version(conn)
+        key = (storage, version)
+        compiled = self._entries.get(key)
+        if compiled is not None:
+            self._entries.move_to_end(key)
+            return compiled
+        compiled = compile_tenant(await load_model(conn, version), version)
+        self._entries[key] = compiled
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return compiled
+
+    def forget(self, storage: str) -> None:
+        for key in [k for k in self._entries if k[0] == storage]:
+            del self._entries[key]

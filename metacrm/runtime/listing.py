@@ -1,0 +1,236 @@
+"""Record lists: where filters, sorting, field selection with lookups, keyset cursors."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from metacrm import formula
+from metacrm.errors import FieldError, QueryInvalid
+from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, UNSORTABLE, CompiledObject, CompiledTenant
+from metacrm.runtime.serialize import json_value, row_to_record
+
+MAX_FIELDS_PARAM = 200
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The parameters of one list request, as given."""
+
+    where: str | None = None
+    order_by: str | None = None
+    fields: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+    deleted: bool = False
+
+
+def _invalid(param: str, code: str, message: str) -> QueryInvalid:
+    return QueryInvalid(message, [FieldError(param, code, message)])
+
+
+def _sort_keys(co: CompiledObject, order_by: str | None) -> list[tuple[str, bool]]:
+    """(field, descending) pairs, ending with id so that the order is total."""
+    keys: list[tuple[str, bool]] = []
+    for part in (order_by or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        descending = part.startswith("-")
+        name = part.lstrip("-+")
+        field = co.fields.get(name)
+        if not (co.has(name) and name != "deleted_at"):
+            raise _invalid(
+                "order_by",
+                "unknown-field",
+                f"cannot sort {co.name} by {name[:64]!r}: no such field",
+            )
+        if field is not None and (
+            field.type in UNSORTABLE or getattr(field, "returns", "") == "json"
+        ):
+            raise _invalid("order_by", "unsortable", f"cannot sort by {name}, a {field.type} field")
+        if name in (k for k, _ in keys):
+            raise _invalid("order_by", "duplicate", f"{name} appears twice in order_by")
+        keys.append((name, descending))
+    if len(keys) > 5:
+        raise _invalid("order_by", "too-many", "sort by at most 5 fields")
+    if not any(k == "id" for k, _ in keys):
+        keys.append(("id", False))
+    return keys
+
+
+def _selection(
+    ct: CompiledTenant, co: CompiledObject, fields: str | None
+) -> list[sa.ColumnElement[Any]]:
+    """The labelled columns of the `fields` parameter (id always included)."""
+    if not fields:
+        return [co.sql(n).label(n) for n in (*SHOWN_SYSTEM_FIELDS, *co.fields)]
+    names = [n.strip() for n in fields.split(",") if n.strip()]
+    if len(names) > MAX_FIELDS_PARAM:
+        raise _invalid("fields", "too-many", f"ask for at most {MAX_FIELDS_PARAM} fields")
+    columns: dict[str, sa.ColumnElement[Any]] = {"id": co.sql("id").label("id")}
+    for name in names:
+        if name in columns:
+            continue
+        if "." in name:
+            columns[name] = _expansion(ct, co, name)
+        elif co.has(name) and name != "deleted_at":
+            columns[name] = co.sql(name).label(name)
+        else:
+            raise _invalid("fields", "unknown-field", f"{co.name} has no field {name[:64]!r}")
+    return list(columns.values())
+
+
+def _expansion(ct: CompiledTenant, co: CompiledObject, path: str) -> sa.ColumnElement[Any]:
+    """`account.name`: one lookup level, as a correlated subquery on the target."""
+    link_name, _, target_field = path.partition(".")
+    link = co.references.get(link_name)
+    if link is None or "." in target_field:
+        raise _invalid(
+            "fields", "bad-path", f"{path[:64]!r} is not a lookup field followed by one field"
+        )
+    target = ct.object(link.target)
+    if not target.has(target_field) or target_field == "deleted_at":
+        raise _invalid(
+            "fields", "unknown-field", f"{link.target} has no field {target_field[:64]!r}"
+        )
+    t = target.table
+    return (
+        sa.select(target.sql(target_field))
+        .where(t.c.id == co.table.c[link_name], t.c.deleted_at.is_(None))
+        .scalar_subquery()
+        .label(path)
+    )
+
+
+def _order_clause(column: sa.ColumnElement[Any], descending: bool) -> sa.ColumnElement[Any]:
+    # NULL sorts as the largest value on both databases: last ascending, first descending.
+    return column.desc().nulls_first() if descending else column.asc().nulls_last()
+
+
+def _after(column: sa.ColumnElement[Any], value: Any, descending: bool) -> sa.ColumnElement[Any]:
+    """Rows strictly after `value` in this key's order (NULL being the largest value)."""
+    if value is None:
+        return column.is_not(None) if descending else sa.false()
+    if descending:
+        return column < value
+    return sa.or_(column > value, column.is_(None))
+
+
+def _equal(column: sa.ColumnElement[Any], value: Any) -> sa.ColumnElement[Any]:
+    return column.is_(None) if value is None else column == value
+
+
+def _keyset(
+    co: CompiledObject, keys: list[tuple[str, bool]], values: list[Any]
+) -> sa.ColumnElement[Any]:
+    clauses = []
+    for i, (name, descending) in enumerate(keys):
+        prefix = [_equal(co.sql(n), values[j]) for j, (n, _) in enumerate(keys[:i])]
+        clauses.append(sa.and_(*prefix, _after(co.sql(name), values[i], descending)))
+    return sa.or_(*clauses)
+
+
+def encode_cursor(key: bytes, payload: dict[str, Any]) -> str:
+    body = json.dumps(payload, separators=(",", ":"), default=json_value).encode()
+    mac = hmac.new(key, body, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(mac + body).decode().rstrip("=")
+
+
+def decode_cursor(key: bytes, cursor: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        mac, body = raw[:16], raw[16:]
+        if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()[:16]):
+            raise ValueError("bad signature")
+        payload = json.loads(body)
+        if not isinstance(payload, dict):
+            raise ValueError("bad payload")
+        return payload
+    except (ValueError, TypeError):
+        raise _invalid("cursor", "bad-cursor", "the cursor is not one this server issued") from None
+
+
+def _typed(co: CompiledObject, name: str, value: Any) -> Any:
+    """A cursor value back in the Python type of its column."""
+    if value is None:
+        return None
+    kind = co.sql(name).type
+    try:
+        python_type = kind.python_type
+    except NotImplementedError:
+        python_type = None
+    if python_type is uuid.UUID or name in ("id", "owner_id", "created_by", "updated_by"):
+        return uuid.UUID(value)
+    if python_type is Decimal:
+        return Decimal(value)
+    if python_type is dt.datetime:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if python_type is dt.date:
+        return dt.date.fromisoformat(value)
+    return value
+
+
+async def list_records(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    query: ListQuery,
+    *,
+    cursor_key: bytes,
+    extra_filter: sa.ColumnElement[bool] | None = None,
+) -> dict[str, Any]:
+    """One page of records and the cursor of the next page (None on the last page)."""
+    keys = _sort_keys(co, query.order_by)
+    columns = _selection(ct, co, query.fields)
+    if query.deleted:
+        columns.append(co.sql("deleted_at").label("deleted_at"))
+    # The sort keys ride along under labels no field can have, for the next cursor.
+    key_columns = [co.sql(n).label(f"__k{i}") for i, (n, _) in enumerate(keys)]
+    statement = sa.select(*columns, *key_columns).select_from(co.table)
+    t = co.table
+    statement = statement.where(
+        t.c.deleted_at.is_not(None) if query.deleted else t.c.deleted_at.is_(None)
+    )
+    if query.where:
+        statement = statement.where(
+            formula.compile_filter(query.where, co.obj, ct.model, ct.table_for)
+        )
+    if extra_filter is not None:
+        statement = statement.where(extra_filter)
+    if query.cursor:
+        payload = decode_cursor(cursor_key, query.cursor)
+        signature = [query.where, query.order_by, query.deleted, co.name]
+        if payload.get("q") != signature or len(payload.get("v", [])) != len(keys):
+            raise _invalid("cursor", "bad-cursor", "the cursor belongs to a different query")
+        try:
+            values = [_typed(co, name, v) for (name, _), v in zip(keys, payload["v"], strict=True)]
+        except (ValueError, TypeError, AttributeError):
+            raise _invalid(
+                "cursor", "bad-cursor", "the cursor is not one this server issued"
+            ) from None
+        statement = statement.where(_keyset(co, keys, values))
+    statement = statement.order_by(*[_order_clause(co.sql(n), d) for n, d in keys]).limit(
+        query.limit + 1
+    )
+    rows = (await conn.execute(statement)).mappings().all()
+    next_cursor = None
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        key_values = [rows[-1][f"__k{i}"] for i in range(len(keys))]
+        signature = [query.where, query.order_by, query.deleted, co.name]
+        next_cursor = encode_cursor(
+            cursor_key, {"q": signature, "v": [json_value(v) for v in key_values]}
+        )
+    records = [row_to_record({k: v for k, v in r.items() if not k.startswith("__k")}) for r in rows]
+    return {"records": records, "next_cursor": next_cursor}

@@ -1,0 +1,413 @@
+"""Record services: create, read, update, delete, restore and batch upsert of one object."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from metacrm.errors import Conflict, FieldError, NotFound, RecordInvalid, StaleVersion
+from metacrm.metadata.values import ValueProblem, coerce
+from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, CompiledObject, CompiledTenant
+from metacrm.runtime.serialize import row_to_record
+from metacrm.runtime.tenant_tables import sequences
+from metacrm.runtime.validation import (
+    apply_defaults,
+    coerce_input,
+    reference_errors,
+    required_errors,
+    rule_errors,
+)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: the user whose id stamps what they create and change."""
+
+    user_id: uuid.UUID
+    is_admin: bool = False
+
+
+def new_id() -> uuid.UUID:
+    """A time-ordered UUID (version 7), so new rows append to the primary-key index."""
+    return uuid.uuid7() if hasattr(uuid, "uuid7") else _uuid7()
+
+
+def _uuid7() -> uuid.UUID:
+    millis = time.time_ns() // 1_000_000
+    value = (millis & ((1 << 48) - 1)) << 80
+    value |= int.from_bytes(os.urandom(10), "big") & ((1 << 80) - 1)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)
+    return uuid.UUID(int=value)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def record_select(co: CompiledObject, names: list[str] | None = None) -> sa.Select[Any]:
+    """SELECT of the named fields (default: every field and the shown system fields)."""
+    names = names if names is not None else [*SHOWN_SYSTEM_FIELDS, *co.fields]
+    return sa.select(*[co.sql(n).label(n) for n in names]).select_from(co.table)
+
+
+async def fetch(
+    conn: AsyncConnection,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    *,
+    deleted: bool = False,
+    lock: bool = False,
+) -> dict[str, Any]:
+    """A record's raw values (not yet JSON-ready); NotFound when absent."""
+    names = [*SHOWN_SYSTEM_FIELDS, *co.fields] + (["deleted_at"] if deleted else [])
+    query = record_select(co, names).where(co.table.c.id == record_id)
+    query = query.where(
+        co.table.c.deleted_at.is_not(None) if deleted else co.table.c.deleted_at.is_(None)
+    )
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=co.table)
+    row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        raise NotFound(f"no {co.name} record has id {record_id}")
+    return dict(row)
+
+
+async def get(conn: AsyncConnection, co: CompiledObject, record_id: uuid.UUID) -> dict[str, Any]:
+    return row_to_record(await fetch(conn, co, record_id))
+
+
+async def _next_numbers(conn: AsyncConnection, co: CompiledObject) -> dict[str, str]:
+    numbers = {}
+    for field in co.auto_numbers:
+        seq = sequences
+        value = await conn.scalar(
+            seq.update()
+            .where(seq.c.object == co.name, seq.c.field == field.api_name)
+            .values(next_value=seq.c.next_value + 1)
+            .returning(seq.c.next_value - 1)
+        )
+        prefix, rest = field.format.split("{", 1)
+        zeros, suffix = rest.split("}", 1)
+        numbers[field.api_name] = f"{prefix}{value:0{len(zeros)}d}{suffix}"
+    return numbers
+
+
+async def _validate_new(
+    conn: AsyncConnection, ct: CompiledTenant, co: CompiledObject, data: dict[str, Any], prefix: str
+) -> dict[str, Any]:
+    values, errors = coerce_input(co, data, prefix=prefix)
+    if errors:
+        raise RecordInvalid(f"the {co.name} record is invalid", errors)
+    apply_defaults(ct, co, values)
+    errors = required_errors(co, values, prefix=prefix)
+    errors += await reference_errors(conn, ct, co, values, prefix=prefix)
+    if not errors and co.obj.validation_rules:
+        errors += await rule_errors(conn, ct, co, values, prior=None, prefix=prefix)
+    if errors:
+        raise RecordInvalid(f"the {co.name} record is invalid", errors)
+    return values
+
+
+async def create(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    data: dict[str, Any],
+    actor: Actor,
+    *,
+    prefix: str = "",
+) -> dict[str, Any]:
+    """Validate and insert one record; returns it as read back."""
+    values = await _validate_new(conn, ct, co, data, prefix)
+    now, record_id = utcnow(), new_id()
+    values |= await _next_numbers(conn, co)
+    values |= {
+        "id": record_id,
+        "owner_id": actor.user_id,
+        "created_at": now,
+        "created_by": actor.user_id,
+        "updated_at": now,
+        "updated_by": actor.user_id,
+        "version": 1,
+    }
+    await _write(conn, co, co.table.insert().values(values), prefix)
+    return await get(conn, co, record_id)
+
+
+async def update(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    data: dict[str, Any],
+    actor: Actor,
+    *,
+    if_match: int | None = None,
+    prefix: str = "",
+) -> dict[str, Any]:
+    """Validate and apply a partial change; StaleVersion when `if_match` is not current."""
+    current = await fetch(conn, co, record_id, lock=True)
+    if if_match is not None and current["version"] != if_match:
+        raise StaleVersion(f"the record is at version {current['version']}, not {if_match}")
+    changes, errors = coerce_input(co, data, prefix=prefix)
+    if errors:
+        raise RecordInvalid(f"the {co.name} record is invalid", errors)
+    merged = current | changes
+    errors = required_errors(co, merged, only=set(changes), prefix=prefix)
+    errors += await reference_errors(
+        conn, ct, co, {k: v for k, v in changes.items() if v != current.get(k)}, prefix=prefix
+    )
+    if not errors and co.obj.validation_rules:
+        errors += await rule_errors(conn, ct, co, merged, prior=current, prefix=prefix)
+    if errors:
+        raise RecordInvalid(f"the {co.name} record is invalid", errors)
+    changes |= {
+        "updated_at": utcnow(),
+        "updated_by": actor.user_id,
+        "version": current["version"] + 1,
+    }
+    table = co.table
+    statement = (
+        table.update()
+        .where(table.c.id == record_id, table.c.version == current["version"])
+        .values(changes)
+    )
+    result = await _write(conn, co, statement, prefix)
+    if result.rowcount != 1:  # a concurrent writer won (SQLite has no row lock)
+        raise StaleVersion("the record changed while it was being updated")
+    return await get(conn, co, record_id)
+
+
+async def _write(conn: AsyncConnection, co: CompiledObject, statement: Any, prefix: str) -> Any:
+    """Execute an insert or update; a unique-index violation becomes a field error."""
+    try:
+        async with conn.begin_nested():
+            return await conn.execute(statement)
+    except IntegrityError as error:
+        field = _violated_field(co, error)
+        if field is None:
+            raise Conflict("the change conflicts with existing data") from None
+        raise RecordInvalid(
+            f"the {co.name} record is invalid",
+            [FieldError(prefix + field, "unique", f"another {co.name} record has this {field}")],
+        ) from None
+
+
+def _violated_field(co: CompiledObject, error: IntegrityError) -> str | None:
+    """Which field's unique index a database error names (both dialects)."""
+    constraint = getattr(getattr(error.orig, "__cause__", None), "constraint_name", None)
+    if constraint in co.index_fields:
+        return co.index_fields[constraint]
+    message = str(error.orig)
+    for name in co.index_fields.values():
+        if f"{co.name}.{name}" in message or f"({name})" in message:
+            return name
+    return None
+
+
+async def delete(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    actor: Actor,
+    *,
+    if_match: int | None = None,
+) -> None:
+    """Move a record and its detail records to the recycle bin, minding lookups to it."""
+    current = await fetch(conn, co, record_id, lock=True)
+    if if_match is not None and current["version"] != if_match:
+        raise StaleVersion(f"the record is at version {current['version']}, not {if_match}")
+    await _soft_delete(conn, ct, co, [record_id], actor, utcnow())
+
+
+async def _soft_delete(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    ids: list[uuid.UUID],
+    actor: Actor,
+    stamp: dt.datetime,
+    depth: int = 0,
+) -> None:
+    if depth > 20:
+        raise Conflict("master-detail chain too deep to delete")
+    for child_name, link in co.children:
+        child = ct.object(child_name)
+        t = child.table
+        live = sa.and_(t.c[link.api_name].in_(ids), t.c.deleted_at.is_(None))
+        if link.type == "master_detail":
+            child_ids = list((await conn.execute(sa.select(t.c.id).where(live))).scalars())
+            if child_ids:
+                await _soft_delete(conn, ct, child, child_ids, actor, stamp, depth + 1)
+        elif link.on_delete == "restrict":
+            blocking = await conn.scalar(sa.select(sa.func.count()).select_from(t).where(live))
+            if blocking:
+                raise Conflict(
+                    f"{blocking} {child_name} records refer to this record through "
+                    f"{link.api_name}; reassign or delete them first",
+                    [
+                        FieldError(
+                            f"{child_name}.{link.api_name}", "restrict", "records refer to it"
+                        )
+                    ],
+                )
+        else:
+            await conn.execute(
+                t.update()
+                .where(live)
+                .values(
+                    {
+                        link.api_name: None,
+                        "version": t.c.version + 1,
+                        "updated_at": stamp,
+                        "updated_by": actor.user_id,
+                    }
+                )
+            )
+    t = co.table
+    await conn.execute(
+        t.update()
+        .where(t.c.id.in_(ids), t.c.deleted_at.is_(None))
+        .values(deleted_at=stamp, updated_by=actor.user_id, version=t.c.version + 1)
+    )
+
+
+async def restore(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    actor: Actor,
+) -> dict[str, Any]:
+    """Bring a record, and the details deleted with it, back from the recycle bin."""
+    current = await fetch(conn, co, record_id, deleted=True, lock=True)
+    for name, link in co.references.items():
+        if link.type == "master_detail" and current.get(name) is not None:
+            master = ct.table_for(link.target)
+            alive = await conn.scalar(
+                sa.select(master.c.id).where(
+                    master.c.id == current[name], master.c.deleted_at.is_(None)
+                )
+            )
+            if alive is None:
+                raise Conflict(f"restore the {link.target} record {current[name]} first")
+    try:
+        async with conn.begin_nested():
+            await _restore(conn, ct, co, [record_id], current["deleted_at"], actor)
+    except IntegrityError as error:
+        field = _violated_field(co, error)
+        raise Conflict(
+            "a live record now holds the same unique value" + (f" in {field}" if field else "")
+        ) from None
+    return await get(conn, co, record_id)
+
+
+async def _restore(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    ids: list[uuid.UUID],
+    stamp: dt.datetime,
+    actor: Actor,
+) -> None:
+    t = co.table
+    await conn.execute(
+        t.update()
+        .where(t.c.id.in_(ids))
+        .values(
+            deleted_at=None, updated_at=utcnow(), updated_by=actor.user_id, version=t.c.version + 1
+        )
+    )
+    for child_name, link in co.children:
+        if link.type != "master_detail":
+            continue
+        child = ct.object(child_name)
+        c = child.table
+        child_ids = list(
+            (
+                await conn.execute(
+                    sa.select(c.id).where(c.c[link.api_name].in_(ids), c.c.deleted_at == stamp)
+                )
+            ).scalars()
+        )
+        if child_ids:
+            await _restore(conn, ct, child, child_ids, stamp, actor)
+
+
+async def batch(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    records: list[dict[str, Any]],
+    actor: Actor,
+    *,
+    upsert_on: str | None = None,
+) -> list[dict[str, Any]]:
+    """Create, or upsert by an external-id field, many records; all or none."""
+    existing: dict[Any, uuid.UUID] = {}
+    if upsert_on is not None:
+        if upsert_on not in co.external_ids:
+            raise RecordInvalid(
+                "upsert needs an external-id field",
+                [
+                    FieldError(
+                        "upsert_on",
+                        "not-external-id",
+                        f"{upsert_on!r} is not an external-id field of {co.name}",
+                    )
+                ],
+            )
+        keys = [r.get(upsert_on) for r in records if isinstance(r, dict)]
+        keys = [k for k in keys if k is not None]
+        if len(set(map(str, keys))) != len(keys):
+            raise RecordInvalid(
+                "the batch names the same external id twice",
+                [FieldError("records", "duplicate-key", f"each {upsert_on} may appear once")],
+            )
+        field = co.fields[upsert_on]
+        coerced = []
+        for key in keys:
+            with contextlib.suppress(ValueProblem):
+                coerced.append(coerce(field, key))
+        t = co.table
+        if coerced:
+            rows = await conn.execute(
+                sa.select(t.c[upsert_on], t.c.id).where(
+                    t.c[upsert_on].in_(coerced), t.c.deleted_at.is_(None)
+                )
+            )
+            existing = {str(k): i for k, i in rows}
+    results: list[dict[str, Any]] = []
+    errors: list[FieldError] = []
+    for index, data in enumerate(records):
+        prefix = f"records/{index}/"
+        if not isinstance(data, dict):
+            errors.append(
+                FieldError(f"records/{index}", "type", "each record must be a JSON object")
+            )
+            continue
+        try:
+            key = data.get(upsert_on) if upsert_on else None
+            target = existing.get(str(key)) if key is not None else None
+            if target is not None:
+                record = await update(conn, ct, co, target, data, actor, prefix=prefix)
+                results.append({"index": index, "id": record["id"], "created": False})
+            else:
+                record = await create(conn, ct, co, data, actor, prefix=prefix)
+                results.append({"index": index, "id": record["id"], "created": True})
+        except RecordInvalid as invalid:
+            errors += invalid.errors
+    if errors:
+        raise RecordInvalid("the batch was refused; nothing was written", errors)
+    return results

@@ -1,0 +1,50 @@
+"""Tables metacrm keeps inside each tenant's storage, beside the object tables."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from metacrm.runtime.columns import NAMING_CONVENTION, JsonValue, UTCDateTime
+
+tenant_metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+#: Every applied metadata change: the whole model after it, and the plan that made it.
+metadata_versions = sa.Table(
+    "mc_metadata_version",
+    tenant_metadata,
+    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("author_id", sa.Uuid(), nullable=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("comment", sa.String(1000), nullable=True),
+    sa.Column("document", JsonValue(), nullable=False),
+    sa.Column("plan", JsonValue(), nullable=False),
+)
+
+#: Responses to POSTs that carried an Idempotency-Key, so a retry creates nothing twice.
+idempotency_keys = sa.Table(
+    "mc_idempotency",
+    tenant_metadata,
+    sa.Column("user_id", sa.Uuid(), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("body", JsonValue(), nullable=True),
+    sa.Column("location", sa.String(1000), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+#: The next auto-number of each auto-number field.
+sequences = sa.Table(
+    "mc_sequence",
+    tenant_metadata,
+    sa.Column("object", sa.String(63), primary_key=True),
+    sa.Column("field", sa.String(63), primary_key=True),
+    sa.Column("next_value", sa.BigInteger(), nullable=False),
+)
+
+
+async def create_tenant_tables(conn: AsyncConnection) -> None:
+    """Create the internal tables in a new tenant's storage."""
+    await conn.run_sync(tenant_metadata.create_all)

@@ -1,0 +1,173 @@
+"""Checks a record's values against its object: types, required, lookups and rules."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from metacrm import formula
+from metacrm.errors import FieldError
+from metacrm.metadata.model import label_text
+from metacrm.metadata.names import SYSTEM_FIELDS
+from metacrm.metadata.values import ValueProblem, coerce
+from metacrm.runtime.compiler import CompiledObject, CompiledTenant
+
+
+def coerce_input(
+    co: CompiledObject, data: dict[str, Any], *, prefix: str = ""
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """Stored values for the writable fields in `data`; every problem in one list."""
+    values: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for name, raw in data.items():
+        field = co.writable.get(name)
+        if field is None:
+            if name in SYSTEM_FIELDS or name in co.fields:
+                errors.append(
+                    FieldError(prefix + name, "read-only", f"{_safe(name)} cannot be written")
+                )
+            else:
+                errors.append(
+                    FieldError(
+                        prefix + _safe(name),
+                        "unknown-field",
+                        f"{co.name} has no field {_safe(name)}",
+                    )
+                )
+            continue
+        try:
+            values[name] = coerce(field, raw)
+        except ValueProblem as problem:
+            errors.append(FieldError(prefix + name, problem.code, problem.message))
+    return values, errors
+
+
+def apply_defaults(ct: CompiledTenant, co: CompiledObject, values: dict[str, Any]) -> None:
+    """Fill fields absent from a new record with their default (constant or expression)."""
+    for name, field in co.writable.items():
+        if name in values:
+            continue
+        if getattr(field, "default", None) is not None:
+            values[name] = coerce(field, field.default)
+        elif field.default_expression:
+            checked = formula.check(field.default_expression, co.obj, ct.model, context="default")
+            values[name] = coerce(field, formula.evaluate(checked, values, is_new=True))
+
+
+def required_errors(
+    co: CompiledObject, record: dict[str, Any], *, only: set[str] | None = None, prefix: str = ""
+) -> list[FieldError]:
+    """A `required` error for each required field that is empty in `record`."""
+    errors = []
+    for name, field in co.writable.items():
+        if only is not None and name not in only:
+            continue
+        if getattr(field, "required", False) and record.get(name) in (None, "", []):
+            errors.append(
+                FieldError(
+                    prefix + name,
+                    "required",
+                    f"{label_text(field.label, fallback=name)} is required",
+                )
+            )
+    return errors
+
+
+async def reference_errors(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    values: dict[str, Any],
+    *,
+    prefix: str = "",
+) -> list[FieldError]:
+    """A `lookup-target` error for each lookup naming no live record of its target."""
+    errors = []
+    for name, field in co.references.items():
+        target_id = values.get(name)
+        if target_id is None:
+            continue
+        target = ct.table_for(field.target)
+        found = await conn.scalar(
+            sa.select(target.c.id).where(target.c.id == target_id, target.c.deleted_at.is_(None))
+        )
+        if found is None:
+            errors.append(
+                FieldError(
+                    prefix + name, "lookup-target", f"no {field.target} record has id {target_id}"
+                )
+            )
+    return errors
+
+
+async def rule_errors(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record: dict[str, Any],
+    *,
+    prior: dict[str, Any] | None,
+    prefix: str = "",
+) -> list[FieldError]:
+    """An error for every active validation rule whose condition holds for `record`."""
+    errors = []
+    for rule in co.obj.validation_rules:
+        if not rule.active:
+            continue
+        checked = formula.check(rule.condition, co.obj, ct.model, context="validation")
+        values = await load_paths(conn, ct, co, record, checked.paths)
+        prior_values = None
+        if prior is not None:
+            prior_values = await load_paths(conn, ct, co, prior, checked.paths)
+        if formula.evaluate(checked, values, prior=prior_values, is_new=prior is None) is True:
+            errors.append(
+                FieldError(
+                    prefix + (rule.field or rule.api_name), rule.api_name, label_text(rule.message)
+                )
+            )
+    return errors
+
+
+async def load_paths(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record: dict[str, Any],
+    paths: frozenset[str],
+) -> dict[str, Any]:
+    """`record`'s values plus the values of dotted lookup paths an expression needs."""
+    values = dict(record)
+    for path in paths:
+        if "." not in path:
+            continue
+        current, value = co, record
+        parts = path.split(".")
+        for part in parts[:-1]:
+            link = current.references.get(part)
+            target_id = value.get(part) if value else None
+            if link is None or target_id is None:
+                value = None
+                break
+            current = ct.object(link.target)
+            row = await conn.execute(
+                sa.select(*[current.sql(n).label(n) for n in (*current.fields, "id")]).where(
+                    current.table.c.id == _uuid(target_id)
+                )
+            )
+            found = row.mappings().first()
+            value = dict(found) if found else None
+        values[path] = value.get(parts[-1]) if value else None
+    return values
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _safe(name: str) -> str:
+    """A field name from input, made safe to echo in an error."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in name[:64])
+    return cleaned + ("…" if len(name) > 64 else "")

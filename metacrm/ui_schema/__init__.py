@@ -1,0 +1,1 @@
+"""Layouts and list views rendered as JSON Schema and UI schema documents."""
