@@ -413,6 +413,8 @@ class Checker:
         elif b.kind == "id" and a.kind == "text" and left.kind == "lit":
             left = self._uuid(left, node)
         a, b = left.type, right.type
+        if "multi_picklist" in (a.kind, b.kind):
+            raise self.error("multi-picklists can only be compared with None; use INCLUDES", node)
         try:
             t = unify([a, b], "compared values")
         except ArgumentTypeError:
@@ -460,6 +462,9 @@ class Checker:
             raise self.error(f"unknown function {node.func.id!r}", node)
         if node.keywords:
             raise self.error(f"{name} takes no keyword arguments", node)
+        for raw in node.args:
+            if isinstance(raw, ast.Starred):
+                raise self.error("'*' is not allowed", raw)
         if self.context not in fn.contexts:
             allowed = " and ".join(sorted(fn.contexts))
             raise self.error(f"{name} is only allowed in {allowed} expressions", node)

@@ -52,6 +52,9 @@ def parse(source: Source) -> ast.expr:
     except SyntaxError as exc:
         line, column = exc.lineno or 1, exc.offset or 1
         column = max(1, column - 1) if line == 1 else column
+        lines = text.split("\n")
+        if line > len(lines):  # at the end of the text (past our closing bracket's line)
+            line, column = len(lines), len(lines[-1]) + 1
         raise FormulaError(
             f"syntax error: {exc.msg}", line=line, column=column, field=source.field
         ) from None
