@@ -31,13 +31,26 @@ def compile_node(node: Node, ctx: Ctx) -> Any:
     return _COMPILERS[node.kind](node, ctx)
 
 
+def _path(ctx: Ctx, hops: tuple[tuple[str, str], ...]) -> tuple[Any, Any, Any]:
+    """(from clause, its correlation condition, last alias) joining the lookup targets.
+
+    Targets are aliased, so self-lookups (account.parent) work.
+    """
+    aliases = [ctx.table_for(target).alias() for _, target in hops]
+    joined: Any = aliases[0]
+    for index in range(1, len(hops)):
+        previous, current = aliases[index - 1], aliases[index]
+        joined = joined.join(current, current.c.id == previous.c[hops[index][0]])
+    return joined, aliases[0].c.id == ctx.table.c[hops[0][0]], aliases[-1]
+
+
 def _column(ctx: Ctx, hops: tuple[tuple[str, str], ...], name: str) -> Any:
-    """The value of column `name` of the record reached through `hops` from ctx's row."""
+    """The value of column `name` of the record reached through `hops` from ctx's row:
+    one scalar subquery, correlated to ctx's row only."""
     if not hops:
         return ctx.table.c[name]
-    link = _column(ctx, hops[:-1], hops[-1][0])
-    target = ctx.table_for(hops[-1][1]).alias()
-    return sa.select(target.c[name]).where(target.c.id == link).scalar_subquery()
+    joined, correlation, last = _path(ctx, hops)
+    return sa.select(last.c[name]).select_from(joined).where(correlation).scalar_subquery()
 
 
 def _field(node: Node, ctx: Ctx) -> Any:
@@ -46,12 +59,26 @@ def _field(node: Node, ctx: Ctx) -> Any:
 
 def _rollup(node: Node, ctx: Ctx) -> Any:
     hops = node.extra["hops"]
-    owner_id = _column(ctx, hops[:-1], hops[-1][0]) if hops else ctx.table.c.id
     child = ctx.table_for(node.extra["child"]).alias()
+    froms: list[Any] = [child]
+    path_conditions: list[Any] = []
+    if not hops:
+        owner_id = ctx.table.c.id
+    elif len(hops) == 1:
+        owner_id = ctx.table.c[hops[0][0]]
+    else:
+        joined, correlation, last = _path(ctx, hops[:-1])
+        froms.append(joined)
+        path_conditions.append(correlation)
+        owner_id = last.c[hops[-1][0]]
     inner = Ctx(child, ctx.table_for)
     args = list(node.args)
     value = compile_node(args.pop(0), inner) if node.extra["has_value"] else None
-    conditions = [child.c[node.extra["link"]] == owner_id, child.c.deleted_at.is_(None)]
+    conditions = [
+        *path_conditions,
+        child.c[node.extra["link"]] == owner_id,
+        child.c.deleted_at.is_(None),
+    ]
     if node.extra["has_filter"]:
         conditions.append(compile_node(args.pop(0), inner))
     aggregate = node.value
@@ -61,7 +88,8 @@ def _rollup(node: Node, ctx: Ctx) -> Any:
         agg = sa.func.coalesce(sa.func.sum(value), 0)
     else:
         agg = getattr(sa.func, aggregate)(value)
-    return typed(sa.select(agg).where(*conditions).scalar_subquery(), node.type)
+    query = sa.select(agg).select_from(*froms).where(*conditions)
+    return typed(query.scalar_subquery(), node.type)
 
 
 def _round(node: Node, ctx: Ctx) -> Any:
