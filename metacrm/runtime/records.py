@@ -337,7 +337,7 @@ async def _restore(
         child_ids = list(
             (
                 await conn.execute(
-                    sa.select(c.id).where(c.c[link.api_name].in_(ids), c.c.deleted_at == stamp)
+                    sa.select(c.c.id).where(c.c[link.api_name].in_(ids), c.c.deleted_at == stamp)
                 )
             ).scalars()
         )
