@@ -52,7 +52,7 @@ RESERVED_WORDS: frozenset[str] = frozenset(
 
 def api_name_problem(name: object, *, kind: str = "field") -> str | None:
     """Return why `name` cannot be an api_name of this kind, or None when it can."""
-    if not isinstance(name, str) or not _API_NAME_RE.match(name):
+    if not isinstance(name, str) or not _API_NAME_RE.fullmatch(name):
         return (
             f"{name!r} is not a valid api_name: use 1 to 63 lower-case letters, digits "
             "and underscores, starting with a letter"
@@ -73,6 +73,7 @@ def check_identifier(name: str) -> str:
 
     The last gate before an identifier from metadata reaches SQL.
     """
-    if not isinstance(name, str) or not _API_NAME_RE.match(name):
+    # fullmatch: with re.match, `$` would also accept a trailing newline.
+    if not isinstance(name, str) or not _API_NAME_RE.fullmatch(name):
         raise ValueError(f"unsafe SQL identifier {name!r}")
     return name
