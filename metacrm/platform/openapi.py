@@ -185,11 +185,10 @@ def _object_paths(name: str, label: str) -> dict[str, Any]:
 
 def static_document(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI of the fixed routes (auth, metadata, platform), without the data routes."""
-    routes = [r for r in app.routes if not getattr(r, "path", "").startswith("/api/v1/data")]
     document = get_openapi(
         title="metacrm",
         version=__version__,
-        routes=routes,
+        routes=app.routes,
         description="The REST API of one metacrm tenant, generated from its metadata.",
     )
     document.setdefault("components", {})

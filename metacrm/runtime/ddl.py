@@ -35,6 +35,8 @@ class _Applier:
         self.conn = conn
         self.dialect = conn.dialect.name
         self.op = Operations(MigrationContext.configure(conn))
+        # alembic's DDL ignores schema_translate_map: name the tenant's schema explicitly.
+        self.schema = conn.get_execution_options().get("schema_translate_map", {}).get(None)
         self.objects: dict[str, ObjectDef] = {o.api_name: o for o in old.objects}
 
     # A throwaway Table bound to a fresh MetaData, for building index and update DDL.
@@ -61,7 +63,7 @@ class _Applier:
 
     def _drop_object(self, step: DropObject) -> None:
         name = check_identifier(step.object.api_name)
-        self.op.drop_table(name)
+        self.op.drop_table(name, schema=self.schema)
         self.conn.execute(sequences.delete().where(sequences.c.object == name))
         del self.objects[name]
 
@@ -79,7 +81,7 @@ class _Applier:
             ):
                 self._rebuild_pg_table(obj)
             # Nullable and without a server default: a catalog-only change, no table rewrite.
-            self.op.add_column(check_identifier(obj.api_name), column)
+            self.op.add_column(check_identifier(obj.api_name), column, schema=self.schema)
             index = field_index(self.table(new_obj), step.field)
             if index is not None:
                 index.create(self.conn)
@@ -94,8 +96,10 @@ class _Applier:
         if column_type(step.field) is not None:
             table = check_identifier(obj.api_name)
             if wants_index(step.field):
-                self.op.drop_index(index_name(table, step.field.api_name), table_name=table)
-            self.op.drop_column(table, check_identifier(step.field.api_name))
+                self.op.drop_index(
+                    index_name(table, step.field.api_name), table_name=table, schema=self.schema
+                )
+            self.op.drop_column(table, check_identifier(step.field.api_name), schema=self.schema)
             if step.field.type == "auto_number":
                 self.conn.execute(
                     sequences.delete().where(
@@ -114,13 +118,17 @@ class _Applier:
         self._check_data_fits(old_table, step)
         self._clear_removed_values(old_table, step)
         if wants_index(step.old) and wants_index(step.old) != wants_index(step.new):
-            self.op.drop_index(index_name(table_name, step.old.api_name), table_name=table_name)
+            self.op.drop_index(
+                index_name(table_name, step.old.api_name), table_name=table_name, schema=self.schema
+            )
         # SQLite neither enforces VARCHAR lengths nor has NUMERIC: only PostgreSQL alters.
         old_type, new_type = column_type(step.old), column_type(step.new)
         if self.dialect == "postgresql" and _type_sql(old_type, self.conn) != _type_sql(
             new_type, self.conn
         ):
-            self.op.alter_column(table_name, column.name, type_=new_type, existing_nullable=True)
+            self.op.alter_column(
+                table_name, column.name, type_=new_type, existing_nullable=True, schema=self.schema
+            )
         if wants_index(step.new) and wants_index(step.old) != wants_index(step.new):
             field_index(new_table, step.new).create(self.conn)
         self.objects[obj.api_name] = new_obj
@@ -187,18 +195,18 @@ class _Applier:
         """Copy a table whose dropped columns used up its slots into a fresh one."""
         name = check_identifier(obj.api_name)
         fresh = f"{name[:50]}__rebuild"
-        self.op.rename_table(name, fresh)
+        self.op.rename_table(name, fresh, schema=self.schema)
         table = self.table(obj)
         for index in table.indexes:  # the old names must be free for the new table
-            self.op.drop_index(index.name, table_name=fresh)
-        self.op.drop_constraint(f"pk_{name}", fresh, type_="primary")
+            self.op.drop_index(index.name, table_name=fresh, schema=self.schema)
+        self.op.drop_constraint(f"pk_{name}", fresh, type_="primary", schema=self.schema)
         table.create(self.conn)  # with its indexes, which the copy fills
         columns = ", ".join(f'"{c.name}"' for c in table.columns)
         source, target = _qualified(self.conn, fresh), _qualified(self.conn, name)
         self.conn.exec_driver_sql(
             f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {source}"
         )
-        self.op.drop_table(fresh)
+        self.op.drop_table(fresh, schema=self.schema)
 
 
 def _escape_like(value: str) -> str:

@@ -19,7 +19,8 @@ from metacrm.runtime.listing import ListQuery, list_records
 from metacrm.runtime.records import Actor
 from metacrm.runtime.tenant_tables import idempotency_keys
 
-router = APIRouter(prefix="/data", tags=["records"])
+# The generic routes stay out of the schema: each object gets its own paths (openapi.py).
+router = APIRouter(prefix="/data", tags=["records"], include_in_schema=False)
 
 ObjectName = Annotated[str, "object api_name"]
 
