@@ -87,6 +87,11 @@ def both(sqlite_expr: Any, pg_expr: Any, t: T) -> sa.ColumnElement[Any]:
 
 
 def typed(expr: Any, t: T) -> sa.ColumnElement[Any]:
+    """`expr` read back as type `t` (grouped, so operators around it keep their meaning)."""
+    if t.kind == "boolean" and isinstance(getattr(expr, "type", None), sa.Boolean):
+        return expr
+    if isinstance(expr, sa.ClauseElement):
+        expr = expr.self_group()
     return sa.type_coerce(expr, sql_type(t))
 
 

@@ -532,10 +532,12 @@ register("ROUND", "math", "number,digits:int?", lambda n: num(arg_int(n, 1)),
          "Round half away from zero to `digits` decimals (an integer literal 0 to 18).",
          "ROUND(2.675, 2)", D("2.68"),
          py=lambda x, k=D(0): x.quantize(quantum(int(k)), ROUND_HALF_UP),
-         sql=lambda a, n: sa.func.round(a[0], arg_int(n, 1)))
+         sql=lambda a, n: both(sa.func.round(a[0], arg_int(n, 1)),
+                               sa.func.round(sa.cast(a[0], sa.Numeric), arg_int(n, 1)), num()))
 register("FLOOR", "math", "number", num(), "The largest integer not above the number.",
          "FLOOR(-2.5)", D(-3), py=lambda x: x.to_integral_value(ROUND_FLOOR),
-         sql=lambda a, n: sa.func.floor(a[0]))
+         # SQLAlchemy replaces SQLite's floor() by Python's math.floor, which fails on NULL.
+         sql=lambda a, n: both(-sa.func.ceil(-a[0]), sa.func.floor(a[0]), num()))
 register("CEILING", "math", "number", num(), "The smallest integer not below the number.",
          "CEILING(2.1)", D(3), py=lambda x: x.to_integral_value(ROUND_CEILING),
          sql=lambda a, n: both(sa.func.ceil(a[0]), sa.func.ceil(a[0]), num()))
@@ -545,7 +547,7 @@ register("TRUNC", "math", "number,digits:int?", lambda n: num(arg_int(n, 1)),
          py=lambda x, k=D(0): x.quantize(quantum(int(k)), ROUND_DOWN),
          sql=lambda a, n: both(
              sa.func.trunc(a[0] * 10 ** arg_int(n, 1)) / 10 ** arg_int(n, 1),
-             sa.func.trunc(a[0], arg_int(n, 1)), num()))
+             sa.func.trunc(sa.cast(a[0], sa.Numeric), arg_int(n, 1)), num()))
 register("ABS", "math", "number", first_scale, "The absolute value.", "ABS(-4.5)", D("4.5"),
          py=abs, sql=lambda a, n: sa.func.abs(a[0]))
 register("SIGN", "math", "number", num(), "-1, 0 or 1 by the sign of the number.",

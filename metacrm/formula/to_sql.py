@@ -160,7 +160,19 @@ def _call(node: Node, ctx: Ctx) -> Any:
     fn = REGISTRY[node.value]
     args = [compile_node(n, ctx) for n in node.args]
     assert fn.sql is not None
-    return typed(fn.sql(args, node.args), node.type)
+    expr = fn.sql(args, node.args)
+    if fn.name in NULL_GUARDED:
+        nullable = [a for a, n in zip(args, node.args, strict=True) if n.kind != "lit"]
+        if nullable:
+            expr = sa.case((sa.or_(*[a.is_(None) for a in nullable]), sa.null()), else_=expr)
+    return typed(expr, node.type)
+
+
+#: Functions whose SQL would turn a NULL argument into a value (printf, greatest, ...):
+#: guarded so that, as in Python, a null argument gives null.
+NULL_GUARDED = frozenset(
+    {"TEXT", "ADDMONTHS", "DATE", "ADDDAYS", "LEFT", "RIGHT", "MID", "REPT", "POWER"}
+)
 
 
 def _prior(node: Node, ctx: Ctx) -> Any:
