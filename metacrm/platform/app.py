@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from metacrm import __version__
@@ -70,16 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ct.cache[key] = tenant_document(static, ct, language)
             return JSONResponse(ct.cache[key])
 
+    app.mount("/static/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
     @app.get("/api/v1/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        page = get_swagger_ui_html(
-            openapi_url="/api/v1/openapi.json",
-            title="metacrm API",
-            swagger_ui_parameters={"persistAuthorization": True},
-        )
-        # The spec needs the caller's token: ask for it, keep it in this browser, send it.
-        script = _DOCS_SCRIPT.encode()
-        return HTMLResponse(page.body.replace(b"</body>", script + b"</body>"))
+        return HTMLResponse(_DOCS_PAGE)
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, Any]:
@@ -92,7 +89,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-_DOCS_SCRIPT = """
+#: Swagger UI's files, shipped by fastapi-offline so the docs work with no CDN.
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+
+# The live spec is per tenant, so the page asks for a bearer token, keeps it in this
+# browser, and sends it with every request Swagger UI makes.
+_DOCS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>metacrm API</title>
+<link rel="stylesheet" href="/static/docs/swagger-ui.css">
+<link rel="icon" href="/static/docs/favicon.png"></head>
+<body><div id="swagger-ui"></div>
+<script src="/static/docs/swagger-ui-bundle.js"></script>
 <script>
 (function () {
   var token = localStorage.getItem("metacrm_token") ||
@@ -106,5 +113,5 @@ _DOCS_SCRIPT = """
     layout: "BaseLayout"
   });
 })();
-</script>
+</script></body></html>
 """

@@ -106,11 +106,14 @@ async def _validate_new(
     conn: AsyncConnection, ct: CompiledTenant, co: CompiledObject, data: dict[str, Any], prefix: str
 ) -> dict[str, Any]:
     values, errors = coerce_input(co, data, prefix=prefix)
+    # Fields whose value was refused are not also reported as missing.
+    apply_defaults(ct, co, values, skip=set(data))
+    errors += required_errors(
+        co, values | {n: True for n in data if n not in values}, prefix=prefix
+    )
     if errors:
         raise RecordInvalid(f"the {co.name} record is invalid", errors)
-    apply_defaults(ct, co, values)
-    errors = required_errors(co, values, prefix=prefix)
-    errors += await reference_errors(conn, ct, co, values, prefix=prefix)
+    errors = await reference_errors(conn, ct, co, values, prefix=prefix)
     if not errors and co.obj.validation_rules:
         errors += await rule_errors(conn, ct, co, values, prior=None, prefix=prefix)
     if errors:

@@ -45,10 +45,12 @@ def coerce_input(
     return values, errors
 
 
-def apply_defaults(ct: CompiledTenant, co: CompiledObject, values: dict[str, Any]) -> None:
+def apply_defaults(
+    ct: CompiledTenant, co: CompiledObject, values: dict[str, Any], *, skip: set[str] = frozenset()
+) -> None:
     """Fill fields absent from a new record with their default (constant or expression)."""
     for name, field in co.writable.items():
-        if name in values:
+        if name in values or name in skip:
             continue
         if getattr(field, "default", None) is not None:
             values[name] = coerce(field, field.default)
