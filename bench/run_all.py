@@ -1,0 +1,213 @@
+"""Runs every benchmark and writes bench/RESULTS.md (`make bench` runs this).
+
+    python bench/run_all.py            # full run (~3-5 minutes on 2 cores)
+    python bench/run_all.py --quick    # smoke run: fewer rows, rounds and requests
+    python bench/run_all.py --no-write # print only, keep RESULTS.md as it is
+
+Each benchmark runs in its own process (bench_api.py, then bench_ddl.py) and hands back JSON.
+PostgreSQL parts need METACRM_BENCH_POSTGRES_URL (or METACRM_TEST_POSTGRES_URL); without one they
+are reported as skipped. The "## Formula engine" section of an existing RESULTS.md is kept as it
+is (its figures come from bench/bench_formula.py, run separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "RESULTS.md"
+FORMULA_HEADING = "## Formula engine"
+FORMULA_PLACEHOLDER = (
+    f"{FORMULA_HEADING}\n\n"
+    "See bench/bench_formula.py (figures supplied separately; run_all.py keeps this section).\n"
+)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_json(script: str, args: list[str]) -> dict[str, Any]:
+    """Run a bench script in its own process (its output streams through); return its JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        command = [sys.executable, str(HERE / script), *args, "--json", str(out)]
+        print(f"\n$ {' '.join(command[1:])}", flush=True)
+        subprocess.run(command, cwd=ROOT, check=True)
+        return json.loads(out.read_text())
+
+
+def formula_section() -> str:
+    """The formula section of the current RESULTS.md, else the placeholder."""
+    if RESULTS.exists():
+        text = RESULTS.read_text()
+        match = re.search(rf"^{re.escape(FORMULA_HEADING)}\b.*?(?=^## |\Z)", text, re.M | re.S)
+        if match:
+            return match.group(0).rstrip() + "\n"
+    return FORMULA_PLACEHOLDER
+
+
+def api_section(name: str, result: dict[str, Any]) -> str:
+    from bench.bench_api import table
+
+    title = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[name]
+    if "skipped" in result:
+        return f"### {title}\n\nSkipped: {result['skipped']}.\n"
+    b = result["breakdown"]
+    version_check = b["tenant_tx_with_version_check_us"] - b["tenant_tx_without_version_check_us"]
+    lines = [
+        f"### {title} {result['server_version']}",
+        "",
+        f"{result['rows']:,} seeded rows; {result['rounds']} rounds x {result['requests']} "
+        "requests per operation and app; medians of the per-round medians.",
+        "",
+        table(result),
+        "",
+        "Pieces of the generated path, timed in-process without HTTP (µs per call, median of 5 "
+        "batches):",
+        "",
+        "| piece | µs |",
+        "| --- | ---: |",
+        f"| JWT decode (`read_token`), same work as the baseline | {b['jwt_decode_us']:.0f} |",
+        "| tenant transaction, empty (`db.tenant`: checkout, BEGIN, COMMIT) "
+        f"| {b['tenant_tx_without_version_check_us']:.0f} |",
+        "| tenant transaction + metadata version check (`state.tenant`) "
+        f"| {b['tenant_tx_with_version_check_us']:.0f} |",
+        f"| = cost of the version check (`SELECT max(version)`) | {version_check:.0f} |",
+        "| `formula.compile_filter` of the `where=` (parse + check + to SQL, every request) "
+        f"| {b['compile_where_filter_us']:.0f} |",
+        "| `list_records` service call incl. transaction (no HTTP) "
+        f"| {b['list_records_service_no_http_us']:.0f} |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def ddl_section(result: dict[str, Any]) -> str:
+    from bench.bench_ddl import table
+
+    if "skipped" in result:
+        return f"Skipped: {result['skipped']}.\n"
+    before = result["table_before"]
+    return "\n".join(
+        [
+            f"PostgreSQL {result['server_version']}; {result['row_count']:,} rows loaded with "
+            f"`INSERT ... SELECT generate_series` in {result['load_seconds']:.1f} s "
+            f"(VACUUM ANALYZE {result['vacuum_analyze_seconds']:.1f} s); heap "
+            f"{before['heap_bytes'] / 2**20:.0f} MiB, with indexes "
+            f"{before['total_bytes'] / 2**20:.0f} MiB.",
+            "",
+            "`seconds` is the whole change (HTTP where stated, metadata load, check, diff, DDL, "
+            "new version, commit). `relfilenode` is read from `pg_class` before and after: a "
+            "rewrite gives the table a new one. *First request after* is the next "
+            "`GET /api/v1/data/big?limit=1`, which recompiles the tenant for the new version.",
+            "",
+            table(result),
+            "",
+        ]
+    )
+
+
+def render(command: str, api: dict[str, Any], ddl: dict[str, Any]) -> str:
+    pg_version = next(
+        (
+            r.get("server_version")
+            for r in (api.get("postgresql", {}), ddl)
+            if r.get("server_version")
+        ),
+        "not used (no URL)",
+    )
+    parts = [
+        "# Benchmark results",
+        "",
+        "Written by `bench/run_all.py`; measurements only (no timing is asserted anywhere). "
+        "A 2-core shared machine is noisy: compare ratios, not absolute numbers, and rerun "
+        "before drawing conclusions from a difference under ~10%.",
+        "",
+        f"- command: `{command}`",
+        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- commit: {git_commit()}",
+        f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} "
+        f"{platform.release()}",
+        f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"PostgreSQL {pg_version}",
+        "",
+        "## Generated REST API vs hand-written FastAPI + SQLAlchemy",
+        "",
+        "`bench/bench_api.py`. Both apps run in one process and event loop, driven one request at "
+        "a time by `httpx.AsyncClient` over `httpx.ASGITransport` (no sockets), against the same "
+        "table (the one metacrm created for `deal`: 8 system columns + name, amount, stage, "
+        "close_date). The hand-written app authenticates the same bearer JWT with pyjwt, "
+        "validates input with pydantic, uses SQLAlchemy Core on an engine with the same "
+        "options/pragmas, returns the same JSON, and uses `INSERT/UPDATE ... RETURNING`. "
+        "Operations: `create` (POST), `get` (by id), `list` (`where=amount > 500 and stage == "
+        "'won'`, limit 50, ~1/6 of rows match; the baseline takes `amount_gt=500&stage=won`), "
+        "`patch` (amount). Wall = median time of one request; CPU = `time.process_time()` of "
+        "the whole process (client, both apps, aiosqlite's thread; not the PostgreSQL server) "
+        "per 1,000 requests. The no-op floor row is the client + ASGI + FastAPI cost that both "
+        "apps pay.",
+        "",
+        api_section("sqlite", api.get("sqlite", {"skipped": "not run"})),
+        api_section("postgresql", api.get("postgresql", {"skipped": "not run"})),
+        "## Adding a field to a 1,000,000-row table (PostgreSQL)",
+        "",
+        "`bench/bench_ddl.py`.",
+        "",
+        ddl_section(ddl),
+        formula_section(),
+    ]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run, not for RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help="do not write RESULTS.md")
+    args = parser.parse_args()
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    api_args = ["--rows", "2000", "--rounds", "2", "--requests", "50"] if args.quick else []
+    ddl_args = ["--rows", "100000"] if args.quick else []
+    api = run_json("bench_api.py", api_args)
+    ddl = run_json("bench_ddl.py", ddl_args)
+    command = "python bench/run_all.py" + (" --quick" if args.quick else "")
+    text = render(command, api, ddl)
+    print("\n" + text)
+    if not args.no_write:
+        RESULTS.write_text(text)
+        print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
