@@ -306,4 +306,4 @@ def evaluate(
         with decimal.localcontext(CONTEXT):
             return run(Env(values, prior, is_new, now))
     except (decimal.InvalidOperation, decimal.Overflow, decimal.DivisionByZero):
-        raise FormulaError("a number is out of range", field=checked.context) from None
+        raise FormulaError("a number is out of range") from None
