@@ -109,7 +109,7 @@ def fill(engine: sa.Engine, table: sa.Table) -> None:
                 "'00000000-0000-0000-0000-000000000001', now(), "
                 "'00000000-0000-0000-0000-000000000001', now(), "
                 "'00000000-0000-0000-0000-000000000001', 1, 'deal ' || i, (i * 7919) %% 10000, "
-                f"(i * 31) %% 101 FROM generate_series(1, {ROWS}) AS i"
+                f"(i * 31) %% 101 FROM generate_series(1::bigint, {ROWS}) AS i"
             )
             conn.exec_driver_sql("ANALYZE bench_deal")
 
