@@ -152,3 +152,144 @@ def _check_rollup(obj: ObjectDef, field, path: str, model: MetadataModel) -> lis
                 )
             ]
     return []
+
+
+def check_documents(model: MetadataModel) -> list[FieldError]:
+    """Every dangling reference in roles, sharing rules, layouts, list views, stages, flows."""
+    objects = {o.api_name: o for o in model.objects}
+    roles = {r.api_name for r in model.roles}
+    problems: list[FieldError] = []
+
+    def need_object(path: str, name: str) -> ObjectDef | None:
+        if name not in objects:
+            problems.append(FieldError(path, "unknown-object", f"object {name!r} does not exist"))
+            return None
+        return objects[name]
+
+    def need_field(path: str, obj: ObjectDef | None, name: str, *types: str) -> None:
+        if obj is None:
+            return
+        if not obj.has_field(name):
+            problems.append(
+                FieldError(path, "unknown-field", f"{name!r} is not a field of {obj.api_name!r}")
+            )
+        elif types and obj.field(name).type not in types:
+            problems.append(
+                FieldError(
+                    path,
+                    "wrong-type",
+                    f"{obj.api_name}.{name} must be a {' or '.join(types)} field",
+                )
+            )
+
+    def need_role(path: str, name: str) -> None:
+        if name not in roles:
+            problems.append(FieldError(path, "unknown-role", f"role {name!r} does not exist"))
+
+    for kind in (
+        "roles",
+        "sharing_rules",
+        "layouts",
+        "list_views",
+        "stage_rules",
+        "approval_flows",
+    ):
+        for name, count in Counter(d.api_name for d in model.documents(kind)).items():
+            if count > 1:
+                problems.append(
+                    FieldError(f"{kind}/{name}", "duplicate", f"{name!r} is defined {count} times")
+                )
+    parents = {r.api_name: r.reports_to for r in model.roles}
+    for role in model.roles:
+        base = f"roles/{role.api_name}"
+        if role.reports_to is not None:
+            need_role(f"{base}/reports_to", role.reports_to)
+        seen, current = {role.api_name}, role.reports_to
+        while current is not None and current in parents:
+            if current in seen:
+                problems.append(
+                    FieldError(f"{base}/reports_to", "cycle", "the role hierarchy has a cycle")
+                )
+                break
+            seen.add(current)
+            current = parents[current]
+        for name in role.objects:
+            need_object(f"{base}/objects/{name}", name)
+        for name, fields in role.fields.items():
+            obj = need_object(f"{base}/fields/{name}", name)
+            for field in fields:
+                need_field(f"{base}/fields/{name}/{field}", obj, field)
+    for rule in model.sharing_rules:
+        base = f"sharing_rules/{rule.api_name}"
+        need_object(f"{base}/object", rule.object)
+        need_role(f"{base}/share_with/role", rule.share_with.role)
+    for layout in model.layouts:
+        base = f"layouts/{layout.api_name}"
+        obj = need_object(f"{base}/object", layout.object)
+        for role in layout.roles:
+            need_role(f"{base}/roles/{role}", role)
+        for i, section in enumerate(layout.sections):
+            for j, placement in enumerate(section.fields):
+                need_field(f"{base}/sections/{i}/fields/{j}/field", obj, placement.field)
+        for name in layout.compact:
+            need_field(f"{base}/compact/{name}", obj, name)
+        if layout.when is not None:
+            need_field(f"{base}/when/field", obj, layout.when.field, "picklist")
+        for i, related in enumerate(layout.related_lists):
+            child = need_object(f"{base}/related_lists/{i}/object", related.object)
+            need_field(
+                f"{base}/related_lists/{i}/field", child, related.field, "lookup", "master_detail"
+            )
+            if child is not None and child.has_field(related.field):
+                link = child.field(related.field)
+                if getattr(link, "target", None) != layout.object:
+                    problems.append(
+                        FieldError(
+                            f"{base}/related_lists/{i}/field",
+                            "not-a-link",
+                            f"{related.object}.{related.field} does not point at {layout.object!r}",
+                        )
+                    )
+            for column in related.columns:
+                need_field(f"{base}/related_lists/{i}/columns/{column}", child, column)
+    for view in model.list_views:
+        base = f"list_views/{view.api_name}"
+        obj = need_object(f"{base}/object", view.object)
+        for column in view.columns:
+            need_field(f"{base}/columns/{column}", obj, column)
+        if view.kanban_field is not None:
+            need_field(f"{base}/kanban_field", obj, view.kanban_field, "picklist")
+        for role in view.visibility.roles:
+            need_role(f"{base}/visibility/roles/{role}", role)
+    for rule in model.stage_rules:
+        base = f"stage_rules/{rule.api_name}"
+        obj = need_object(f"{base}/object", rule.object)
+        need_field(f"{base}/field", obj, rule.field, "picklist")
+        if (
+            obj is not None
+            and obj.has_field(rule.field)
+            and obj.field(rule.field).type == "picklist"
+        ):
+            values = set(obj.field(rule.field).value_names())
+            for stage in rule.stages:
+                if stage.value not in values:
+                    problems.append(
+                        FieldError(
+                            f"{base}/stages/{stage.value}",
+                            "unknown-value",
+                            f"{stage.value!r} is not a value of {rule.object}.{rule.field}",
+                        )
+                    )
+                for name in stage.required_fields:
+                    need_field(f"{base}/stages/{stage.value}/required_fields/{name}", obj, name)
+    for flow in model.approval_flows:
+        base = f"approval_flows/{flow.api_name}"
+        obj = need_object(f"{base}/object", flow.object)
+        for step in flow.steps:
+            for i, approver in enumerate(step.approvers):
+                path = f"{base}/steps/{step.api_name}/approvers/{i}"
+                if approver.kind == "role" and approver.role is not None:
+                    need_role(f"{path}/role", approver.role)
+                if approver.kind == "field" and approver.field is not None:
+                    need_field(f"{path}/field", obj, approver.field, "lookup")
+    return problems

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from metacrm.errors import FieldError, MetadataInvalid
-from metacrm.metadata.model import FieldDef, MetadataModel, ObjectDef
+from metacrm.metadata.model import DOCUMENT_KINDS, FieldDef, MetadataModel, ObjectDef
 from metacrm.metadata.plan import (
     AddField,
     AlterField,
@@ -12,6 +14,8 @@ from metacrm.metadata.plan import (
     DropObject,
     Op,
     Plan,
+    PutDocument,
+    RemoveDocument,
     UpdateObject,
 )
 
@@ -42,9 +46,22 @@ def diff(old: MetadataModel, new: MetadataModel) -> Plan:
         drops += field_drops
         problems += field_problems
     drops += [DropObject(o) for o in old.objects if o.api_name not in new_names]
+    for kind_name, (attribute, _cls) in DOCUMENT_KINDS.items():
+        changes += _diff_documents(kind_name, old.documents(attribute), new.documents(attribute))
     if problems:
         raise MetadataInvalid("the change cannot be planned", problems)
     return Plan(tuple(creates + changes + drops))
+
+
+def _diff_documents(kind_name: str, old: list[Any], new: list[Any]) -> list[Op]:
+    before = {d.api_name: d for d in old}
+    after = {d.api_name for d in new}
+    ops: list[Op] = [
+        PutDocument(kind_name, before.get(d.api_name), d)
+        for d in new
+        if before.get(d.api_name) != d
+    ]
+    return ops + [RemoveDocument(kind_name, d) for d in old if d.api_name not in after]
 
 
 def _diff_fields(old: ObjectDef, new: ObjectDef) -> tuple[list[Op], list[Op], list[FieldError]]:

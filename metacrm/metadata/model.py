@@ -7,52 +7,26 @@ from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
-from metacrm.metadata.names import API_NAME_PATTERN, api_name_problem
-
-LANGUAGE_TAG = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
-
-#: A translatable text: a plain string, or a map of language tag to text.
-Label = (
-    Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    | dict[
-        Annotated[str, StringConstraints(pattern=LANGUAGE_TAG)],
-        Annotated[str, StringConstraints(min_length=1, max_length=1000)],
-    ]
+from metacrm.metadata.base import (
+    ApiName,
+    Expression,
+    Label,
+    Strict,
 )
-ApiName = Annotated[str, StringConstraints(pattern=API_NAME_PATTERN)]
-Expression = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+from metacrm.metadata.base import label_text as label_text  # re-exported for callers
+from metacrm.metadata.layouts import Layout, ListView
+from metacrm.metadata.names import api_name_problem
+from metacrm.metadata.process import ApprovalFlow, StageRule
+from metacrm.metadata.security import Role, SharingRule
 
 MAX_FIELDS_PER_OBJECT = 800
 MAX_OBJECTS_PER_TENANT = 2000
-
-
-def label_text(label: Label | None, language: str = "en", fallback: str = "") -> str:
-    """The text of a label in `language`, falling back to English, then any language."""
-    if label is None:
-        return fallback
-    if isinstance(label, str):
-        return label
-    if language in label:
-        return label[language]
-    base = language.split("-")[0]
-    for tag, text in label.items():
-        if tag.split("-")[0] == base:
-            return text
-    return label.get("en") or next(iter(label.values()), fallback)
-
-
-class Strict(BaseModel):
-    """Base of every metadata document: unknown properties are refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
 
 # ---------------------------------------------------------------- fields
@@ -366,6 +340,26 @@ class ValidationRule(Strict):
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 
+class FieldRule(Strict):
+    """Conditional logic: while `when` holds for a record, `effect` applies to `fields`.
+
+    Enforced by the API on every write, not only drawn by the UI.
+    """
+
+    api_name: ApiName
+    when: Expression
+    fields: Annotated[list[ApiName], Field(min_length=1)]
+    effect: Literal["hidden", "required", "read_only", "allowed_values"]
+    values: list[str] | None = None
+    active: bool = True
+
+    @model_validator(mode="after")
+    def _values_for_allowed(self) -> FieldRule:
+        if (self.effect == "allowed_values") != (self.values is not None):
+            raise ValueError("'values' goes with the effect 'allowed_values', and only with it")
+        return self
+
+
 class ObjectDef(Strict):
     """A business object: one table, one column per stored field."""
 
@@ -377,6 +371,7 @@ class ObjectDef(Strict):
     name_field: ApiName | None = None
     fields: Annotated[list[FieldDef], Field(max_length=MAX_FIELDS_PER_OBJECT)] = []
     validation_rules: list[ValidationRule] = []
+    field_rules: list[FieldRule] = []
 
     @field_validator("api_name")
     @classmethod
@@ -405,9 +400,16 @@ class ObjectDef(Strict):
 
 
 class MetadataModel(Strict):
-    """A tenant's whole metadata: every object with its fields and rules."""
+    """A tenant's whole metadata: objects with their fields and rules, and the documents
+    of the other kinds (roles, sharing rules, layouts, list views, stages, approvals)."""
 
     objects: Annotated[list[ObjectDef], Field(max_length=MAX_OBJECTS_PER_TENANT)] = []
+    roles: list[Role] = []
+    sharing_rules: list[SharingRule] = []
+    layouts: list[Layout] = []
+    list_views: list[ListView] = []
+    stage_rules: list[StageRule] = []
+    approval_flows: list[ApprovalFlow] = []
 
     def object(self, api_name: str) -> ObjectDef:
         for obj in self.objects:
@@ -420,12 +422,45 @@ class MetadataModel(Strict):
 
     def with_object(self, obj: ObjectDef) -> MetadataModel:
         """A copy with `obj` added, or replacing the object of the same api_name."""
-        objects = [o for o in self.objects if o.api_name != obj.api_name]
-        index = next(
-            (i for i, o in enumerate(self.objects) if o.api_name == obj.api_name), len(objects)
-        )
-        objects.insert(index, obj)
-        return MetadataModel(objects=objects)
+        return self.with_document("objects", obj)
 
     def without_object(self, api_name: str) -> MetadataModel:
-        return MetadataModel(objects=[o for o in self.objects if o.api_name != api_name])
+        return self.without_document("objects", api_name)
+
+    def documents(self, kind: str) -> list[Any]:
+        """The documents of a kind: 'objects' or one of DOCUMENT_KINDS' attributes."""
+        return getattr(self, kind)
+
+    def document(self, kind: str, api_name: str) -> Any:
+        for doc in self.documents(kind):
+            if doc.api_name == api_name:
+                return doc
+        raise KeyError(api_name)
+
+    def with_document(self, kind: str, doc: Any) -> MetadataModel:
+        """A copy with `doc` added to `kind`, or replacing the one of the same api_name."""
+        current = self.documents(kind)
+        index = next((i for i, d in enumerate(current) if d.api_name == doc.api_name), None)
+        docs = list(current)
+        if index is None:
+            docs.append(doc)
+        else:
+            docs[index] = doc
+        return self.model_copy(update={kind: docs})
+
+    def without_document(self, kind: str, api_name: str) -> MetadataModel:
+        return self.model_copy(
+            update={kind: [d for d in self.documents(kind) if d.api_name != api_name]}
+        )
+
+
+#: URL segment -> (attribute of MetadataModel, document class), for the kinds that are
+#: documents of their own beside objects.
+DOCUMENT_KINDS: dict[str, tuple[str, type[Strict]]] = {
+    "roles": ("roles", Role),
+    "sharing-rules": ("sharing_rules", SharingRule),
+    "layouts": ("layouts", Layout),
+    "list-views": ("list_views", ListView),
+    "stage-rules": ("stage_rules", StageRule),
+    "approval-flows": ("approval_flows", ApprovalFlow),
+}

@@ -167,6 +167,37 @@ class AlterField(Op):
 
 
 @dataclass(frozen=True)
+class PutDocument(Op):
+    """Adds or replaces a document of another kind (role, layout, stage rule, ...): no DDL."""
+
+    kind_name: str
+    old: Any
+    new: Any
+    kind: ClassVar[str] = "put_document"
+
+    def describe(self) -> str:
+        symbol = "+" if self.old is None else "~"
+        return f"{symbol} {self.kind_name} {self.new.api_name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict() | {"kind": self.kind_name, "document": _dump(self.new)}
+
+
+@dataclass(frozen=True)
+class RemoveDocument(Op):
+    kind_name: str
+    old: Any
+    kind: ClassVar[str] = "remove_document"
+    symbol: ClassVar[str] = "-"
+
+    def describe(self) -> str:
+        return f"- {self.kind_name} {self.old.api_name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict() | {"kind": self.kind_name, "api_name": self.old.api_name}
+
+
+@dataclass(frozen=True)
 class Plan:
     """An ordered list of ops turning one metadata model into another."""
 

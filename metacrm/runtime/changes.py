@@ -13,8 +13,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm import formula
-from metacrm.errors import Conflict, DestructiveChange, FieldError, MetadataInvalid, SchemaBusy
-from metacrm.metadata.checks import check_references
+from metacrm.errors import (
+    Conflict,
+    DestructiveChange,
+    FieldError,
+    FormulaError,
+    MetadataInvalid,
+    SchemaBusy,
+)
+from metacrm.metadata.checks import check_documents, check_references
 from metacrm.metadata.diff import diff
 from metacrm.metadata.model import MetadataModel
 from metacrm.metadata.plan import Plan
@@ -37,11 +44,70 @@ class Applied:
 
 def check_model(model: MetadataModel) -> None:
     """Raise MetadataInvalid listing every reference and formula problem of `model`."""
-    problems = check_references(model)
+    problems = check_references(model) + check_documents(model)
     if not problems:
-        problems = formula.check_model(model)
+        problems = formula.check_model(model) + _expression_problems(model)
     if problems:
         raise MetadataInvalid(f"the metadata has {len(problems)} problem(s)", problems)
+
+
+def _expressions(model: MetadataModel) -> list[tuple[str, str, str]]:
+    """(object, path, expression) of every boolean condition outside the objects' formulas."""
+    found = [
+        (o.api_name, f"objects/{o.api_name}/field_rules/{r.api_name}/when", r.when)
+        for o in model.objects
+        for r in o.field_rules
+    ]
+    found += [
+        (r.object, f"sharing_rules/{r.api_name}/criteria", r.criteria) for r in model.sharing_rules
+    ]
+    found += [
+        (v.object, f"list_views/{v.api_name}/filter", v.filter)
+        for v in model.list_views
+        if v.filter
+    ]
+    for rule in model.stage_rules:
+        found += [
+            (
+                rule.object,
+                f"stage_rules/{rule.api_name}/stages/{s.value}/entry_condition",
+                s.entry_condition,
+            )
+            for s in rule.stages
+            if s.entry_condition
+        ]
+    for flow in model.approval_flows:
+        if flow.entry_condition:
+            found.append(
+                (
+                    flow.object,
+                    f"approval_flows/{flow.api_name}/entry_condition",
+                    flow.entry_condition,
+                )
+            )
+        found += [
+            (
+                flow.object,
+                f"approval_flows/{flow.api_name}/steps/{s.api_name}/condition",
+                s.condition,
+            )
+            for s in flow.steps
+            if s.condition
+        ]
+    return found
+
+
+def _expression_problems(model: MetadataModel) -> list[FieldError]:
+    """Each condition must type-check on its object (the "filter" context wants a boolean)."""
+    problems = []
+    for object_name, path, expression in _expressions(model):
+        try:
+            formula.check(
+                expression, model.object(object_name), model, context="filter", field=path
+            )
+        except FormulaError as error:
+            problems += error.errors
+    return problems
 
 
 async def plan_change(conn: AsyncConnection, change: Change) -> tuple[MetadataModel, Plan]:

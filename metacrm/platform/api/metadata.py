@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse
 
 from metacrm.errors import Conflict, FieldError, MetadataInvalid, NotFound
-from metacrm.metadata.model import MetadataModel, ObjectDef, label_text
+from metacrm.metadata.model import DOCUMENT_KINDS, MetadataModel, ObjectDef, label_text
 from metacrm.metadata.schema import metadata_schema, parse, parse_field
 from metacrm.metadata.store import list_versions
 from metacrm.platform.body import read_object
@@ -207,12 +207,14 @@ async def delete_field(
 
 
 def merge_document(document: dict[str, Any]) -> Change:
-    """A change that upserts the objects of a `{"objects": [...]}` document."""
+    """A change that upserts every document of a metadata document (`{"objects": [...], "roles": [...]}`)."""
     proposed = parse(MetadataModel, document)
+    kinds = ["objects", *(attribute for attribute, _cls in DOCUMENT_KINDS.values())]
 
     def change(model: MetadataModel) -> MetadataModel:
-        for obj in proposed.objects:
-            model = model.with_object(obj)
+        for kind in kinds:
+            for doc in proposed.documents(kind):
+                model = model.with_document(kind, doc)
         return model
 
     return change
@@ -242,3 +244,88 @@ async def versions(
 ) -> dict[str, Any]:
     async with state.tenant(identity, writes=False) as (conn, _ct):
         return {"versions": [v.as_dict() for v in await list_versions(conn, limit=limit)]}
+
+
+def _document_routes(kind_name: str, attribute: str, cls: type) -> None:
+    """GET/POST /metadata/{kind} and GET/PUT/DELETE /metadata/{kind}/{api_name}."""
+
+    def _get(model: MetadataModel, name: str) -> Any:
+        try:
+            return model.document(attribute, name)
+        except KeyError:
+            raise NotFound(f"no {kind_name} document named {name[:64]!r}") from None
+
+    async def list_documents(
+        state: StateDep, identity: IdentityDep, object: str | None = None
+    ) -> dict[str, Any]:
+        async with state.tenant(identity, writes=False) as (_conn, ct):
+            docs = ct.model.documents(attribute)
+            if object is not None:
+                docs = [d for d in docs if getattr(d, "object", None) == object]
+            return {kind_name: [dump(d) for d in docs]}
+
+    async def create_document(
+        request: Request, state: StateDep, identity: AdminDep
+    ) -> JSONResponse:
+        doc = parse(cls, await read_object(request, state.settings.max_body_bytes))
+
+        def change(model: MetadataModel) -> MetadataModel:
+            if any(d.api_name == doc.api_name for d in model.documents(attribute)):
+                raise Conflict(f"{kind_name} {doc.api_name!r} exists already; PUT it to change it")
+            return model.with_document(attribute, doc)
+
+        return _applied(
+            await _apply(state, identity, change, confirm=False), 201, document=dump(doc)
+        )
+
+    async def get_document(api_name: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
+        async with state.tenant(identity, writes=False) as (_conn, ct):
+            return dump(_get(ct.model, api_name))
+
+    async def replace_document(
+        api_name: str,
+        request: Request,
+        state: StateDep,
+        identity: AdminDep,
+        confirm: Confirm = False,
+    ) -> JSONResponse:
+        doc = parse(cls, await read_object(request, state.settings.max_body_bytes))
+        if doc.api_name != api_name:
+            raise MetadataInvalid(
+                "api_name is immutable",
+                [FieldError("api_name", "immutable", "api_name must match the URL")],
+            )
+
+        def change(model: MetadataModel) -> MetadataModel:
+            _get(model, api_name)
+            return model.with_document(attribute, doc)
+
+        return _applied(await _apply(state, identity, change, confirm=confirm), document=dump(doc))
+
+    async def delete_document(
+        api_name: str, state: StateDep, identity: AdminDep, confirm: Confirm = False
+    ) -> JSONResponse:
+        def change(model: MetadataModel) -> MetadataModel:
+            _get(model, api_name)
+            return model.without_document(attribute, api_name)
+
+        return _applied(await _apply(state, identity, change, confirm=confirm))
+
+    path = f"/{kind_name}"
+    router.add_api_route(path, list_documents, methods=["GET"], name=f"list_{attribute}")
+    router.add_api_route(
+        path, create_document, methods=["POST"], status_code=201, name=f"create_{attribute}"
+    )
+    router.add_api_route(
+        path + "/{api_name}", get_document, methods=["GET"], name=f"get_{attribute}"
+    )
+    router.add_api_route(
+        path + "/{api_name}", replace_document, methods=["PUT"], name=f"replace_{attribute}"
+    )
+    router.add_api_route(
+        path + "/{api_name}", delete_document, methods=["DELETE"], name=f"delete_{attribute}"
+    )
+
+
+for _kind_name, (_attribute, _cls) in DOCUMENT_KINDS.items():
+    _document_routes(_kind_name, _attribute, _cls)
