@@ -570,7 +570,8 @@ async def run_backend(backend: str, rows: int, rounds: int, n: int, warmup: int)
             "median_ms": statistics.median(s[0] for s in floor) * 1000,
             "cpu_ms_per_1000": statistics.median(s[1] for s in floor) * 1000,
         }
-        out["breakdown"] = await breakdown(b, max(200, n))
+        out["breakdown"] = await breakdown(b, max(350, n))
+        out["statements"] = await statements(b)
     return out
 
 
@@ -578,24 +579,35 @@ async def run_backend(backend: str, rows: int, rounds: int, n: int, warmup: int)
 
 
 async def breakdown(b: Bench, n: int) -> dict[str, float]:
-    """Per-call cost (µs, median of 5 batches) of pieces of metacrm's request path, no HTTP."""
+    """Per-call cost (µs) of pieces of metacrm's request path, in-process, no HTTP.
+
+    The pieces are interleaved in 7 rounds of n // 7 calls each, and the figure is the median
+    over rounds; the version check's cost is the median of the per-round paired difference.
+    """
     from metacrm import formula
     from metacrm.platform.auth import read_token
     from metacrm.runtime.listing import ListQuery, list_records
+    from metacrm.runtime.serialize import row_to_record
 
     state, db = b.state, b.state.db
     identity = read_token(b.token, state.signing_key)
+    async with state.tenant(identity, writes=False) as session:
+        conn, ct = session[0], session[1]  # (conn, ct) or (conn, ct, actor)
+        co = ct.object("deal")
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(*[co.sql(c).label(c) for c in ("id", *co.fields)])
+                    .select_from(co.table)
+                    .limit(50)
+                )
+            )
+            .mappings()
+            .all()
+        )
 
-    async def per_call(fn: Callable[[], Awaitable[Any]]) -> float:
-        for _ in range(20):
-            await fn()
-        batches = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for _ in range(n // 5):
-                await fn()
-            batches.append((time.perf_counter() - t0) / (n // 5))
-        return statistics.median(batches) * 1e6
+    async def jwt_decode() -> None:
+        read_token(b.token, state.signing_key)
 
     async def tx_plain() -> None:
         async with db.tenant(identity.storage, writes=False):
@@ -605,33 +617,83 @@ async def breakdown(b: Bench, n: int) -> dict[str, float]:
         async with state.tenant(identity, writes=False):
             pass
 
-    async def hand_connect() -> None:
-        async with b.engine.connect() as conn:
-            await conn.execute(sa.text("select 1"))
-
-    async with state.tenant(identity, writes=False) as (_conn, ct):
-        co = ct.object("deal")
-
     async def compile_filter() -> None:
         formula.compile_filter(WHERE, co.obj, ct.model, ct.table_for)
 
+    async def serialize_50() -> None:
+        [row_to_record(r) for r in rows]
+
     async def list_no_http() -> None:
-        async with state.tenant(identity, writes=False) as (conn, ct2):
+        async with state.tenant(identity, writes=False) as session2:
+            conn2, ct2 = session2[0], session2[1]
             await list_records(
-                conn, ct2, ct2.object("deal"), ListQuery(where=WHERE, limit=50), cursor_key=b"k"
+                conn2, ct2, ct2.object("deal"), ListQuery(where=WHERE, limit=50), cursor_key=b"k"
             )
 
-    async def jwt_decode() -> None:
-        read_token(b.token, state.signing_key)
-
-    return {
-        "jwt_decode_us": await per_call(jwt_decode),
-        "tenant_tx_without_version_check_us": await per_call(tx_plain),
-        "tenant_tx_with_version_check_us": await per_call(tx_with_version),
-        "handwritten_connect_select1_us": await per_call(hand_connect),
-        "compile_where_filter_us": await per_call(compile_filter),
-        "list_records_service_no_http_us": await per_call(list_no_http),
+    pieces = {
+        "jwt_decode_us": jwt_decode,
+        "tenant_tx_without_version_check_us": tx_plain,
+        "tenant_tx_with_version_check_us": tx_with_version,
+        "compile_where_filter_us": compile_filter,
+        "serialize_50_rows_us": serialize_50,
+        "list_records_service_no_http_us": list_no_http,
     }
+    for fn in pieces.values():
+        for _ in range(10):
+            await fn()
+    per_round: dict[str, list[float]] = {k: [] for k in pieces}
+    calls = max(10, n // 7)
+    for _ in range(7):
+        for key, fn in pieces.items():
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                await fn()
+            per_round[key].append((time.perf_counter() - t0) / calls * 1e6)
+    out = {k: statistics.median(v) for k, v in per_round.items()}
+    out["version_check_us"] = statistics.median(
+        w - wo
+        for w, wo in zip(
+            per_round["tenant_tx_with_version_check_us"],
+            per_round["tenant_tx_without_version_check_us"],
+            strict=True,
+        )
+    )
+    return out
+
+
+async def statements(b: Bench, n: int = 10) -> dict[str, dict[str, str]]:
+    """The SQL statements one request of each kind sends, per app (as SQLAlchemy sees them).
+
+    Driver-level BEGIN/COMMIT of the hand-written app (pysqlite's implicit BEGIN, asyncpg's
+    transaction()) do not pass through SQLAlchemy and are not listed; metacrm's explicit
+    `BEGIN [IMMEDIATE]` on SQLite is.
+    """
+    db = b.state.db
+    engines = {
+        "generated": db.tenant_engine(b.storage) if db.is_sqlite else db.engine,
+        "handwritten": b.engine,
+    }
+    out: dict[str, dict[str, str]] = {op: {} for op in OPS}
+    for app, engine in engines.items():
+        log: list[str] = []
+
+        def listener(conn: Any, cursor: Any, statement: str, *_: Any, _log: list = log) -> None:
+            _log.append(" ".join(statement.split()[:1]).upper())
+
+        event.listen(engine.sync_engine, "before_cursor_execute", listener)
+        try:
+            for op in OPS:
+                log.clear()
+                await timed(b.request(app, op), n, EXPECTED[op], 50_000)
+                counts: dict[str, int] = {}
+                for verb in log:
+                    counts[verb] = counts.get(verb, 0) + 1
+                out[op][app] = f"{len(log) / n:g}: " + ", ".join(
+                    f"{verb} x{c / n:g}" for verb, c in counts.items()
+                )
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", listener)
+    return out
 
 
 # =============================================================== profiling and output
@@ -716,6 +778,7 @@ def main() -> None:
         print(f"\n## {backend} {result['server_version']}, {args.rows} rows\n")
         print(table(result))
         print("\nbreakdown (µs per call):", json.dumps(result["breakdown"], indent=1))
+        print("statements per request:", json.dumps(result["statements"], indent=1))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
 

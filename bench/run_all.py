@@ -58,6 +58,23 @@ def git_commit() -> str:
         return "unknown"
 
 
+def dirty_core() -> str:
+    """A note when metacrm/ has uncommitted changes (the figures are of the working tree)."""
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "metacrm"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return (
+        " (plus uncommitted changes in metacrm/: figures are of the working tree)" if status else ""
+    )
+
+
 def run_json(script: str, args: list[str]) -> dict[str, Any]:
     """Run a bench script in its own process (its output streams through); return its JSON."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +102,11 @@ def api_section(name: str, result: dict[str, Any]) -> str:
     if "skipped" in result:
         return f"### {title}\n\nSkipped: {result['skipped']}.\n"
     b = result["breakdown"]
-    version_check = b["tenant_tx_with_version_check_us"] - b["tenant_tx_without_version_check_us"]
+    version_check = b.get("version_check_us")
+    if version_check is None:
+        version_check = (
+            b["tenant_tx_with_version_check_us"] - b["tenant_tx_without_version_check_us"]
+        )
     lines = [
         f"### {title} {result['server_version']}",
         "",
@@ -102,15 +123,31 @@ def api_section(name: str, result: dict[str, Any]) -> str:
         f"| JWT decode (`read_token`), same work as the baseline | {b['jwt_decode_us']:.0f} |",
         "| tenant transaction, empty (`db.tenant`: checkout, BEGIN, COMMIT) "
         f"| {b['tenant_tx_without_version_check_us']:.0f} |",
-        "| tenant transaction + metadata version check (`state.tenant`) "
+        "| tenant transaction + caller/metadata-version query (`state.tenant`) "
         f"| {b['tenant_tx_with_version_check_us']:.0f} |",
-        f"| = cost of the version check (`SELECT max(version)`) | {version_check:.0f} |",
+        f"| = cost of that per-request query (paired difference per round) | {version_check:.0f} |",
+        "| serialising 50 rows with `row_to_record` "
+        f"| {b.get('serialize_50_rows_us', float('nan')):.0f} |",
         "| `formula.compile_filter` of the `where=` (parse + check + to SQL, every request) "
         f"| {b['compile_where_filter_us']:.0f} |",
         "| `list_records` service call incl. transaction (no HTTP) "
         f"| {b['list_records_service_no_http_us']:.0f} |",
         "",
     ]
+    if "statements" in result:
+        lines += [
+            "SQL statements per request as SQLAlchemy sends them (count: kinds; driver-level "
+            "BEGIN/COMMIT of the hand-written app are not seen, metacrm's explicit SQLite "
+            "`BEGIN` is):",
+            "",
+            "| operation | generated | hand-written |",
+            "| --- | --- | --- |",
+            *[
+                f"| {op} | {s['generated']} | {s['handwritten']} |"
+                for op, s in result["statements"].items()
+            ],
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -157,7 +194,7 @@ def render(command: str, api: dict[str, Any], ddl: dict[str, Any]) -> str:
         "",
         f"- command: `{command}`",
         f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- commit: {git_commit()}",
+        f"- commit: {git_commit()}{dirty_core()}",
         f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} "
         f"{platform.release()}",
         f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
