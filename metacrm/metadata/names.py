@@ -22,6 +22,8 @@ SYSTEM_FIELDS: tuple[str, ...] = (
 
 #: Prefix of the tables metacrm keeps inside each tenant for itself.
 INTERNAL_PREFIX = "mc_"
+#: Table-name prefixes a database keeps for itself (SQLite refuses to create them).
+DATABASE_PREFIXES = ("sqlite_", "pg_")
 
 # Reserved in SQL (PostgreSQL's reserved key words and SQLite's keywords) or in the
 # expression language (Python keywords), so never usable as a table or column name.
@@ -65,6 +67,8 @@ def api_name_problem(name: object, *, kind: str = "field") -> str | None:
         return f"{name!r} is a system field and cannot be defined"
     if kind == "object" and name.startswith(INTERNAL_PREFIX):
         return f"{name!r} starts with {INTERNAL_PREFIX!r}, which is reserved for metacrm"
+    if kind == "object" and name.startswith(DATABASE_PREFIXES):
+        return f"{name!r} starts with a prefix the database reserves for itself"
     return None
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from metacrm.errors import FieldError, MetadataInvalid
 from metacrm.metadata.model import FieldDef, MetadataModel
+from metacrm.metadata.values import ValueProblem, check_text
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -38,8 +39,36 @@ def errors_of(error: ValidationError, *, base: str = "") -> list[FieldError]:
     return problems
 
 
+def text_problems(document: Any, path: str = "") -> list[FieldError]:
+    """Strings (keys too) holding NUL bytes or lone surrogates, which only SQLite would store."""
+    problems: list[FieldError] = []
+    stack = [(path, document)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                label = "".join(c if c.isprintable() else "?" for c in str(key)[:64])
+                stack.append((f"{where}/{label}".lstrip("/"), item))
+                stack.append((where, key))
+        elif isinstance(value, list):
+            stack.extend((f"{where}/{i}".lstrip("/"), item) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            try:
+                check_text(value)
+            except ValueProblem as problem:
+                problems.append(FieldError(where, problem.code, problem.message))
+    return sorted(set(problems), key=lambda e: e.field)
+
+
+def _refuse_bad_text(kind: str, document: Any, base: str) -> None:
+    problems = text_problems(document, base)
+    if problems:
+        raise MetadataInvalid(f"the {kind} document has {len(problems)} problem(s)", problems)
+
+
 def parse(kind: type[T], document: Any, *, base: str = "") -> T:
     """`document` validated as `kind`, or MetadataInvalid listing every problem."""
+    _refuse_bad_text(kind.__name__, document, base)
     try:
         return kind.model_validate(document)
     except ValidationError as error:
@@ -54,6 +83,7 @@ _FIELD = TypeAdapter(FieldDef)
 
 def parse_field(document: Any, *, base: str = "") -> FieldDef:
     """A single field document (a member of the discriminated union of field types)."""
+    _refuse_bad_text("field", document, base)
     try:
         return _FIELD.validate_python(document)
     except ValidationError as error:

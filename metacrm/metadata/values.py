@@ -13,9 +13,10 @@ from email_validator import EmailNotValidError, validate_email
 
 from metacrm.metadata.model import FieldDef
 
-_DECIMAL_TEXT = re.compile(r"^[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})$")
+# re.ASCII: `\d` would otherwise match any script's digits ("１２", "١٢"), which Decimal reads.
+_DECIMAL_TEXT = re.compile(r"^[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})$", re.ASCII)
 _PHONE = re.compile(r"^\+?[0-9 ().\-/]{3,63}$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 
 
 class ValueProblem(Exception):

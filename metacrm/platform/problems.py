@@ -16,6 +16,11 @@ PROBLEM_BASE = "https://metacrm.dev/problems/"
 log = logging.getLogger("metacrm")
 
 
+def _printable(text: str) -> str:
+    """`text` made encodable: an error may echo input holding lone surrogates."""
+    return text.encode("utf-8", "replace").decode("utf-8") if isinstance(text, str) else text
+
+
 def problem(
     status: int,
     code: str,
@@ -26,12 +31,12 @@ def problem(
 ) -> Response:
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code,
-        "title": title,
+        "title": _printable(title),
         "status": status,
-        "detail": detail,
+        "detail": _printable(detail),
     }
     if errors:
-        body["errors"] = errors
+        body["errors"] = [{k: _printable(v) for k, v in e.items()} for e in errors]
     return JSONResponse(
         body, status_code=status, media_type="application/problem+json", headers=headers
     )

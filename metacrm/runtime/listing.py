@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm import formula
 from metacrm.errors import FieldError, QueryInvalid
+from metacrm.metadata.values import ValueProblem, check_text
 from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, UNSORTABLE, CompiledObject, CompiledTenant
 from metacrm.runtime.serialize import json_value, row_to_record
 
@@ -39,6 +40,30 @@ def _invalid(param: str, code: str, message: str) -> QueryInvalid:
     return QueryInvalid(message, [FieldError(param, code, message)])
 
 
+def _check_texts(query: ListQuery) -> None:
+    """Refuse NUL bytes and lone surrogates in parameters: the two databases differ on them."""
+    for param in ("where", "order_by", "fields", "cursor"):
+        value = getattr(query, param)
+        if value is not None:
+            try:
+                check_text(value)
+            except ValueProblem as problem:
+                raise _invalid(param, problem.code, problem.message) from None
+
+
+def _filter(ct: CompiledTenant, co: CompiledObject, where: str) -> sa.ColumnElement[bool]:
+    """The `where` filter as SQL, its literals checked like any text written to a field."""
+    clause = formula.compile_filter(where, co.obj, ct.model, ct.table_for)
+    for element in sa.sql.visitors.iterate(clause):
+        value = getattr(element, "value", None)
+        if isinstance(element, sa.BindParameter) and isinstance(value, str):
+            try:
+                check_text(value)  # escapes like '\ud800' or '\x00' in a string literal
+            except ValueProblem as problem:
+                raise _invalid("where", problem.code, problem.message) from None
+    return clause
+
+
 def _sort_keys(co: CompiledObject, order_by: str | None) -> list[tuple[str, bool]]:
     """(field, descending) pairs, ending with id so that the order is total."""
     keys: list[tuple[str, bool]] = []
@@ -47,7 +72,7 @@ def _sort_keys(co: CompiledObject, order_by: str | None) -> list[tuple[str, bool
         if not part:
             continue
         descending = part.startswith("-")
-        name = part.lstrip("-+")
+        name = part[1:] if part[0] in "-+" else part  # one sign: "--name" is no field
         field = co.fields.get(name)
         if not (co.has(name) and name != "deleted_at"):
             raise _invalid(
@@ -191,6 +216,7 @@ async def list_records(
     extra_filter: sa.ColumnElement[bool] | None = None,
 ) -> dict[str, Any]:
     """One page of records and the cursor of the next page (None on the last page)."""
+    _check_texts(query)
     keys = _sort_keys(co, query.order_by)
     columns = _selection(ct, co, query.fields)
     if query.deleted:
@@ -203,9 +229,7 @@ async def list_records(
         t.c.deleted_at.is_not(None) if query.deleted else t.c.deleted_at.is_(None)
     )
     if query.where:
-        statement = statement.where(
-            formula.compile_filter(query.where, co.obj, ct.model, ct.table_for)
-        )
+        statement = statement.where(_filter(ct, co, query.where))
     if extra_filter is not None:
         statement = statement.where(extra_filter)
     if query.cursor:

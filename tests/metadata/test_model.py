@@ -94,6 +94,28 @@ def test_mc_prefix_is_reserved_for_objects_only() -> None:
     parse(ObjectDef, _obj("thing", {"api_name": "mc_code", "type": "text"}))
 
 
+@pytest.mark.parametrize("name", ["sqlite_master", "sqlite_stat1", "pg_class", "pg_x"])
+def test_database_table_prefixes_are_refused_for_objects(name: str) -> None:
+    assert "reserves for itself" in _problems(ObjectDef, _obj(name))[0][1]
+    parse(ObjectDef, _obj("thing", {"api_name": name, "type": "text"}))
+
+
+def test_nul_and_lone_surrogates_anywhere_in_metadata() -> None:
+    document = {
+        "api_name": "thing",
+        "label": {"en": "a\x00"},
+        "description": "\ud800",
+        "fields": [{"api_name": "j", "type": "json", "default": {"k\x00": ["\udfff"]}}],
+    }
+    problems = _problems(ObjectDef, document)
+    assert problems == [
+        ("description", "text is not valid Unicode"),
+        ("fields/0/default", "text cannot contain NUL bytes"),
+        ("fields/0/default/k?/0", "text is not valid Unicode"),
+        ("label/en", "text cannot contain NUL bytes"),
+    ]
+
+
 def test_duplicate_fields_objects_and_rules_are_reported_with_paths() -> None:
     model = parse(
         MetadataModel,
