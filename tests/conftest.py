@@ -63,6 +63,7 @@ class TenantClient:
 
     def __init__(self, http: httpx.AsyncClient, tenant: str, token: str) -> None:
         self.http, self.tenant, self.token = http, tenant, token
+        self.user_id: str | None = None
 
     def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", **(extra or {})}
@@ -96,6 +97,31 @@ class TenantClient:
         )
         assert response.status_code == 200, response.text
         return response
+
+    async def add_user(
+        self,
+        email: str,
+        *,
+        role: str | None = None,
+        manager_id: str | None = None,
+        is_admin: bool = False,
+    ) -> TenantClient:
+        """Create a user of this tenant and return a client logged in as them."""
+        body: dict[str, Any] = {
+            "email": email,
+            "password": ADMIN_PASSWORD,
+            "is_admin": is_admin,
+            "role": role,
+        }
+        if manager_id:
+            body["manager_id"] = manager_id
+        response = await self.post("/api/v1/users", json=body)
+        assert response.status_code == 201, response.text
+        user = TenantClient(
+            self.http, self.tenant, await login(self.http, self.tenant, email, ADMIN_PASSWORD)
+        )
+        user.user_id = response.json()["id"]
+        return user
 
     async def create(self, object_name: str, data: dict[str, Any]) -> dict[str, Any]:
         response = await self.post(f"/api/v1/data/{object_name}", json=data)

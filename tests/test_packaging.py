@@ -33,6 +33,6 @@ def test_wheel_ships_migrations_examples_and_schema(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("metacrm-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "metacrm/_bundled/migrations/env.py" in names
-    assert "metacrm/_bundled/migrations/versions/0001_tenants_and_users.py" in names
+    assert "metacrm/_bundled/migrations/versions/0001_tenants.py" in names
     assert "metacrm/_bundled/examples/crm-core/pack.json" in names
     assert "metacrm/metadata/schemas/metadata.schema.json" in names

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from metacrm import __version__
 from metacrm.platform import problems
-from metacrm.platform.api import auth, data, metadata, tenants
+from metacrm.platform.api import auth, data, metadata, tenants, users
 from metacrm.platform.db import Database
 from metacrm.platform.migrate import upgrade_system
 from metacrm.platform.openapi import static_document, tenant_document
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     static: dict[str, Any] = {}  # the OpenAPI of the fixed routes, built on first use
-    for router in (auth.router, metadata.router, data.router, tenants.router):
+    for router in (auth.router, metadata.router, data.router, users.router, tenants.router):
         app.include_router(router, prefix="/api/v1")
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         language = (
             request.headers.get("accept-language", "en").split(",")[0].split(";")[0].strip() or "en"
         )
-        async with state.tenant(identity, writes=False) as (_conn, ct):
+        async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
             key = f"openapi:{language}"
             if key not in ct.cache:
                 if not static:

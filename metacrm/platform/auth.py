@@ -32,12 +32,12 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a valid token speaks for."""
+    """Who a validly signed token speaks for; the user row is checked per request."""
 
     user_id: uuid.UUID
     tenant: str
     storage: str
-    is_admin: bool
+    token_epoch: int = 0
 
 
 def issue_token(identity: Identity, key: str, ttl_minutes: int) -> tuple[str, int]:
@@ -47,7 +47,7 @@ def issue_token(identity: Identity, key: str, ttl_minutes: int) -> tuple[str, in
         "sub": str(identity.user_id),
         "tenant": identity.tenant,
         "storage": identity.storage,
-        "adm": identity.is_admin,
+        "ep": identity.token_epoch,
         "iat": now,
         "exp": now + dt.timedelta(minutes=ttl_minutes),
         "jti": uuid.uuid4().hex,
@@ -65,7 +65,7 @@ def read_token(token: str, key: str) -> Identity:
             user_id=uuid.UUID(claims["sub"]),
             tenant=str(claims["tenant"]),
             storage=str(claims["storage"]),
-            is_admin=bool(claims.get("adm", False)),
+            token_epoch=int(claims.get("ep", 0)),
         )
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("the token has expired; log in again") from None

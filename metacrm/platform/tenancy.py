@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from metacrm.errors import Conflict, FieldError, MetadataInvalid, NotFound, Unauthenticated
 from metacrm.platform.auth import Identity, hash_password, verify_password
 from metacrm.platform.db import TENANT_NAME, Database
-from metacrm.platform.system_tables import tenants, users
+from metacrm.platform.system_tables import tenants
 from metacrm.runtime.records import new_id
-from metacrm.runtime.tenant_tables import create_tenant_tables
+from metacrm.runtime.tenant_tables import create_tenant_tables, users
 
 _LOGIN = re.compile(r"^[^@\s\x00]+@[^@\s\x00]+$")
 MIN_PASSWORD_LENGTH = 10
@@ -142,28 +142,31 @@ async def create_user(
     *,
     full_name: str = "",
     is_admin: bool = False,
+    role: str | None = None,
+    manager_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
+    """Add a user to a tenant (stored in the tenant's own storage)."""
     check_password(password)
     email = normalise_email(email)
     user_id = new_id()
-    async with db.system() as conn:
-        exists = await conn.scalar(
-            sa.select(users.c.id).where(users.c.tenant_id == tenant.id, users.c.email == email)
-        )
+    async with db.tenant(tenant.storage) as conn:
+        exists = await conn.scalar(sa.select(users.c.id).where(users.c.email == email))
         if exists is not None:
             raise Conflict(f"{email} is already a user of {tenant.name}")
         now = _now()
         await conn.execute(
             users.insert().values(
                 id=user_id,
-                tenant_id=tenant.id,
                 email=email,
                 full_name=full_name or email,
                 password_hash=hash_password(password),
                 is_admin=is_admin,
                 is_active=True,
+                role=role,
+                manager_id=manager_id,
                 created_at=now,
                 password_changed_at=now,
+                token_epoch=0,
             )
         )
     return user_id
@@ -172,25 +175,29 @@ async def create_user(
 async def authenticate(db: Database, tenant_name: str, email: str, password: str) -> Identity:
     """The identity of valid credentials; one vague Unauthenticated for any mistake."""
     refused = Unauthenticated("the tenant, user name or password is wrong")
-    row = None
+    row = storage = None
     if TENANT_NAME.match(tenant_name or "") and len(email) <= 320 and len(password) <= 1024:
         async with db.system() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(
-                        users.c.id,
-                        users.c.password_hash,
-                        users.c.is_admin,
-                        users.c.is_active,
-                        tenants.c.storage,
+            storage = await conn.scalar(
+                sa.select(tenants.c.storage).where(tenants.c.name == tenant_name)
+            )
+        if storage is not None:
+            async with db.tenant(storage, writes=False) as conn:
+                row = (
+                    await conn.execute(
+                        sa.select(
+                            users.c.id,
+                            users.c.password_hash,
+                            users.c.is_active,
+                            users.c.token_epoch,
+                        ).where(users.c.email == email.strip().lower())
                     )
-                    .join(tenants, tenants.c.id == users.c.tenant_id)
-                    .where(tenants.c.name == tenant_name, users.c.email == email.strip().lower())
-                )
-            ).first()
+                ).first()
     if (
         not verify_password(row.password_hash if row else None, password[:1024])
         or not row.is_active
     ):
         raise refused
-    return Identity(user_id=row.id, tenant=tenant_name, storage=row.storage, is_admin=row.is_admin)
+    return Identity(
+        user_id=row.id, tenant=tenant_name, storage=storage, token_epoch=row.token_epoch
+    )

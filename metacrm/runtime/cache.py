@@ -22,7 +22,11 @@ class TenantCache:
         self._entries: OrderedDict[tuple[str, int], CompiledTenant] = OrderedDict()
 
     async def get(self, conn: AsyncConnection, storage: str) -> CompiledTenant:
-        version = await current_version(conn)
+        """The compiled metadata at the tenant's current version."""
+        return await self.compiled(conn, storage, await current_version(conn))
+
+    async def compiled(self, conn: AsyncConnection, storage: str, version: int) -> CompiledTenant:
+        """The compiled metadata at `version`, compiled on first use."""
         key = (storage, version)
         compiled = self._entries.get(key)
         if compiled is not None:

@@ -34,6 +34,8 @@ class Actor:
 
     user_id: uuid.UUID
     is_admin: bool = False
+    role: str | None = None
+    manager_id: uuid.UUID | None = None
 
 
 def new_id() -> uuid.UUID:

@@ -45,6 +45,26 @@ sequences = sa.Table(
 )
 
 
+#: The tenant's users: kept beside its data, so that a request checks its caller in the
+#: same transaction, and no query of one tenant can reach another's users.
+users = sa.Table(
+    "mc_user",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("full_name", sa.String(255), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("is_admin", sa.Boolean(), nullable=False),
+    sa.Column("is_active", sa.Boolean(), nullable=False),
+    sa.Column("role", sa.String(63), nullable=True),
+    sa.Column("manager_id", sa.Uuid(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("password_changed_at", UTCDateTime(), nullable=False),
+    # Bumped when the password changes or sessions are revoked: older tokens stop working.
+    sa.Column("token_epoch", sa.Integer(), nullable=False),
+)
+
+
 async def create_tenant_tables(conn: AsyncConnection) -> None:
-    """Create the internal tables in a new tenant's storage."""
+    """Create the internal tables a tenant's storage lacks (new tenant, or newer metacrm)."""
     await conn.run_sync(tenant_metadata.create_all)

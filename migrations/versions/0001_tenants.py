@@ -1,4 +1,4 @@
-"""Tenants and their users.
+"""Tenants: their names and where their storage is.
 
 Revision ID: 0001
 Revises:
@@ -29,26 +29,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
-    op.create_table(
-        "users",
-        sa.Column("id", sa.Uuid(), primary_key=True),
-        sa.Column(
-            "tenant_id",
-            sa.Uuid(),
-            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
-        sa.Column("email", sa.String(320), nullable=False),
-        sa.Column("full_name", sa.String(255), nullable=False),
-        sa.Column("password_hash", sa.String(255), nullable=False),
-        sa.Column("is_admin", sa.Boolean(), nullable=False),
-        sa.Column("is_active", sa.Boolean(), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("password_changed_at", UTCDateTime(), nullable=False),
-        sa.UniqueConstraint("tenant_id", "email", name="uq_users_tenant_email"),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("users")
     op.drop_table("tenants")

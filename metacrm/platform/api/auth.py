@@ -30,9 +30,14 @@ async def token(
 
 
 @router.get("/me")
-async def me(identity: IdentityDep) -> dict[str, Any]:
+async def me(state: StateDep, identity: IdentityDep) -> dict[str, Any]:
+    """The caller as the tenant knows them now."""
+    async with state.tenant(identity, writes=False) as session:
+        actor = session.actor
     return {
         "user_id": str(identity.user_id),
         "tenant": identity.tenant,
-        "is_admin": identity.is_admin,
+        "is_admin": actor.is_admin,
+        "role": actor.role,
+        "manager_id": str(actor.manager_id) if actor.manager_id else None,
     }

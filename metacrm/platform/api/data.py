@@ -16,17 +16,12 @@ from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
 from metacrm.runtime import records
 from metacrm.runtime.listing import ListQuery, list_records
-from metacrm.runtime.records import Actor
 from metacrm.runtime.tenant_tables import idempotency_keys
 
 # The generic routes stay out of the schema: each object gets its own paths (openapi.py).
 router = APIRouter(prefix="/data", tags=["records"], include_in_schema=False)
 
 ObjectName = Annotated[str, "object api_name"]
-
-
-def _actor(identity: Any) -> Actor:
-    return Actor(user_id=identity.user_id, is_admin=identity.is_admin)
 
 
 def _record_id(value: str) -> uuid.UUID:
@@ -81,7 +76,7 @@ async def _list(
     query = ListQuery(
         where=where, order_by=order_by, fields=fields, limit=limit, cursor=cursor, deleted=deleted
     )
-    async with state.tenant(identity, writes=False) as (conn, ct):
+    async with state.tenant(identity, writes=False) as (conn, ct, _actor):
         co = object_or_404(ct, object_name)
         return await list_records(conn, ct, co, query, cursor_key=state.signing_key.encode())
 
@@ -157,13 +152,13 @@ async def create_record(
         f"POST {request.url.path} {sorted(raw_body.items())!r}".encode()
     ).hexdigest()
     try:
-        async with state.tenant(identity) as (conn, ct):
+        async with state.tenant(identity) as (conn, ct, actor):
             co = object_or_404(ct, object_name)
             if idempotency_key:
                 replay = await _replay(conn, identity.user_id, idempotency_key, fingerprint)
                 if replay is not None:
                     return replay
-            record = await records.create(conn, ct, co, raw_body, _actor(identity))
+            record = await records.create(conn, ct, co, raw_body, actor)
             location = f"/api/v1/data/{object_name}/{record['id']}"
             if idempotency_key:
                 await conn.execute(
@@ -181,7 +176,7 @@ async def create_record(
         # A concurrent request with the same key committed first: answer with its response.
         if not idempotency_key:
             raise
-        async with state.tenant(identity, writes=False) as (conn, _ct):
+        async with state.tenant(identity, writes=False) as (conn, _ct, _actor):
             replay = await _replay(conn, identity.user_id, idempotency_key, fingerprint)
         if replay is None:
             raise
@@ -235,9 +230,9 @@ async def batch_records(
         errors.append(FieldError("upsert_on", "type", "upsert_on must be a field name"))
     if errors:
         raise RecordInvalid("the batch is invalid", errors)
-    async with state.tenant(identity) as (conn, ct):
+    async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        results = await records.batch(conn, ct, co, items, _actor(identity), upsert_on=upsert_on)
+        results = await records.batch(conn, ct, co, items, actor, upsert_on=upsert_on)
     return {"results": results}
 
 
@@ -245,7 +240,7 @@ async def batch_records(
 async def get_record(
     object_name: str, record_id: str, state: StateDep, identity: IdentityDep
 ) -> Response:
-    async with state.tenant(identity, writes=False) as (conn, ct):
+    async with state.tenant(identity, writes=False) as (conn, ct, _actor):
         co = object_or_404(ct, object_name)
         record = await records.get(conn, co, _record_id(record_id))
     return _record_response(record)
@@ -261,7 +256,7 @@ async def update_record(
     if_match: Annotated[str | None, Header(max_length=100)] = None,
 ) -> Response:
     body = await read_object(request, state.settings.max_body_bytes)
-    async with state.tenant(identity) as (conn, ct):
+    async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
         record = await records.update(
             conn,
@@ -269,7 +264,7 @@ async def update_record(
             co,
             _record_id(record_id),
             body,
-            _actor(identity),
+            actor,
             if_match=_if_match(if_match),
         )
     return _record_response(record)
@@ -283,10 +278,10 @@ async def delete_record(
     identity: IdentityDep,
     if_match: Annotated[str | None, Header(max_length=100)] = None,
 ) -> Response:
-    async with state.tenant(identity) as (conn, ct):
+    async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
         await records.delete(
-            conn, ct, co, _record_id(record_id), _actor(identity), if_match=_if_match(if_match)
+            conn, ct, co, _record_id(record_id), actor, if_match=_if_match(if_match)
         )
     return Response(status_code=204)
 
@@ -295,7 +290,7 @@ async def delete_record(
 async def restore_record(
     object_name: str, record_id: str, state: StateDep, identity: IdentityDep
 ) -> Response:
-    async with state.tenant(identity) as (conn, ct):
+    async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        record = await records.restore(conn, ct, co, _record_id(record_id), _actor(identity))
+        record = await records.restore(conn, ct, co, _record_id(record_id), actor)
     return _record_response(record)

@@ -62,7 +62,7 @@ async def list_objects(state: StateDep, identity: IdentityDep, request: Request)
     language = (
         request.headers.get("accept-language", "en").split(",")[0].split(";")[0].strip() or "en"
     )
-    async with state.tenant(identity, writes=False) as (_conn, ct):
+    async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
         return {
             "version": ct.version,
             "objects": [
@@ -91,7 +91,7 @@ async def create_object(request: Request, state: StateDep, identity: AdminDep) -
 
 @router.get("/objects/{object_name}")
 async def get_object(object_name: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
-    async with state.tenant(identity, writes=False) as (_conn, ct):
+    async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
         return dump(_object(ct.model, object_name))
 
 
@@ -131,7 +131,7 @@ async def delete_object(
 
 @router.get("/objects/{object_name}/fields")
 async def list_fields(object_name: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
-    async with state.tenant(identity, writes=False) as (_conn, ct):
+    async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
         return {"fields": [dump(f) for f in _object(ct.model, object_name).fields]}
 
 
@@ -154,7 +154,7 @@ async def add_field(
 async def get_field(
     object_name: str, field_name: str, state: StateDep, identity: IdentityDep
 ) -> dict[str, Any]:
-    async with state.tenant(identity, writes=False) as (_conn, ct):
+    async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
         obj = _object(ct.model, object_name)
         if not obj.has_field(field_name):
             raise NotFound(f"{object_name} has no field {field_name[:64]!r}")
@@ -224,7 +224,7 @@ def merge_document(document: dict[str, Any]) -> Change:
 async def plan(request: Request, state: StateDep, identity: AdminDep) -> dict[str, Any]:
     """The plan that `POST /metadata/apply` would run for this document; nothing changes."""
     change = merge_document(await read_object(request, state.settings.max_body_bytes * 16))
-    async with state.tenant(identity, writes=False) as (conn, _ct):
+    async with state.tenant(identity, writes=False) as (conn, _ct, _actor):
         _new, proposed = await plan_change(conn, change)
     return proposed.to_dict()
 
@@ -242,7 +242,7 @@ async def apply(
 async def versions(
     state: StateDep, identity: AdminDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> dict[str, Any]:
-    async with state.tenant(identity, writes=False) as (conn, _ct):
+    async with state.tenant(identity, writes=False) as (conn, _ct, _actor):
         return {"versions": [v.as_dict() for v in await list_versions(conn, limit=limit)]}
 
 
@@ -258,7 +258,7 @@ def _document_routes(kind_name: str, attribute: str, cls: type) -> None:
     async def list_documents(
         state: StateDep, identity: IdentityDep, object: str | None = None
     ) -> dict[str, Any]:
-        async with state.tenant(identity, writes=False) as (_conn, ct):
+        async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
             docs = ct.model.documents(attribute)
             if object is not None:
                 docs = [d for d in docs if getattr(d, "object", None) == object]
@@ -279,7 +279,7 @@ def _document_routes(kind_name: str, attribute: str, cls: type) -> None:
         )
 
     async def get_document(api_name: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
-        async with state.tenant(identity, writes=False) as (_conn, ct):
+        async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
             return dump(_get(ct.model, api_name))
 
     async def replace_document(

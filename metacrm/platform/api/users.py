@@ -1,0 +1,203 @@
+"""Users of a tenant: list, create, change (role, manager, activity) and passwords."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from metacrm.errors import FieldError, MetadataInvalid, NotFound, PermissionDenied, Unauthenticated
+from metacrm.platform.auth import hash_password, verify_password
+from metacrm.platform.body import read_object
+from metacrm.platform.state import IdentityDep, StateDep, TenantSession
+from metacrm.platform.tenancy import check_password, normalise_email
+from metacrm.runtime.records import new_id, utcnow
+from metacrm.runtime.tenant_tables import users
+
+router = APIRouter(prefix="/users", tags=["users"])
+_SHOWN = (
+    users.c.id,
+    users.c.email,
+    users.c.full_name,
+    users.c.is_admin,
+    users.c.is_active,
+    users.c.role,
+    users.c.manager_id,
+    users.c.created_at,
+)
+_EDITABLE = {
+    "full_name": str,
+    "is_admin": bool,
+    "is_active": bool,
+    "role": (str, type(None)),
+    "manager_id": (str, type(None)),
+}
+
+
+def _user(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    for key in ("id", "manager_id"):
+        out[key] = str(out[key]) if out[key] is not None else None
+    out["created_at"] = out["created_at"].isoformat().replace("+00:00", "Z")
+    return out
+
+
+def _require_user_admin(session: TenantSession) -> None:
+    if not session.actor.is_admin:
+        raise PermissionDenied("only tenant administrators may manage users")
+
+
+async def _check_fields(
+    session: TenantSession, body: dict[str, Any], user_id: uuid.UUID | None
+) -> dict[str, Any]:
+    """The editable properties of `body`, checked: types, the role exists, no manager loop."""
+    errors, values = [], {}
+    for key, value in body.items():
+        if key not in _EDITABLE:
+            errors.append(FieldError(key[:64], "unknown-field", "not an editable user property"))
+        elif not isinstance(value, _EDITABLE[key]):
+            errors.append(FieldError(key, "type", f"{key} has the wrong type"))
+        else:
+            values[key] = value
+    role = values.get("role")
+    if role is not None and not any(r.api_name == role for r in session.ct.model.roles):
+        errors.append(FieldError("role", "unknown-role", f"role {role!r} does not exist"))
+    if values.get("manager_id") is not None:
+        try:
+            manager = uuid.UUID(values["manager_id"])
+        except ValueError:
+            manager = None
+        chain, current = set(), manager
+        while current is not None and current not in chain:
+            if current == user_id:
+                errors.append(
+                    FieldError("manager_id", "cycle", "a user cannot manage their own manager")
+                )
+                break
+            chain.add(current)
+            current = await session.conn.scalar(
+                sa.select(users.c.manager_id).where(users.c.id == current)
+            )
+        exists = manager and await session.conn.scalar(
+            sa.select(users.c.id).where(users.c.id == manager)
+        )
+        if not exists:
+            errors.append(FieldError("manager_id", "unknown-user", "no user has this id"))
+        values["manager_id"] = manager
+    if errors:
+        raise MetadataInvalid("the user is invalid", errors)
+    return values
+
+
+@router.get("")
+async def list_users(state: StateDep, identity: IdentityDep) -> dict[str, Any]:
+    async with state.tenant(identity, writes=False) as session:
+        rows = await session.conn.execute(sa.select(*_SHOWN).order_by(users.c.email))
+        return {"users": [_user(r) for r in rows]}
+
+
+@router.post("", status_code=201)
+async def create_user(request: Request, state: StateDep, identity: IdentityDep) -> JSONResponse:
+    """Add a user: `{email, password, full_name?, role?, manager_id?, is_admin?}`."""
+    body = await read_object(request, state.settings.max_body_bytes)
+    email, password = body.pop("email", None), body.pop("password", None)
+    if not isinstance(email, str) or not isinstance(password, str):
+        raise MetadataInvalid(
+            "email and password are required",
+            [FieldError("email", "required", "email and password are required text")],
+        )
+    check_password(password)
+    email = normalise_email(email)
+    async with state.tenant(identity) as session:
+        _require_user_admin(session)
+        values = await _check_fields(session, body, None)
+        if await session.conn.scalar(sa.select(users.c.id).where(users.c.email == email)):
+            raise MetadataInvalid(
+                "the e-mail is taken", [FieldError("email", "unique", f"{email} is already a user")]
+            )
+        now, user_id = utcnow(), new_id()
+        await session.conn.execute(
+            users.insert().values(
+                {"full_name": email, "is_admin": False, "is_active": True}
+                | values
+                | {
+                    "id": user_id,
+                    "email": email,
+                    "password_hash": hash_password(password),
+                    "created_at": now,
+                    "password_changed_at": now,
+                    "token_epoch": 0,
+                }
+            )
+        )
+        row = (await session.conn.execute(sa.select(*_SHOWN).where(users.c.id == user_id))).one()
+    return JSONResponse(_user(row), status_code=201)
+
+
+def _user_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("no user has this id") from None
+
+
+@router.patch("/{user_id}")
+async def change_user(
+    user_id: str, request: Request, state: StateDep, identity: IdentityDep
+) -> dict[str, Any]:
+    body = await read_object(request, state.settings.max_body_bytes)
+    uid = _user_id(user_id)
+    async with state.tenant(identity) as session:
+        _require_user_admin(session)
+        values = await _check_fields(session, body, uid)
+        if values.get("is_active") is False:
+            values["token_epoch"] = users.c.token_epoch + 1  # deactivation revokes sessions
+        result = await session.conn.execute(users.update().where(users.c.id == uid).values(values))
+        if result.rowcount != 1:
+            raise NotFound("no user has this id")
+        row = (await session.conn.execute(sa.select(*_SHOWN).where(users.c.id == uid))).one()
+    return _user(row)
+
+
+@router.post("/{user_id}/password", status_code=204)
+async def change_password(
+    user_id: str, request: Request, state: StateDep, identity: IdentityDep
+) -> JSONResponse:
+    """Set a password: yours (with `current_password`) or, as an administrator, anyone's.
+
+    Every token issued before stops working.
+    """
+    body = await read_object(request, state.settings.max_body_bytes)
+    uid = _user_id(user_id)
+    new = body.get("new_password")
+    if not isinstance(new, str):
+        raise MetadataInvalid(
+            "new_password is required",
+            [FieldError("new_password", "required", "give the new password")],
+        )
+    check_password(new)
+    async with state.tenant(identity) as session:
+        if uid == identity.user_id and not session.actor.is_admin:
+            current = await session.conn.scalar(
+                sa.select(users.c.password_hash).where(users.c.id == uid)
+            )
+            given = body.get("current_password")
+            if not isinstance(given, str) or not verify_password(current, given):
+                raise Unauthenticated("the current password is wrong")
+        elif not session.actor.is_admin:
+            raise PermissionDenied("only administrators may set another user's password")
+        result = await session.conn.execute(
+            users.update()
+            .where(users.c.id == uid)
+            .values(
+                password_hash=hash_password(new),
+                password_changed_at=utcnow(),
+                token_epoch=users.c.token_epoch + 1,
+            )
+        )
+        if result.rowcount != 1:
+            raise NotFound("no user has this id")
+    return Response(status_code=204)
