@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from metacrm.errors import Conflict, FieldError, NotFound, RecordInvalid, StaleVersion
 from metacrm.metadata.values import ValueProblem, coerce
 from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, CompiledObject, CompiledTenant
+from metacrm.runtime.hooks import WriteContext, run_after, run_checks
 from metacrm.runtime.serialize import row_to_record
 from metacrm.runtime.tenant_tables import sequences
 from metacrm.runtime.validation import (
@@ -135,7 +136,7 @@ async def create(
     """Validate and insert one record; returns it as read back."""
     values = await _validate_new(conn, ct, co, data, prefix)
     now, record_id = utcnow(), new_id()
-    values |= await _next_numbers(conn, co)
+    changes = dict(values)
     values |= {
         "id": record_id,
         "owner_id": actor.user_id,
@@ -145,7 +146,13 @@ async def create(
         "updated_by": actor.user_id,
         "version": 1,
     }
+    ctx = WriteContext(conn, ct, co, actor, "create", None, values, changes, prefix)
+    errors = await run_checks(ctx)
+    if errors:
+        raise RecordInvalid(f"the {co.name} record is invalid", errors)
+    values |= await _next_numbers(conn, co)
     await _write(conn, co, co.table.insert().values(values), prefix)
+    await run_after(ctx)
     return await get(conn, co, record_id)
 
 
@@ -174,6 +181,9 @@ async def update(
     )
     if not errors and co.obj.validation_rules:
         errors += await rule_errors(conn, ct, co, merged, prior=current, prefix=prefix)
+    ctx = WriteContext(conn, ct, co, actor, "update", current, merged, dict(changes), prefix)
+    if not errors:
+        errors += await run_checks(ctx)
     if errors:
         raise RecordInvalid(f"the {co.name} record is invalid", errors)
     changes |= {
@@ -190,6 +200,7 @@ async def update(
     result = await _write(conn, co, statement, prefix)
     if result.rowcount != 1:  # a concurrent writer won (SQLite has no row lock)
         raise StaleVersion("the record changed while it was being updated")
+    await run_after(ctx)
     return await get(conn, co, record_id)
 
 
@@ -233,7 +244,12 @@ async def delete(
     current = await fetch(conn, co, record_id, lock=True)
     if if_match is not None and current["version"] != if_match:
         raise StaleVersion(f"the record is at version {current['version']}, not {if_match}")
+    ctx = WriteContext(conn, ct, co, actor, "delete", current, current, {})
+    errors = await run_checks(ctx)
+    if errors:
+        raise Conflict(f"the {co.name} record cannot be deleted", errors)
     await _soft_delete(conn, ct, co, [record_id], actor, utcnow())
+    await run_after(ctx)
 
 
 async def _soft_delete(
@@ -307,6 +323,10 @@ async def restore(
             )
             if alive is None:
                 raise Conflict(f"restore the {link.target} record {current[name]} first")
+    ctx = WriteContext(conn, ct, co, actor, "restore", current, current, {})
+    errors = await run_checks(ctx)
+    if errors:
+        raise Conflict(f"the {co.name} record cannot be restored", errors)
     try:
         async with conn.begin_nested():
             await _restore(conn, ct, co, [record_id], current["deleted_at"], actor)
@@ -315,6 +335,7 @@ async def restore(
         raise Conflict(
             "a live record now holds the same unique value" + (f" in {field}" if field else "")
         ) from None
+    await run_after(ctx)
     return await get(conn, co, record_id)
 
 
