@@ -10,7 +10,15 @@ import sqlalchemy as sa
 from metacrm import formula
 from metacrm.metadata.model import FieldDef, MetadataModel, ObjectDef
 from metacrm.metadata.names import SYSTEM_FIELDS
-from metacrm.runtime.columns import NAMING_CONVENTION, build_table, index_name, wants_index
+from metacrm.runtime.columns import (
+    NAMING_CONVENTION,
+    ExactDecimal,
+    UTCDateTime,
+    build_table,
+    column_type,
+    index_name,
+    wants_index,
+)
 
 #: System fields a record shows (deleted_at only in the recycle bin).
 SHOWN_SYSTEM_FIELDS = tuple(f for f in SYSTEM_FIELDS if f != "deleted_at")
@@ -62,6 +70,25 @@ class CompiledTenant:
         return self.objects[name].table
 
 
+def _result_type(field: FieldDef, model: MetadataModel) -> sa.types.TypeEngine[Any]:
+    """The Python-side type of a computed field's value."""
+    if field.type == "formula":
+        if field.returns in ("number", "currency", "percent"):
+            return ExactDecimal(38, 2 if field.scale is None else field.scale)
+        return {
+            "text": sa.String(),
+            "boolean": sa.Boolean(),
+            "date": sa.Date(),
+            "datetime": UTCDateTime(),
+        }[field.returns]
+    if field.aggregate == "count":
+        return sa.Integer()
+    child = model.object(field.child_object).field(field.field)
+    if child.type == "formula":
+        return _result_type(child, model)
+    return column_type(child) or sa.String()
+
+
 def compile_tenant(model: MetadataModel, version: int) -> CompiledTenant:
     """Build tables and field SQL for every object of `model`."""
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
@@ -92,9 +119,9 @@ def compile_tenant(model: MetadataModel, version: int) -> CompiledTenant:
         compiled._sql = {name: table.c[name] for name in SYSTEM_FIELDS}
         for name, definition in compiled.fields.items():
             if definition.type in ("formula", "rollup"):
-                compiled._sql[name] = formula.field_sql(
-                    compiled.obj, definition, model, tenant.table_for
-                )
+                expression = formula.field_sql(compiled.obj, definition, model, tenant.table_for)
+                # Read results as the field's type: SQLite hands back floats and 0/1.
+                compiled._sql[name] = sa.type_coerce(expression, _result_type(definition, model))
             else:
                 compiled._sql[name] = table.c[name]
     return tenant
