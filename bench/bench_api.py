@@ -323,6 +323,18 @@ def noop_app() -> FastAPI:
 # =============================================================== setup and seeding
 
 
+async def forget_tenant(conn: Any, name: str) -> None:
+    """Remove a bench tenant's system rows (its storage is dropped separately)."""
+    from metacrm.platform import system_tables
+
+    tenants = system_tables.tenants
+    users = getattr(system_tables, "users", None)  # users moved into tenant storage later
+    if users is not None:
+        tenant_id = sa.select(tenants.c.id).where(tenants.c.name == name)
+        await conn.execute(users.delete().where(users.c.tenant_id.in_(tenant_id)))
+    await conn.execute(tenants.delete().where(tenants.c.name == name))
+
+
 class Bench:
     """Both apps on one backend, the tenant, the seeded ids and the HTTP clients."""
 
@@ -447,12 +459,8 @@ class Bench:
     async def _drop_tenant(self) -> None:
         db = self.state.db
         await db.drop_tenant_storage(self.storage)
-        from metacrm.platform.system_tables import tenants, users
-
         async with db.system() as conn:
-            tenant_id = sa.select(tenants.c.id).where(tenants.c.name == self.tenant)
-            await conn.execute(users.delete().where(users.c.tenant_id.in_(tenant_id)))
-            await conn.execute(tenants.delete().where(tenants.c.name == self.tenant))
+            await forget_tenant(conn, self.tenant)
 
     # ------------------------------------------------------------ one request of each kind
 

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.bench_api import PASSWORD, PLATFORM_TOKEN, SECRET, pg_url  # noqa: E402
+from bench.bench_api import PASSWORD, PLATFORM_TOKEN, SECRET, forget_tenant, pg_url  # noqa: E402
 from metacrm.metadata.model import MetadataModel  # noqa: E402
 from metacrm.metadata.schema import parse_field  # noqa: E402
 from metacrm.platform.app import create_app  # noqa: E402
@@ -88,7 +88,8 @@ async def run(rows: int) -> dict[str, Any]:
             )
             r.raise_for_status()
             r = await http.post(
-                "/api/v1/auth/token", data={"tenant": tenant, "username": admin, "password": PASSWORD}
+                "/api/v1/auth/token",
+                data={"tenant": tenant, "username": admin, "password": PASSWORD},
             )
             r.raise_for_status()
             token = r.json()["access_token"]
@@ -257,13 +258,9 @@ async def run(rows: int) -> dict[str, Any]:
             out["table_after"] = await table_state()
         finally:
             await http.aclose()
-            from metacrm.platform.system_tables import tenants, users
-
             await db.drop_tenant_storage(storage)
             async with db.system() as conn:
-                tid = sa.select(tenants.c.id).where(tenants.c.name == tenant)
-                await conn.execute(users.delete().where(users.c.tenant_id.in_(tid)))
-                await conn.execute(tenants.delete().where(tenants.c.name == tenant))
+                await forget_tenant(conn, tenant)
     tmp.cleanup()
     return out
 

@@ -115,8 +115,8 @@ def api_section(name: str, result: dict[str, Any]) -> str:
         "",
         table(result),
         "",
-        "Pieces of the generated path, timed in-process without HTTP (µs per call, median of 5 "
-        "batches):",
+        "Pieces of the generated path, timed in-process without HTTP (µs per call, median of 7 "
+        "interleaved rounds):",
         "",
         "| piece | µs |",
         "| --- | ---: |",
