@@ -6,6 +6,7 @@ from collections import Counter
 
 from metacrm.errors import FieldError
 from metacrm.metadata.model import MetadataModel, ObjectDef
+from metacrm.metadata.values import ValueProblem, coerce
 
 TEXTUAL_NAME_TYPES = ("text", "auto_number", "email", "phone", "formula")
 
@@ -82,6 +83,14 @@ def _check_object(obj: ObjectDef, model: MetadataModel) -> list[FieldError]:
                 )
         if field.type == "rollup":
             problems += _check_rollup(obj, field, path, model)
+        default = getattr(field, "default", None)
+        if default is not None and not field.computed:
+            try:
+                coerce(field, default)
+            except ValueProblem as problem:
+                problems.append(
+                    FieldError(f"{path}/default", "bad-default", f"the default: {problem.message}")
+                )
     if masters > 2:
         problems.append(
             FieldError(

@@ -9,11 +9,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm import formula
-from metacrm.errors import FieldError
+from metacrm.errors import FieldError, RecordInvalid
 from metacrm.metadata.model import label_text
 from metacrm.metadata.names import SYSTEM_FIELDS
 from metacrm.metadata.values import ValueProblem, coerce
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
+from metacrm.runtime.permissions import object_readable, record_filter
 
 
 def coerce_input(
@@ -56,7 +57,13 @@ def apply_defaults(
             values[name] = coerce(field, field.default)
         elif field.default_expression:
             checked = formula.check(field.default_expression, co.obj, ct.model, context="default")
-            values[name] = coerce(field, formula.evaluate(checked, values, is_new=True))
+            try:
+                values[name] = coerce(field, formula.evaluate(checked, values, is_new=True))
+            except ValueProblem as problem:  # the expression gave no valid value of the field
+                raise RecordInvalid(
+                    f"the default of {co.name}.{name} is not a valid value",
+                    [FieldError(name, problem.code, f"the default: {problem.message}")],
+                ) from None
 
 
 def required_errors(
@@ -83,19 +90,28 @@ async def reference_errors(
     ct: CompiledTenant,
     co: CompiledObject,
     values: dict[str, Any],
+    actor: Any,
     *,
     prefix: str = "",
 ) -> list[FieldError]:
-    """A `lookup-target` error for each lookup naming no live record of its target."""
+    """A `lookup-target` error for each lookup naming no live record the actor can see."""
     errors = []
     for name, field in co.references.items():
         target_id = values.get(name)
         if target_id is None:
             continue
-        target = ct.table_for(field.target)
-        found = await conn.scalar(
-            sa.select(target.c.id).where(target.c.id == target_id, target.c.deleted_at.is_(None))
+        target_co = ct.object(field.target)
+        target = target_co.table
+        query = sa.select(target.c.id).where(
+            target.c.id == target_id, target.c.deleted_at.is_(None)
         )
+        if object_readable(ct, actor, target_co):
+            access = record_filter(ct, actor, target_co, "read")
+            if access is not None:
+                query = query.where(access)
+            found = await conn.scalar(query)
+        else:
+            found = None
         if found is None:
             errors.append(
                 FieldError(

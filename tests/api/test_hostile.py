@@ -591,3 +591,39 @@ async def test_hostile_login_forms(client: httpx.AsyncClient, tenant: TenantClie
             response = await client.post(url, content=body, headers=headers)
         assert_problem(response, 400, 401, 413, 415, 422)
         assert "access_token" not in response.text
+
+
+BAD_DEFAULTS = [
+    {"api_name": "n", "type": "number", "precision": 5, "default": "123456789"},
+    {"api_name": "n", "type": "number", "precision": 5, "default": 1e30},
+    {"api_name": "n", "type": "number", "min": 0, "default": -1},
+    {"api_name": "t", "type": "text", "max_length": 5, "default": "too long"},
+    {"api_name": "e", "type": "email", "default": "not-an-email"},
+    {"api_name": "u", "type": "url", "default": "ftp://x"},
+    {"api_name": "p", "type": "phone", "default": "abc"},
+    {"api_name": "n", "type": "number", "default_expression": "'abc'"},
+    {"api_name": "t", "type": "text", "max_length": 3, "default_expression": "'abcdef'"},
+    {"api_name": "d", "type": "date", "default_expression": "'soon'"},
+]
+
+
+async def test_defaults_that_no_record_could_hold_are_refused(crm: TenantClient) -> None:
+    """A default must be a valid value of its field: refused at definition, never a 500."""
+    for field in BAD_DEFAULTS:
+        before = await versions(crm)
+        document = {"api_name": "thing", "fields": [{"api_name": "name", "type": "text"}, field]}
+        response = await crm.post("/api/v1/metadata/apply", json={"objects": [document]})
+        if response.status_code == 200 and "default_expression" in field:
+            # Only a record shows what an expression gives: a clean refusal, then.
+            created = await crm.post("/api/v1/data/thing", json={"name": "x"})
+            assert_case(str(field), created, 422)
+            assert created.json()["errors"][0]["field"] == field["api_name"]
+            assert await records(crm, "thing") == []
+            deleted = await crm.delete("/api/v1/metadata/objects/thing", params={"confirm": "true"})
+            assert deleted.status_code == 200, deleted.text
+            continue
+        body = assert_case(str(field), response, 422)
+        assert body["errors"][0]["field"].endswith(f"fields/{field['api_name']}/default") or (
+            "default_expression" in field
+        ), body
+        assert await versions(crm) == before

@@ -222,3 +222,26 @@ def test_limits_on_fields_and_objects() -> None:
     assert _problems(ObjectDef, {"api_name": "big", "fields": fields})
     objects = [{"api_name": f"o{i}"} for i in range(2001)]
     assert _problems(MetadataModel, {"objects": objects})
+
+
+def test_constant_defaults_must_be_valid_values() -> None:
+    model = parse(
+        MetadataModel,
+        {
+            "objects": [
+                _obj(
+                    "a",
+                    {"api_name": "n", "type": "number", "precision": 4, "default": "12345"},
+                    {"api_name": "t", "type": "text", "max_length": 2, "default": "abc"},
+                    {"api_name": "e", "type": "email", "default": "nope"},
+                    {"api_name": "ok", "type": "currency", "default": "1.5"},
+                )
+            ]
+        },
+    )
+    found = [(e.field, e.code) for e in check_references(model)]
+    assert found == [
+        ("objects/a/fields/n/default", "bad-default"),
+        ("objects/a/fields/t/default", "bad-default"),
+        ("objects/a/fields/e/default", "bad-default"),
+    ]
