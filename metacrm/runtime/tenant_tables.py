@@ -68,3 +68,20 @@ users = sa.Table(
 async def create_tenant_tables(conn: AsyncConnection) -> None:
     """Create the internal tables a tenant's storage lacks (new tenant, or newer metacrm)."""
     await conn.run_sync(tenant_metadata.create_all)
+
+
+#: Packs installed, upgraded and uninstalled, one row per metadata version that changed a
+#: pack. The latest row of a name says what is installed (`version` NULL: uninstalled);
+#: `contents` is the metadata the pack contributed, the base of its next upgrade's merge.
+pack_events = sa.Table(
+    "mc_pack_event",
+    tenant_metadata,
+    sa.Column("metadata_version", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("version", sa.String(64), nullable=True),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("depends", JsonValue(), nullable=False),
+    sa.Column("contents", JsonValue(), nullable=False),
+    sa.Column("label", JsonValue(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
