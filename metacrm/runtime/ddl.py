@@ -197,12 +197,31 @@ class _Applier:
         fresh = f"{name[:50]}__rebuild"
         self.op.rename_table(name, fresh, schema=self.schema)
         table = self.table(obj)
-        for index in table.indexes:  # the old names must be free for the new table
-            self.op.drop_index(index.name, table_name=fresh, schema=self.schema)
-        self.op.drop_constraint(f"pk_{name}", fresh, type_="primary", schema=self.schema)
+        source, target = _qualified(self.conn, fresh), _qualified(self.conn, name)
+        # The old names must be free for the new table. Read them from the catalog: names
+        # past 63 bytes were shortened when created (pk_<63-character table> is one).
+        quote = self.conn.dialect.identifier_preparer.quote
+        constraints = self.conn.execute(
+            sa.text(
+                "SELECT conname FROM pg_constraint"
+                " WHERE conrelid = to_regclass(:name) AND contype IN ('p', 'u')"
+            ),
+            {"name": source},
+        ).scalars()
+        for constraint in list(constraints):
+            self.conn.exec_driver_sql(f"ALTER TABLE {source} DROP CONSTRAINT {quote(constraint)}")
+        indexes = self.conn.execute(
+            sa.text(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE i.indrelid = to_regclass(:name)"
+            ),
+            {"name": source},
+        ).scalars()
+        prefix = f"{quote(self.schema)}." if self.schema else ""
+        for index in list(indexes):
+            self.conn.exec_driver_sql(f"DROP INDEX {prefix}{quote(index)}")
         table.create(self.conn)  # with its indexes, which the copy fills
         columns = ", ".join(f'"{c.name}"' for c in table.columns)
-        source, target = _qualified(self.conn, fresh), _qualified(self.conn, name)
         self.conn.exec_driver_sql(
             f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {source}"
         )

@@ -387,3 +387,37 @@ async def test_column_churn_rebuilds_the_table_and_keeps_data(
     got = await tenant.get(f"/api/v1/data/child/{child['id']}")
     assert got.json()["deal"] == kept[0]["id"]
     assert (await tenant.delete(f"/api/v1/data/deal/{kept[0]['id']}")).status_code == 204
+
+
+async def test_rebuild_of_a_table_with_a_63_character_name(
+    app: Any, tenant: TenantClient, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Constraint and index names past 63 bytes are truncated: the rebuild must find them."""
+    monkeypatch.setattr(ddl, "PG_COLUMN_SLOTS_REBUILD_AT", 20)
+    name = "l" * 63
+    base = {
+        "api_name": name,
+        "fields": [
+            {"api_name": "name", "type": "text", "unique": True},
+            {"api_name": "n", "type": "auto_number"},
+            {"api_name": "up", "type": "lookup", "target": name},
+        ],
+    }
+    await tenant.define(base)
+    first = await tenant.create(name, {"name": "one"})
+    await tenant.create(name, {"name": "two", "up": first["id"]})
+    for round_ in range(4):
+        extra = [{"api_name": f"x{round_}_{i}", "type": "text"} for i in range(8)]
+        response = await apply(tenant, base | {"fields": [*base["fields"], *extra]})
+        assert response.status_code == 200, response.text
+        response = await apply(tenant, base, confirm=True)
+        assert response.status_code == 200, response.text
+    if backend == "postgresql":
+        assert await pg_scalar(app, tenant, SLOTS, name) < 20 + 8
+    rows = (await tenant.get(f"/api/v1/data/{name}", params={"order_by": "n"})).json()["records"]
+    assert [(r["name"], r["n"], r["up"]) for r in rows] == [
+        ("one", "000001", None),
+        ("two", "000002", first["id"]),
+    ]
+    assert (await tenant.post(f"/api/v1/data/{name}", json={"name": "one"})).status_code == 422
+    assert (await tenant.create(name, {"name": "three"}))["n"] == "000003"
