@@ -6,6 +6,7 @@ from collections import Counter
 
 from metacrm.errors import FieldError
 from metacrm.metadata.model import MetadataModel, ObjectDef
+from metacrm.metadata.process_checks import check_process
 from metacrm.metadata.values import ValueProblem, coerce
 
 TEXTUAL_NAME_TYPES = ("text", "auto_number", "email", "phone", "formula")
@@ -270,35 +271,5 @@ def check_documents(model: MetadataModel) -> list[FieldError]:
             need_field(f"{base}/kanban_field", obj, view.kanban_field, "picklist")
         for role in view.visibility.roles:
             need_role(f"{base}/visibility/roles/{role}", role)
-    for rule in model.stage_rules:
-        base = f"stage_rules/{rule.api_name}"
-        obj = need_object(f"{base}/object", rule.object)
-        need_field(f"{base}/field", obj, rule.field, "picklist")
-        if (
-            obj is not None
-            and obj.has_field(rule.field)
-            and obj.field(rule.field).type == "picklist"
-        ):
-            values = set(obj.field(rule.field).value_names())
-            for stage in rule.stages:
-                if stage.value not in values:
-                    problems.append(
-                        FieldError(
-                            f"{base}/stages/{stage.value}",
-                            "unknown-value",
-                            f"{stage.value!r} is not a value of {rule.object}.{rule.field}",
-                        )
-                    )
-                for name in stage.required_fields:
-                    need_field(f"{base}/stages/{stage.value}/required_fields/{name}", obj, name)
-    for flow in model.approval_flows:
-        base = f"approval_flows/{flow.api_name}"
-        obj = need_object(f"{base}/object", flow.object)
-        for step in flow.steps:
-            for i, approver in enumerate(step.approvers):
-                path = f"{base}/steps/{step.api_name}/approvers/{i}"
-                if approver.kind == "role" and approver.role is not None:
-                    need_role(f"{path}/role", approver.role)
-                if approver.kind == "field" and approver.field is not None:
-                    need_field(f"{path}/field", obj, approver.field, "lookup")
+    problems += check_process(model)
     return problems

@@ -41,7 +41,10 @@ class WriteHook(Protocol):
 
 #: Modules providing `check` and `after`, run in this order on create, update, delete and
 #: restore, whatever the path (single record, batch, import, stage endpoint).
-HOOK_MODULES: tuple[str, ...] = ()
+HOOK_MODULES: tuple[str, ...] = (
+    "metacrm.runtime.approvals",
+    "metacrm.runtime.stages",
+)
 
 
 def write_hooks() -> list[WriteHook]:

@@ -65,6 +65,110 @@ users = sa.Table(
 )
 
 
+#: Stage moves of records: from, to, who, when, why, and how long the record sat in `from`.
+stage_history = sa.Table(
+    "mc_stage_history",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("rule", sa.String(63), nullable=False),
+    sa.Column("from_stage", sa.String(100), nullable=True),
+    sa.Column("to_stage", sa.String(100), nullable=True),
+    sa.Column("moved_at", UTCDateTime(), nullable=False),
+    sa.Column("moved_by", sa.Uuid(), nullable=False),
+    sa.Column("reason", sa.String(2000), nullable=True),
+    sa.Column("seconds_in_from", sa.BigInteger(), nullable=True),
+    sa.Index("ix_mc_stage_history_rule", "object", "rule", "to_stage"),
+)
+
+#: Work items created when a record enters a stage.
+stage_tasks = sa.Table(
+    "mc_stage_task",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("rule", sa.String(63), nullable=False),
+    sa.Column("stage", sa.String(100), nullable=False),
+    sa.Column("task", sa.String(63), nullable=False),
+    sa.Column("subject", sa.String(1000), nullable=False),
+    sa.Column("assignee_id", sa.Uuid(), nullable=True, index=True),
+    sa.Column("assignee_role", sa.String(63), nullable=True),
+    sa.Column("optional", sa.Boolean(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("due_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("done_at", UTCDateTime(), nullable=True),
+    sa.Column("done_by", sa.Uuid(), nullable=True),
+)
+
+#: One run of an approval flow on one record, with the flow definition it started with.
+approvals = sa.Table(
+    "mc_approval",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("flow", sa.String(63), nullable=False),
+    sa.Column("metadata_version", sa.Integer(), nullable=False),
+    sa.Column("definition", JsonValue(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("phase", sa.Integer(), nullable=False),
+    sa.Column("submitted_by", sa.Uuid(), nullable=False),
+    sa.Column("submitted_at", UTCDateTime(), nullable=False),
+    sa.Column("decided_at", UTCDateTime(), nullable=True),
+    sa.Column("comment", sa.String(2000), nullable=True),
+)
+
+#: One approver's work item in one step of an approval run.
+approval_tasks = sa.Table(
+    "mc_approval_task",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("approval_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("step", sa.String(63), nullable=False),
+    sa.Column("phase", sa.Integer(), nullable=False),
+    sa.Column("assignee_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("on_behalf_of", sa.Uuid(), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("due_at", UTCDateTime(), nullable=True),
+    sa.Column("remind_at", UTCDateTime(), nullable=True),
+    sa.Column("escalated_at", UTCDateTime(), nullable=True),
+    sa.Column("decided_at", UTCDateTime(), nullable=True),
+    sa.Column("decided_by", sa.Uuid(), nullable=True),
+    sa.Column("comment", sa.String(2000), nullable=True),
+)
+
+#: Everything that happened to an approval run, in order.
+approval_events = sa.Table(
+    "mc_approval_event",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("approval_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor_id", sa.Uuid(), nullable=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("step", sa.String(63), nullable=True),
+    sa.Column("comment", sa.String(2000), nullable=True),
+    sa.Column("detail", JsonValue(), nullable=True),
+)
+
+#: A user's approvals go to a delegate between two moments.
+delegations = sa.Table(
+    "mc_delegation",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("user_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("delegate_id", sa.Uuid(), nullable=False),
+    sa.Column("starts_at", UTCDateTime(), nullable=False),
+    sa.Column("ends_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.Uuid(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+
 async def create_tenant_tables(conn: AsyncConnection) -> None:
     """Create the internal tables a tenant's storage lacks (new tenant, or newer metacrm)."""
     await conn.run_sync(tenant_metadata.create_all)

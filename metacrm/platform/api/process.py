@@ -1,0 +1,351 @@
+"""Stage moves, stage history and tasks, the funnel, and approvals over HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from starlette.responses import JSONResponse
+
+from metacrm.errors import FieldError, NotFound, PermissionDenied, RecordInvalid, StaleVersion
+from metacrm.platform.body import read_object
+from metacrm.platform.state import IdentityDep, StateDep, object_or_404
+from metacrm.runtime import approvals, stages
+from metacrm.runtime.permissions import object_permission
+
+router = APIRouter(tags=["process"])
+
+
+def _id(value: str, what: str = "record") -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"no {what} has this id") from None
+
+
+def _record_id(value: str) -> uuid.UUID:
+    return _id(value)
+
+
+def _if_match(value: str | None) -> int | None:
+    """The version an If-Match header asks for (None for absent or `*`)."""
+    if value is None or value.strip() == "*":
+        return None
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or len(tag) > 12:
+        raise StaleVersion("If-Match names no version of this record")
+    return int(tag)
+
+
+def _record_response(record: dict[str, Any]) -> Response:
+    return JSONResponse(record, headers={"ETag": f'"{record["version"]}"'})
+
+
+def _text(body: dict[str, Any], name: str, *, required: bool = False, limit: int = 2000) -> Any:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise RecordInvalid(
+            f"{name} is invalid",
+            [FieldError(name, "type", f"{name} must be a text of 1 to {limit} characters")],
+        )
+    return value
+
+
+def _only(body: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise RecordInvalid(
+            "the request has unknown properties",
+            [FieldError(k[:64], "unknown-field", "not a parameter here") for k in unknown],
+        )
+
+
+def _when(body: dict[str, Any], name: str) -> dt.datetime:
+    value = body.get(name)
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise RecordInvalid(
+            f"{name} is invalid", [FieldError(name, "type", "use an ISO 8601 date-time")]
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _readable(ct: Any, actor: Any, object_name: str) -> None:
+    permission = object_permission(ct.model, actor, object_name)
+    if not (permission.read or permission.view_all):
+        raise PermissionDenied(f"you may not read {object_name} records")
+
+
+# ------------------------------------------------------------------ stages
+
+
+@router.post("/data/{object_name}/{record_id}/stage")
+async def move_stage(
+    object_name: str,
+    record_id: str,
+    request: Request,
+    state: StateDep,
+    identity: IdentityDep,
+    if_match: Annotated[str | None, Header(max_length=100)] = None,
+) -> Response:
+    """Move a record to a stage: `{"to", "reason"?, "fields"?, "rule"?}`; gates apply."""
+    body = await read_object(request, state.settings.max_body_bytes)
+    _only(body, {"to", "reason", "fields", "rule"})
+    to = _text(body, "to", required=True, limit=100)
+    reason = _text(body, "reason")
+    fields = body.get("fields") or {}
+    if not isinstance(fields, dict):
+        raise RecordInvalid("fields is invalid", [FieldError("fields", "type", "an object")])
+    async with state.tenant(identity) as (conn, ct, actor):
+        co = object_or_404(ct, object_name)
+        record = await stages.move(
+            conn,
+            ct,
+            co,
+            _record_id(record_id),
+            actor,
+            to=to,
+            reason=reason,
+            fields=fields,
+            rule=_text(body, "rule", limit=63),
+            if_match=_if_match(if_match),
+        )
+    return _record_response(record)
+
+
+@router.get("/data/{object_name}/{record_id}/stage-history")
+async def stage_history(
+    object_name: str, record_id: str, state: StateDep, identity: IdentityDep
+) -> dict[str, Any]:
+    """Every stage move of the record, and the time it spent in each stage."""
+    async with state.tenant(identity, writes=False) as (conn, ct, actor):
+        co = object_or_404(ct, object_name)
+        _readable(ct, actor, co.name)
+        return await stages.history(conn, ct, co, _record_id(record_id))
+
+
+@router.get("/data/{object_name}/{record_id}/stage-tasks")
+async def stage_tasks(
+    object_name: str, record_id: str, state: StateDep, identity: IdentityDep
+) -> dict[str, Any]:
+    async with state.tenant(identity, writes=False) as (conn, ct, actor):
+        co = object_or_404(ct, object_name)
+        _readable(ct, actor, co.name)
+        return {"tasks": await stages.list_tasks(conn, co, _record_id(record_id))}
+
+
+@router.post("/stage-tasks/{task_id}/done")
+async def complete_stage_task(task_id: str, state: StateDep, identity: IdentityDep) -> Any:
+    async with state.tenant(identity) as (conn, _ct, actor):
+        return await stages.complete_task(conn, actor, _id(task_id, "stage task"))
+
+
+@router.get("/analytics/funnel/{rule_name}")
+async def funnel(
+    rule_name: str,
+    state: StateDep,
+    identity: IdentityDep,
+    amount: Annotated[str | None, Query(max_length=63)] = None,
+) -> dict[str, Any]:
+    """Counts and amounts per stage, conversion between stages, average days in stage."""
+    async with state.tenant(identity, writes=False) as (conn, ct, actor):
+        rule = next((r for r in ct.model.stage_rules if r.api_name == rule_name), None)
+        if rule is None:
+            raise NotFound(f"no stage rule named {rule_name[:64]!r}")
+        _readable(ct, actor, rule.object)
+        return await stages.funnel(conn, ct, rule, amount)
+
+
+@router.get("/process/warnings")
+async def process_warnings(state: StateDep, identity: IdentityDep) -> dict[str, Any]:
+    """Warnings about the stage rules (stages no allowed move reaches)."""
+    async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
+        return {"warnings": [w.as_dict() for w in stages.warnings(ct.model)]}
+
+
+# ------------------------------------------------------------------ approvals
+
+
+@router.post("/data/{object_name}/{record_id}/approvals", status_code=201)
+async def submit(
+    object_name: str, record_id: str, request: Request, state: StateDep, identity: IdentityDep
+) -> JSONResponse:
+    """Submit the record for approval: `{"flow"?, "comment"?}`."""
+    body = await read_object(request, state.settings.max_body_bytes)
+    _only(body, {"flow", "comment"})
+    async with state.tenant(identity) as (conn, ct, actor):
+        co = object_or_404(ct, object_name)
+        run = await approvals.submit(
+            conn,
+            ct,
+            co,
+            _record_id(record_id),
+            actor,
+            flow_name=_text(body, "flow", limit=63),
+            comment=_text(body, "comment"),
+        )
+    return JSONResponse(
+        run, status_code=201, headers={"Location": f"/api/v1/approvals/{run['id']}"}
+    )
+
+
+@router.get("/data/{object_name}/{record_id}/approvals")
+async def record_approvals(
+    object_name: str, record_id: str, state: StateDep, identity: IdentityDep
+) -> dict[str, Any]:
+    """Every approval run of the record, with its tasks and events."""
+    async with state.tenant(identity, writes=False) as (conn, ct, actor):
+        co = object_or_404(ct, object_name)
+        _readable(ct, actor, co.name)
+        return {"approvals": await approvals.for_record(conn, co, _record_id(record_id))}
+
+
+@router.get("/approvals")
+async def inbox(
+    state: StateDep,
+    identity: IdentityDep,
+    assigned_to: Annotated[str, Query(max_length=64)] = "me",
+    status: Annotated[str, Query(pattern="^(pending|approved|rejected|closed)$")] = "pending",
+) -> dict[str, Any]:
+    """The approval tasks of `assigned_to` (`me`, or a user id for administrators)."""
+    async with state.tenant(identity, writes=False) as (conn, _ct, actor):
+        user_id = actor.user_id
+        if assigned_to != "me":
+            user_id = _id(assigned_to, "user")
+            if user_id != actor.user_id and not actor.is_admin:
+                raise PermissionDenied("only administrators may read another user's approvals")
+        return {"tasks": await approvals.inbox(conn, user_id, status=status)}
+
+
+@router.get("/approvals/delegations")
+async def list_delegations(state: StateDep, identity: IdentityDep) -> dict[str, Any]:
+    async with state.tenant(identity, writes=False) as (conn, _ct, actor):
+        return {"delegations": await approvals.list_delegations(conn, actor)}
+
+
+@router.post("/approvals/delegations", status_code=201)
+async def add_delegation(request: Request, state: StateDep, identity: IdentityDep) -> Any:
+    """`{"delegate", "starts_at", "ends_at", "user"?}`: approvals go to the delegate meanwhile."""
+    body = await read_object(request, state.settings.max_body_bytes)
+    _only(body, {"delegate", "starts_at", "ends_at", "user"})
+    async with state.tenant(identity) as (conn, _ct, actor):
+        return await approvals.add_delegation(
+            conn,
+            actor,
+            delegate=_text(body, "delegate", required=True, limit=320),
+            starts_at=_when(body, "starts_at"),
+            ends_at=_when(body, "ends_at"),
+            user=_text(body, "user", limit=320),
+        )
+
+
+@router.delete("/approvals/delegations/{delegation_id}", status_code=204)
+async def remove_delegation(delegation_id: str, state: StateDep, identity: IdentityDep) -> Response:
+    async with state.tenant(identity) as (conn, _ct, actor):
+        await approvals.remove_delegation(conn, actor, _id(delegation_id, "delegation"))
+    return Response(status_code=204)
+
+
+@router.post("/approvals/run-due")
+async def run_due(state: StateDep, identity: IdentityDep) -> dict[str, int]:
+    """Send due reminders and escalate overdue tasks (for a scheduler; administrators)."""
+    async with state.tenant(identity) as (conn, ct, actor):
+        if not actor.is_admin:
+            raise PermissionDenied("only administrators may run due approvals")
+        return await approvals.process_due(conn, ct)
+
+
+@router.get("/approvals/{approval_id}")
+async def get_approval(approval_id: str, state: StateDep, identity: IdentityDep) -> Any:
+    async with state.tenant(identity, writes=False) as (conn, ct, actor):
+        run = await approvals.get(conn, _id(approval_id, "approval"))
+        involved = actor.is_admin or str(actor.user_id) == run["submitted_by"]
+        involved = involved or any(t["assignee_id"] == str(actor.user_id) for t in run["tasks"])
+        if not involved:
+            _readable(ct, actor, run["object"])
+        return run
+
+
+async def _decide(
+    approval_id: str, request: Request, state: StateDep, identity: IdentityDep, decision: str
+) -> Any:
+    body = await read_object(request, state.settings.max_body_bytes)
+    _only(body, {"comment", "step"})
+    async with state.tenant(identity) as (conn, ct, actor):
+        return await approvals.decide(
+            conn,
+            ct,
+            _id(approval_id, "approval"),
+            actor,
+            decision,
+            comment=_text(body, "comment"),
+            step=_text(body, "step", limit=63),
+        )
+
+
+@router.post("/approvals/{approval_id}/approve")
+async def approve(
+    approval_id: str, request: Request, state: StateDep, identity: IdentityDep
+) -> Any:
+    """Approve your pending work on the run: `{"comment"?, "step"?}`."""
+    return await _decide(approval_id, request, state, identity, "approved")
+
+
+@router.post("/approvals/{approval_id}/reject")
+async def reject(approval_id: str, request: Request, state: StateDep, identity: IdentityDep) -> Any:
+    """Reject: the whole run is rejected (`{"comment"?, "step"?}`)."""
+    return await _decide(approval_id, request, state, identity, "rejected")
+
+
+@router.post("/approvals/{approval_id}/recall")
+async def recall(approval_id: str, request: Request, state: StateDep, identity: IdentityDep) -> Any:
+    body = await read_object(request, state.settings.max_body_bytes)
+    _only(body, {"comment"})
+    async with state.tenant(identity) as (conn, ct, actor):
+        return await approvals.recall(
+            conn, ct, _id(approval_id, "approval"), actor, comment=_text(body, "comment")
+        )
+
+
+@router.post("/approvals/{approval_id}/reassign")
+async def reassign(
+    approval_id: str, request: Request, state: StateDep, identity: IdentityDep
+) -> Any:
+    """Hand your pending task (or, as an administrator, `task_id`) to `to`."""
+    body = await read_object(request, state.settings.max_body_bytes)
+    _only(body, {"to", "task_id", "comment"})
+    task_id = _text(body, "task_id", limit=64)
+    async with state.tenant(identity) as (conn, ct, actor):
+        return await approvals.reassign(
+            conn,
+            ct,
+            _id(approval_id, "approval"),
+            actor,
+            to=_text(body, "to", required=True, limit=320),
+            task_id=_id(task_id, "task") if task_id else None,
+            comment=_text(body, "comment"),
+        )
+
+
+@router.post("/approvals/{approval_id}/approvers")
+async def add_approver(
+    approval_id: str, request: Request, state: StateDep, identity: IdentityDep
+) -> Any:
+    """Add a co-approver to a step of the current phase: `{"user", "step"?, "comment"?}`."""
+    body = await read_object(request, state.settings.max_body_bytes)
+    _only(body, {"user", "step", "comment"})
+    async with state.tenant(identity) as (conn, ct, actor):
+        return await approvals.add_approver(
+            conn,
+            ct,
+            _id(approval_id, "approval"),
+            actor,
+            user=_text(body, "user", required=True, limit=320),
+            step=_text(body, "step", limit=63),
+            comment=_text(body, "comment"),
+        )
