@@ -233,43 +233,69 @@ def check_documents(model: MetadataModel) -> list[FieldError]:
         base = f"sharing_rules/{rule.api_name}"
         need_object(f"{base}/object", rule.object)
         need_role(f"{base}/share_with/role", rule.share_with.role)
+    # Layouts and list views against their object's fields: checked when they are saved
+    # (metacrm.ui_schema.impact, called by diff), so removing a field they use becomes a
+    # plan step rather than an error.
     for layout in model.layouts:
         base = f"layouts/{layout.api_name}"
-        obj = need_object(f"{base}/object", layout.object)
+        need_object(f"{base}/object", layout.object)
         for role in layout.roles:
             need_role(f"{base}/roles/{role}", role)
-        for i, section in enumerate(layout.sections):
-            for j, placement in enumerate(section.fields):
-                need_field(f"{base}/sections/{i}/fields/{j}/field", obj, placement.field)
-        for name in layout.compact:
-            need_field(f"{base}/compact/{name}", obj, name)
-        if layout.when is not None:
-            need_field(f"{base}/when/field", obj, layout.when.field, "picklist")
         for i, related in enumerate(layout.related_lists):
-            child = need_object(f"{base}/related_lists/{i}/object", related.object)
-            need_field(
-                f"{base}/related_lists/{i}/field", child, related.field, "lookup", "master_detail"
-            )
-            if child is not None and child.has_field(related.field):
-                link = child.field(related.field)
-                if getattr(link, "target", None) != layout.object:
-                    problems.append(
-                        FieldError(
-                            f"{base}/related_lists/{i}/field",
-                            "not-a-link",
-                            f"{related.object}.{related.field} does not point at {layout.object!r}",
-                        )
-                    )
-            for column in related.columns:
-                need_field(f"{base}/related_lists/{i}/columns/{column}", child, column)
+            need_object(f"{base}/related_lists/{i}/object", related.object)
     for view in model.list_views:
         base = f"list_views/{view.api_name}"
-        obj = need_object(f"{base}/object", view.object)
-        for column in view.columns:
-            need_field(f"{base}/columns/{column}", obj, column)
-        if view.kanban_field is not None:
-            need_field(f"{base}/kanban_field", obj, view.kanban_field, "picklist")
+        need_object(f"{base}/object", view.object)
         for role in view.visibility.roles:
             need_role(f"{base}/visibility/roles/{role}", role)
+    for obj in model.objects:
+        problems += _check_field_rules(obj)
     problems += check_process(model)
+    return problems
+
+
+def _check_field_rules(obj: ObjectDef) -> list[FieldError]:
+    """Field rules name writable fields; allowed values are values of their picklist."""
+    problems: list[FieldError] = []
+    for name, count in Counter(r.api_name for r in obj.field_rules).items():
+        if count > 1:
+            problems.append(
+                FieldError(
+                    f"objects/{obj.api_name}/field_rules/{name}",
+                    "duplicate",
+                    f"field rule {name!r} is defined {count} times",
+                )
+            )
+    for rule in obj.field_rules:
+        base = f"objects/{obj.api_name}/field_rules/{rule.api_name}"
+        for k, name in enumerate(rule.fields):
+            path = f"{base}/fields/{k}"
+            if not obj.has_field(name):
+                problems.append(
+                    FieldError(
+                        path, "unknown-field", f"{name!r} is not a field of {obj.api_name!r}"
+                    )
+                )
+                continue
+            field = obj.field(name)
+            if field.computed:
+                problems.append(
+                    FieldError(path, "computed", f"{name!r} is computed; a rule cannot govern it")
+                )
+            elif rule.effect == "allowed_values":
+                if field.type not in ("picklist", "multi_picklist"):
+                    problems.append(
+                        FieldError(path, "wrong-type", f"{name!r} must be a picklist field")
+                    )
+                    continue
+                known = set(field.value_names())
+                problems += [
+                    FieldError(
+                        f"{base}/values/{j}",
+                        "unknown-value",
+                        f"{value!r} is not a value of {obj.api_name}.{name}",
+                    )
+                    for j, value in enumerate(rule.values or [])
+                    if value not in known
+                ]
     return problems

@@ -8,6 +8,8 @@ from pydantic import Field, StringConstraints
 
 from metacrm.metadata.base import ApiName, Expression, Label, Strict
 
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
 Widget = Literal[
     "text_area", "radio", "currency", "lookup_search", "checkbox", "select", "date", "rich_text"
 ]
@@ -62,8 +64,12 @@ class Layout(Strict):
 
 
 class Visibility(Strict):
+    """Who sees a list view: its owner only, the listed roles, or everyone."""
+
     kind: Literal["owner", "roles", "everyone"] = "everyone"
     roles: list[ApiName] = []
+    #: The user id of the owner, for kind "owner".
+    owner: Annotated[str, StringConstraints(pattern=UUID_PATTERN)] | None = None
 
 
 class ListView(Strict):

@@ -17,6 +17,7 @@ from metacrm import __version__
 from metacrm.platform import problems
 from metacrm.platform.api import auth, data, metadata, tenants, users
 from metacrm.platform.api import process as process_api
+from metacrm.platform.api import ui as ui_api
 from metacrm.platform.api import packs as packs_api
 from metacrm.platform.db import Database
 from metacrm.platform.migrate import upgrade_system
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (auth.router, metadata.router, data.router, users.router, tenants.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(process_api.router, prefix="/api/v1")
+    app.include_router(ui_api.router, prefix="/api/v1")
     app.include_router(packs_api.router, prefix="/api/v1")
     app.include_router(packs_api.history, prefix="/api/v1")
 

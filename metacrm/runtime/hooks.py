@@ -42,6 +42,7 @@ class WriteHook(Protocol):
 #: Modules providing `check` and `after`, run in this order on create, update, delete and
 #: restore, whatever the path (single record, batch, import, stage endpoint).
 HOOK_MODULES: tuple[str, ...] = (
+    "metacrm.runtime.field_rules",
     "metacrm.runtime.approvals",
     "metacrm.runtime.stages",
 )

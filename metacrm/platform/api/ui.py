@@ -1,0 +1,80 @@
+"""UI schema endpoints: an object's form (layout) and list (list view) for the caller."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from metacrm.errors import PermissionDenied
+from metacrm.platform.state import IdentityDep, StateDep, object_or_404
+from metacrm.platform.tenancy import get_tenant
+from metacrm.runtime.permissions import object_permission
+from metacrm.ui_schema.forms import form_document
+from metacrm.ui_schema.labels import accepted_languages
+from metacrm.ui_schema.lists import list_document
+from metacrm.ui_schema.selection import select_layout, select_list_view
+
+router = APIRouter(prefix="/ui", tags=["ui"])
+Name = Annotated[str | None, Query(max_length=63)]
+
+
+async def _languages(request: Request, state: StateDep, identity: IdentityDep) -> list[str]:
+    header = request.headers.get("accept-language")
+    tenant_language = "en"
+    if not header:
+        tenant_language = (await get_tenant(state.db, identity.tenant)).default_language
+    return accepted_languages(header, tenant_language)
+
+
+def _readable(ct: Any, actor: Any, name: str) -> None:
+    permission = object_permission(ct.model, actor, name)
+    if not (permission.read or permission.view_all):
+        raise PermissionDenied(f"your role may not read {name} records")
+
+
+@router.get("/{object_name}/form")
+async def form(
+    object_name: str,
+    request: Request,
+    state: StateDep,
+    identity: IdentityDep,
+    layout: Name = None,
+) -> dict[str, Any]:
+    """The caller's form of an object: JSON Schema + JSON Forms UI schema.
+
+    Without `layout`, the layout assigned to the caller's role is chosen; a layout with a
+    picklist condition is chosen when that field's value is given, e.g. `?type=partner`.
+    """
+    languages = await _languages(request, state, identity)
+    async with state.tenant(identity, writes=False) as (_conn, ct, actor):
+        co = object_or_404(ct, object_name)
+        _readable(ct, actor, co.name)
+        record = {
+            key: value
+            for key, value in request.query_params.items()
+            if key != "layout" and key in co.fields and co.fields[key].type == "picklist"
+        }
+        key = f"ui:form:{co.name}:{layout}:{sorted(record.items())}:{actor.role}:"
+        key += f"{actor.is_admin}:{','.join(languages)}"
+        if key not in ct.cache:
+            chosen = select_layout(ct.model, co.obj, actor, name=layout, record=record)
+            ct.cache[key] = form_document(ct.model, co.obj, chosen, actor, languages)
+        return ct.cache[key]
+
+
+@router.get("/{object_name}/list")
+async def list_view(
+    object_name: str,
+    request: Request,
+    state: StateDep,
+    identity: IdentityDep,
+    view: Name = None,
+) -> dict[str, Any]:
+    """The caller's list view of an object: columns, filter, sort, kanban lanes, query."""
+    languages = await _languages(request, state, identity)
+    async with state.tenant(identity, writes=False) as (_conn, ct, actor):
+        co = object_or_404(ct, object_name)
+        _readable(ct, actor, co.name)
+        chosen = select_list_view(ct.model, co.obj, actor, name=view)
+        return list_document(ct.model, co.obj, chosen, actor, languages)

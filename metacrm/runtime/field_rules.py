@@ -1,0 +1,142 @@
+"""Write hook: field rules and layout-level required fields, enforced by the API.
+
+A field rule (`ObjectDef.field_rules`) applies while its `when` holds for the record as
+it will be after the write, evaluated by the formula engine (lookup paths loaded):
+
+- `required`: the field must hold a value;
+- `read_only`: the write may not change the field (on create: may not set it to
+  anything but its default);
+- `hidden`: the write may not set the field to a value;
+- `allowed_values`: the field's value must be one of `values` (or empty).
+
+The layout the writer sees for the record (`ui_schema.selection.select_layout`) adds
+its `required` placements. The form documents carry the same rules, so a form and the
+API accept and refuse the same records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metacrm import formula
+from metacrm.errors import FieldError
+from metacrm.metadata.model import FieldRule, label_text
+from metacrm.metadata.values import ValueProblem, coerce
+from metacrm.runtime.hooks import WriteContext
+from metacrm.runtime.permissions import field_access
+from metacrm.runtime.validation import load_paths
+from metacrm.ui_schema.selection import select_layout
+
+_BLANK: tuple[Any, ...] = (None, "", [])
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str | list) and not value)
+
+
+async def _applies(ctx: WriteContext, rule: FieldRule) -> bool:
+    checked = formula.check(rule.when, ctx.co.obj, ctx.ct.model, context="filter")
+    values = await load_paths(ctx.conn, ctx.ct, ctx.co, ctx.after, checked.paths)
+    prior = None
+    if ctx.before is not None:
+        prior = await load_paths(ctx.conn, ctx.ct, ctx.co, ctx.before, checked.paths)
+    return formula.evaluate(checked, values, prior=prior, is_new=ctx.kind == "create") is True
+
+
+def _default(field: Any) -> Any:
+    default = getattr(field, "default", None)
+    if default is None:
+        return None
+    try:
+        return coerce(field, default)
+    except ValueProblem:
+        return None
+
+
+def _rule_error(ctx: WriteContext, rule: FieldRule, name: str) -> FieldError | None:
+    field = ctx.co.fields.get(name)
+    if field is None or field.computed:
+        return None
+    label = label_text(field.label, fallback=name)
+    value = ctx.after.get(name)
+    changed = name in ctx.changes and (
+        ctx.before is None or ctx.changes[name] != ctx.before.get(name)
+    )
+    path = ctx.prefix + name
+    match rule.effect:
+        case "required" if _blank(value):
+            return FieldError(path, "required", f"{label} is required ({rule.api_name})")
+        case "hidden" if changed and not _blank(ctx.changes[name]):
+            return FieldError(
+                path, "hidden", f"{label} cannot be set while {rule.when} ({rule.api_name})"
+            )
+        case "read_only" if changed:
+            if ctx.before is None and (_blank(value) or value == _default(field)):
+                return None
+            return FieldError(
+                path, "read-only", f"{label} cannot change while {rule.when} ({rule.api_name})"
+            )
+        case "allowed_values" if not _blank(value):
+            allowed = set(rule.values or [])
+            items = value if isinstance(value, list) else [value]
+            outside = [v for v in items if str(v) not in allowed]
+            if outside:
+                return FieldError(
+                    path,
+                    "not-allowed",
+                    f"{outside[0]!r} is not allowed for {label} while {rule.when}; "
+                    f"use one of {sorted(allowed)} ({rule.api_name})",
+                )
+    return None
+
+
+async def check(ctx: WriteContext) -> list[FieldError]:
+    if ctx.kind not in ("create", "update"):
+        return []
+    errors: list[FieldError] = []
+    reported: set[str] = set()
+    for rule in ctx.co.obj.field_rules:
+        if not rule.active or not await _applies(ctx, rule):
+            continue
+        for name in rule.fields:
+            if name in reported:
+                continue
+            error = _rule_error(ctx, rule, name)
+            if error is not None:
+                errors.append(error)
+                reported.add(name)
+    errors += _layout_errors(ctx, reported)
+    return errors
+
+
+def _layout_errors(ctx: WriteContext, reported: set[str]) -> list[FieldError]:
+    """Fields the writer's layout marks required, when they are empty."""
+    model, obj = ctx.ct.model, ctx.co.obj
+    if not any(layout.object == obj.api_name for layout in model.layouts):
+        return []  # generated layouts add no requirement
+    layout = select_layout(model, obj, ctx.actor, record=ctx.after)
+    errors = []
+    for section in layout.sections:
+        for placement in section.fields:
+            name = placement.field
+            if not placement.required or placement.hidden or name in reported:
+                continue
+            field = ctx.co.writable.get(name)
+            if field is None or not _blank(ctx.after.get(name)):
+                continue
+            if field_access(model, ctx.actor, obj.api_name, name) == "hidden":
+                continue
+            reported.add(name)
+            errors.append(
+                FieldError(
+                    ctx.prefix + name,
+                    "required",
+                    f"{label_text(field.label, fallback=name)} is required "
+                    f"(layout {layout.api_name})",
+                )
+            )
+    return errors
+
+
+async def after(ctx: WriteContext) -> None:
+    return None
