@@ -27,6 +27,7 @@ from metacrm.metadata.model import MetadataModel
 from metacrm.metadata.plan import Plan
 from metacrm.metadata.store import current_version, load_model, record_version
 from metacrm.runtime.ddl import apply_plan
+from metacrm.runtime.stages import migrate_stage_rules
 
 Transaction = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 Change = Callable[[MetadataModel], MetadataModel]
@@ -115,7 +116,9 @@ async def plan_change(conn: AsyncConnection, change: Change) -> tuple[MetadataMo
     old = await load_model(conn, await current_version(conn))
     new = change(old)
     check_model(new)
-    return new, diff(old, new)
+    plan = diff(old, new)
+    await migrate_stage_rules(conn, old, new, apply=False)  # records in removed stages
+    return new, plan
 
 
 def _refuse_unconfirmed(plan: Plan) -> None:
@@ -191,6 +194,7 @@ async def _apply_once(
             _refuse_unconfirmed(plan)
         if plan.empty:
             return Applied(version, plan)
+        await migrate_stage_rules(conn, old, new, apply=True)  # refused unless mapped
         try:
             await conn.run_sync(apply_plan, plan, old)
         except DBAPIError as error:

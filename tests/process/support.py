@@ -21,7 +21,7 @@ ROLES = [
         "reports_to": "sales_manager",
         "objects": {
             "opportunity": {"create": True, "read": True, "edit": True},
-            "quote": {"create": True, "read": True, "edit": True},
+            "quote": {"create": True, "read": True, "edit": True, "delete": True},
         },
     },
     {

@@ -46,7 +46,10 @@ async def test_gates_refuse_then_allow(tenant: TenantClient) -> None:
         "call": manager.user_id,
     }
     response = await rep.post(f"{url}/stage", json={"to": "negotiate"})
-    assert codes(response) == {("tasks/send_deck", "task-open"), ("next_step", "required-for-stage")}
+    assert codes(response) == {
+        ("tasks/send_deck", "task-open"),
+        ("next_step", "required-for-stage"),
+    }
     deck = next(t for t in tasks if t["task"] == "send_deck")
     assert (await rep.post(f"/api/v1/stage-tasks/{deck['id']}/done")).status_code == 200
     response = await rep.post(
