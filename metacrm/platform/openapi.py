@@ -17,7 +17,8 @@ _PROBLEM = {"$ref": "#/components/responses/Problem"}
 
 
 def _schema_name(object_name: str, suffix: str = "") -> str:
-    return "".join(part.capitalize() for part in object_name.split("_")) + suffix
+    """`Account`, `Account_Create`: api_names are lower case, so no two objects collide."""
+    return object_name[0].upper() + object_name[1:] + (f"_{suffix}" if suffix else "")
 
 
 def _list_parameters() -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import datetime as dt
 import hashlib
@@ -19,6 +20,12 @@ from metacrm import formula
 from metacrm.errors import FieldError, QueryInvalid
 from metacrm.metadata.values import ValueProblem, check_text
 from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, UNSORTABLE, CompiledObject, CompiledTenant
+from metacrm.runtime.permissions import (
+    object_readable,
+    path_readable,
+    readable,
+    record_filter,
+)
 from metacrm.runtime.serialize import json_value, row_to_record
 
 MAX_FIELDS_PARAM = 200
@@ -40,6 +47,34 @@ def _invalid(param: str, code: str, message: str) -> QueryInvalid:
     return QueryInvalid(message, [FieldError(param, code, message)])
 
 
+def written_paths(expression: str) -> set[str]:
+    """The field paths an expression names as written (`amount`, `account.industry`)."""
+    try:
+        tree = ast.parse(f"(\n{expression}\n)", mode="eval")
+    except SyntaxError:
+        return set()
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.Name | ast.Attribute):
+            parts: list[str] = []
+            while isinstance(node, ast.Attribute):
+                parts.append(node.attr)
+                node = node.value
+            if isinstance(node, ast.Name):
+                found.add(".".join([node.id, *reversed(parts)]))
+            return
+        if isinstance(node, ast.Call):
+            for child in [*node.args, *(k.value for k in node.keywords)]:
+                visit(child)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return {p for p in found if p not in ("None", "True", "False")}
+
+
 def _check_texts(query: ListQuery) -> None:
     """Refuse NUL bytes and lone surrogates in parameters: the two databases differ on them."""
     for param in ("where", "order_by", "fields", "cursor"):
@@ -51,9 +86,19 @@ def _check_texts(query: ListQuery) -> None:
                 raise _invalid(param, problem.code, problem.message) from None
 
 
-def _filter(ct: CompiledTenant, co: CompiledObject, where: str) -> sa.ColumnElement[bool]:
-    """The `where` filter as SQL, its literals checked like any text written to a field."""
+def _filter(
+    ct: CompiledTenant, co: CompiledObject, where: str, actor: Any
+) -> sa.ColumnElement[bool]:
+    """The `where` filter as SQL, its literals checked like any text written to a field.
+
+    Every field path it names must be readable by the caller: no side channel.
+    """
     clause = formula.compile_filter(where, co.obj, ct.model, ct.table_for)
+    for path in written_paths(where):
+        if not path_readable(ct, actor, co, path):
+            raise _invalid(
+                "where", "unknown-field", f"unknown field {path[:64]!r} on object {co.name!r}"
+            )
     for element in sa.sql.visitors.iterate(clause):
         value = getattr(element, "value", None)
         if isinstance(element, sa.BindParameter) and isinstance(value, str):
@@ -64,7 +109,9 @@ def _filter(ct: CompiledTenant, co: CompiledObject, where: str) -> sa.ColumnElem
     return clause
 
 
-def _sort_keys(co: CompiledObject, order_by: str | None) -> list[tuple[str, bool]]:
+def _sort_keys(
+    co: CompiledObject, order_by: str | None, visible: set[str]
+) -> list[tuple[str, bool]]:
     """(field, descending) pairs, ending with id so that the order is total."""
     keys: list[tuple[str, bool]] = []
     for part in (order_by or "").split(","):
@@ -74,7 +121,7 @@ def _sort_keys(co: CompiledObject, order_by: str | None) -> list[tuple[str, bool
         descending = part.startswith("-")
         name = part[1:] if part[0] in "-+" else part  # one sign: "--name" is no field
         field = co.fields.get(name)
-        if not (co.has(name) and name != "deleted_at"):
+        if not (co.has(name) and name != "deleted_at") or name not in visible:
             raise _invalid(
                 "order_by",
                 "unknown-field",
@@ -95,11 +142,12 @@ def _sort_keys(co: CompiledObject, order_by: str | None) -> list[tuple[str, bool
 
 
 def _selection(
-    ct: CompiledTenant, co: CompiledObject, fields: str | None
+    ct: CompiledTenant, co: CompiledObject, fields: str | None, actor: Any
 ) -> list[sa.ColumnElement[Any]]:
     """The labelled columns of the `fields` parameter (id always included)."""
+    visible = readable(ct, actor, co)
     if not fields:
-        return [co.sql(n).label(n) for n in (*SHOWN_SYSTEM_FIELDS, *co.fields)]
+        return [co.sql(n).label(n) for n in (*SHOWN_SYSTEM_FIELDS, *visible)]
     names = [n.strip() for n in fields.split(",") if n.strip()]
     if len(names) > MAX_FIELDS_PARAM:
         raise _invalid("fields", "too-many", f"ask for at most {MAX_FIELDS_PARAM} fields")
@@ -108,16 +156,22 @@ def _selection(
         if name in columns:
             continue
         if "." in name:
-            columns[name] = _expansion(ct, co, name)
-        elif co.has(name) and name != "deleted_at":
+            columns[name] = _expansion(ct, co, name, actor)
+        elif name in SHOWN_SYSTEM_FIELDS or name in visible:
             columns[name] = co.sql(name).label(name)
         else:
             raise _invalid("fields", "unknown-field", f"{co.name} has no field {name[:64]!r}")
     return list(columns.values())
 
 
-def _expansion(ct: CompiledTenant, co: CompiledObject, path: str) -> sa.ColumnElement[Any]:
-    """`account.name`: one lookup level, as a correlated subquery on the target."""
+def _expansion(
+    ct: CompiledTenant, co: CompiledObject, path: str, actor: Any
+) -> sa.ColumnElement[Any]:
+    """`account.name`: one lookup level, as a correlated subquery on the target.
+
+    The target's field and record permissions apply: a record the caller may not
+    see expands to null.
+    """
     link_name, _, target_field = path.partition(".")
     link = co.references.get(link_name)
     if link is None or "." in target_field:
@@ -125,17 +179,19 @@ def _expansion(ct: CompiledTenant, co: CompiledObject, path: str) -> sa.ColumnEl
             "fields", "bad-path", f"{path[:64]!r} is not a lookup field followed by one field"
         )
     target = ct.object(link.target)
-    if not target.has(target_field) or target_field == "deleted_at":
+    visible = object_readable(ct, actor, target) and path_readable(ct, actor, co, path)
+    if not target.has(target_field) or target_field == "deleted_at" or not visible:
         raise _invalid(
             "fields", "unknown-field", f"{link.target} has no field {target_field[:64]!r}"
         )
     t = target.table
-    return (
-        sa.select(target.sql(target_field))
-        .where(t.c.id == co.table.c[link_name], t.c.deleted_at.is_(None))
-        .scalar_subquery()
-        .label(path)
+    query = sa.select(target.sql(target_field)).where(
+        t.c.id == co.table.c[link_name], t.c.deleted_at.is_(None)
     )
+    access = record_filter(ct, actor, target, "read")
+    if access is not None:
+        query = query.where(access)
+    return query.scalar_subquery().label(path)
 
 
 def _order_clause(column: sa.ColumnElement[Any], descending: bool) -> sa.ColumnElement[Any]:
@@ -212,13 +268,14 @@ async def list_records(
     co: CompiledObject,
     query: ListQuery,
     *,
+    actor: Any,
     cursor_key: bytes,
-    extra_filter: sa.ColumnElement[bool] | None = None,
 ) -> dict[str, Any]:
-    """One page of records and the cursor of the next page (None on the last page)."""
+    """One page of the records `actor` may see, and the next page's cursor (None at the end)."""
     _check_texts(query)
-    keys = _sort_keys(co, query.order_by)
-    columns = _selection(ct, co, query.fields)
+    access = record_filter(ct, actor, co, "read")
+    keys = _sort_keys(co, query.order_by, {*SHOWN_SYSTEM_FIELDS, *readable(ct, actor, co)})
+    columns = _selection(ct, co, query.fields, actor)
     if query.deleted:
         columns.append(co.sql("deleted_at").label("deleted_at"))
     # The sort keys ride along under labels no field can have, for the next cursor.
@@ -229,9 +286,9 @@ async def list_records(
         t.c.deleted_at.is_not(None) if query.deleted else t.c.deleted_at.is_(None)
     )
     if query.where:
-        statement = statement.where(_filter(ct, co, query.where))
-    if extra_filter is not None:
-        statement = statement.where(extra_filter)
+        statement = statement.where(_filter(ct, co, query.where, actor))
+    if access is not None:
+        statement = statement.where(access)
     if query.cursor:
         payload = decode_cursor(cursor_key, query.cursor)
         signature = [query.where, query.order_by, query.deleted, co.name]

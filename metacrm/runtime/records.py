@@ -14,12 +14,26 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from metacrm.errors import Conflict, FieldError, NotFound, RecordInvalid, StaleVersion
+from metacrm.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    PermissionDenied,
+    RecordInvalid,
+    StaleVersion,
+)
 from metacrm.metadata.values import ValueProblem, coerce
 from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, CompiledObject, CompiledTenant
 from metacrm.runtime.hooks import WriteContext, run_after, run_checks
+from metacrm.runtime.permissions import (
+    field_access,
+    object_permission,
+    readable,
+    record_filter,
+    require_object,
+)
 from metacrm.runtime.serialize import row_to_record
-from metacrm.runtime.tenant_tables import sequences
+from metacrm.runtime.tenant_tables import sequences, users
 from metacrm.runtime.validation import (
     apply_defaults,
     coerce_input,
@@ -70,13 +84,16 @@ async def fetch(
     *,
     deleted: bool = False,
     lock: bool = False,
+    access: sa.ColumnElement[bool] | None = None,
 ) -> dict[str, Any]:
-    """A record's raw values (not yet JSON-ready); NotFound when absent."""
+    """A record's raw values (not yet JSON-ready); NotFound when absent or not visible."""
     names = [*SHOWN_SYSTEM_FIELDS, *co.fields] + (["deleted_at"] if deleted else [])
     query = record_select(co, names).where(co.table.c.id == record_id)
     query = query.where(
         co.table.c.deleted_at.is_not(None) if deleted else co.table.c.deleted_at.is_(None)
     )
+    if access is not None:
+        query = query.where(access)
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update(of=co.table)
     row = (await conn.execute(query)).mappings().first()
@@ -85,8 +102,121 @@ async def fetch(
     return dict(row)
 
 
-async def get(conn: AsyncConnection, co: CompiledObject, record_id: uuid.UUID) -> dict[str, Any]:
-    return row_to_record(await fetch(conn, co, record_id))
+async def get(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    actor: Actor,
+) -> dict[str, Any]:
+    """A record as the actor may see it: 404 when not visible, hidden fields left out."""
+    record = await fetch(conn, co, record_id, access=record_filter(ct, actor, co, "read"))
+    return _shown(ct, co, record, actor)
+
+
+def _shown(
+    ct: CompiledTenant, co: CompiledObject, record: dict[str, Any], actor: Actor
+) -> dict[str, Any]:
+    names = {*SHOWN_SYSTEM_FIELDS, "deleted_at", *readable(ct, actor, co)}
+    return row_to_record({k: v for k, v in record.items() if k in names})
+
+
+async def _editable(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    actor: Actor,
+    *,
+    deleted: bool = False,
+) -> dict[str, Any]:
+    """The record, locked, if the actor may change it: 404 when not visible, 403 when read-only."""
+    current = await fetch(
+        conn, co, record_id, deleted=deleted, lock=True, access=record_filter(ct, actor, co, "read")
+    )
+    access = record_filter(ct, actor, co, "edit")
+    if access is not None:
+        t = co.table
+        if await conn.scalar(sa.select(t.c.id).where(t.c.id == record_id, access)) is None:
+            raise PermissionDenied(f"you may read this {co.name} record but not change it")
+    return current
+
+
+def _field_errors(
+    ct: CompiledTenant, co: CompiledObject, data: dict[str, Any], actor: Actor, prefix: str
+) -> list[FieldError]:
+    """Refuse writing fields the actor may not edit (hidden ones look unknown)."""
+    if actor.is_admin:
+        return []
+    errors = []
+    for name in data:
+        if name not in co.writable:
+            continue
+        access = field_access(ct.model, actor, co.name, name)
+        if access == "hidden":
+            errors.append(
+                FieldError(prefix + name, "unknown-field", f"{co.name} has no field {name}")
+            )
+        elif access == "read":
+            errors.append(FieldError(prefix + name, "read-only", f"you may not change {name}"))
+    return errors
+
+
+async def _owner_from(
+    conn: AsyncConnection, value: Any, actor: Actor, permission: Any, prefix: str
+) -> uuid.UUID:
+    """The owner a create names: only administrators and modify-all holders may name one."""
+    if not (actor.is_admin or permission.modify_all):
+        raise RecordInvalid(
+            "owner_id", [FieldError(prefix + "owner_id", "read-only", "owner_id cannot be written")]
+        )
+    return await active_user(conn, value, prefix + "owner_id")
+
+
+async def active_user(conn: AsyncConnection, value: Any, field: str) -> uuid.UUID:
+    """The id of an active user of the tenant named by `value`, or RecordInvalid."""
+    try:
+        user_id = uuid.UUID(str(value))
+    except ValueError:
+        user_id = None
+    found = user_id and await conn.scalar(
+        sa.select(users.c.id).where(users.c.id == user_id, users.c.is_active.is_(True))
+    )
+    if not found:
+        raise RecordInvalid(
+            "unknown user", [FieldError(field, "unknown-user", "no active user has this id")]
+        )
+    return user_id
+
+
+async def transfer_owner(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    new_owner: Any,
+    actor: Actor,
+) -> dict[str, Any]:
+    """Give a record to another user: its owner, an administrator or a modify-all holder may."""
+    current = await _editable(conn, ct, co, record_id, actor)
+    permission = object_permission(ct.model, actor, co.name)
+    if not (actor.is_admin or permission.modify_all or current["owner_id"] == actor.user_id):
+        raise PermissionDenied(
+            "only the owner, a modify-all holder or an administrator may transfer it"
+        )
+    owner = await active_user(conn, new_owner, "owner_id")
+    t = co.table
+    await conn.execute(
+        t.update()
+        .where(t.c.id == record_id)
+        .values(
+            owner_id=owner, updated_at=utcnow(), updated_by=actor.user_id, version=t.c.version + 1
+        )
+    )
+    after = current | {"owner_id": owner}
+    ctx = WriteContext(conn, ct, co, actor, "update", current, after, {"owner_id": owner})
+    await run_after(ctx)
+    return _shown(ct, co, await fetch(conn, co, record_id), actor)
 
 
 async def _next_numbers(conn: AsyncConnection, co: CompiledObject) -> dict[str, str]:
@@ -106,9 +236,17 @@ async def _next_numbers(conn: AsyncConnection, co: CompiledObject) -> dict[str, 
 
 
 async def _validate_new(
-    conn: AsyncConnection, ct: CompiledTenant, co: CompiledObject, data: dict[str, Any], prefix: str
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    data: dict[str, Any],
+    prefix: str,
+    actor: Actor,
+    errors: list[FieldError],
 ) -> dict[str, Any]:
-    values, errors = coerce_input(co, data, prefix=prefix)
+    """Coerced values with defaults, after every check; `errors` are problems found before."""
+    values, problems = coerce_input(co, data, prefix=prefix)
+    errors = [*errors, *problems]
     # Fields whose value was refused are not also reported as missing.
     apply_defaults(ct, co, values, skip=set(data))
     errors += required_errors(
@@ -116,7 +254,7 @@ async def _validate_new(
     )
     if errors:
         raise RecordInvalid(f"the {co.name} record is invalid", errors)
-    errors = await reference_errors(conn, ct, co, values, prefix=prefix)
+    errors = await reference_errors(conn, ct, co, values, actor, prefix=prefix)
     if not errors and co.obj.validation_rules:
         errors += await rule_errors(conn, ct, co, values, prior=None, prefix=prefix)
     if errors:
@@ -134,12 +272,22 @@ async def create(
     prefix: str = "",
 ) -> dict[str, Any]:
     """Validate and insert one record; returns it as read back."""
-    values = await _validate_new(conn, ct, co, data, prefix)
+    permission = require_object(ct.model, actor, co.name, "create")
+    data, errors, owner = dict(data), [], actor.user_id
+    if "owner_id" in data:
+        try:
+            owner = await _owner_from(conn, data.pop("owner_id"), actor, permission, prefix)
+        except RecordInvalid as invalid:
+            errors += invalid.errors
+    errors += _field_errors(ct, co, data, actor, prefix)
+    refused = {e.field.removeprefix(prefix) for e in errors}
+    data = {k: v for k, v in data.items() if k not in refused}
+    values = await _validate_new(conn, ct, co, data, prefix, actor, errors)
     now, record_id = utcnow(), new_id()
     changes = dict(values)
     values |= {
         "id": record_id,
-        "owner_id": actor.user_id,
+        "owner_id": owner,
         "created_at": now,
         "created_by": actor.user_id,
         "updated_at": now,
@@ -153,7 +301,7 @@ async def create(
     values |= await _next_numbers(conn, co)
     await _write(conn, co, co.table.insert().values(values), prefix)
     await run_after(ctx)
-    return await get(conn, co, record_id)
+    return _shown(ct, co, await fetch(conn, co, record_id), actor)
 
 
 async def update(
@@ -168,16 +316,24 @@ async def update(
     prefix: str = "",
 ) -> dict[str, Any]:
     """Validate and apply a partial change; StaleVersion when `if_match` is not current."""
-    current = await fetch(conn, co, record_id, lock=True)
+    current = await _editable(conn, ct, co, record_id, actor)
     if if_match is not None and current["version"] != if_match:
         raise StaleVersion(f"the record is at version {current['version']}, not {if_match}")
+    errors = _field_errors(ct, co, data, actor, prefix)
+    if errors:
+        raise RecordInvalid(f"the {co.name} record is invalid", errors)
     changes, errors = coerce_input(co, data, prefix=prefix)
     if errors:
         raise RecordInvalid(f"the {co.name} record is invalid", errors)
     merged = current | changes
     errors = required_errors(co, merged, only=set(changes), prefix=prefix)
     errors += await reference_errors(
-        conn, ct, co, {k: v for k, v in changes.items() if v != current.get(k)}, prefix=prefix
+        conn,
+        ct,
+        co,
+        {k: v for k, v in changes.items() if v != current.get(k)},
+        actor,
+        prefix=prefix,
     )
     if not errors and co.obj.validation_rules:
         errors += await rule_errors(conn, ct, co, merged, prior=current, prefix=prefix)
@@ -201,7 +357,7 @@ async def update(
     if result.rowcount != 1:  # a concurrent writer won (SQLite has no row lock)
         raise StaleVersion("the record changed while it was being updated")
     await run_after(ctx)
-    return await get(conn, co, record_id)
+    return _shown(ct, co, await fetch(conn, co, record_id), actor)
 
 
 async def _write(conn: AsyncConnection, co: CompiledObject, statement: Any, prefix: str) -> Any:
@@ -241,7 +397,8 @@ async def delete(
     if_match: int | None = None,
 ) -> None:
     """Move a record and its detail records to the recycle bin, minding lookups to it."""
-    current = await fetch(conn, co, record_id, lock=True)
+    require_object(ct.model, actor, co.name, "delete")
+    current = await _editable(conn, ct, co, record_id, actor)
     if if_match is not None and current["version"] != if_match:
         raise StaleVersion(f"the record is at version {current['version']}, not {if_match}")
     ctx = WriteContext(conn, ct, co, actor, "delete", current, current, {})
@@ -312,7 +469,8 @@ async def restore(
     actor: Actor,
 ) -> dict[str, Any]:
     """Bring a record, and the details deleted with it, back from the recycle bin."""
-    current = await fetch(conn, co, record_id, deleted=True, lock=True)
+    require_object(ct.model, actor, co.name, "delete")
+    current = await _editable(conn, ct, co, record_id, actor, deleted=True)
     for name, link in co.references.items():
         if link.type == "master_detail" and current.get(name) is not None:
             master = ct.table_for(link.target)
@@ -336,7 +494,7 @@ async def restore(
             "a live record now holds the same unique value" + (f" in {field}" if field else "")
         ) from None
     await run_after(ctx)
-    return await get(conn, co, record_id)
+    return _shown(ct, co, await fetch(conn, co, record_id), actor)
 
 
 async def _restore(

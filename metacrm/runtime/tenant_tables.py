@@ -65,6 +65,74 @@ users = sa.Table(
 )
 
 
+#: Manual shares: one record shared with a user or a role, to read or to edit.
+shares = sa.Table(
+    "mc_share",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("user_id", sa.Uuid(), nullable=True),
+    sa.Column("role", sa.String(63), nullable=True),
+    sa.Column("access", sa.String(8), nullable=False),
+    sa.Column("created_by", sa.Uuid(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+#: API keys: only a hash of the secret is kept; the key is shown once.
+api_keys = sa.Table(
+    "mc_api_key",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("user_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_used_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+#: The append-only audit log: who did what, when, from where.
+audit_log = sa.Table(
+    "mc_audit",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("user_id", sa.Uuid(), nullable=True, index=True),
+    sa.Column("api_key_id", sa.Uuid(), nullable=True),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("action", sa.String(64), nullable=False, index=True),
+    sa.Column("object", sa.String(63), nullable=True),
+    sa.Column("record_id", sa.Uuid(), nullable=True, index=True),
+    sa.Column("detail", JsonValue(), nullable=True),
+)
+
+#: Field history of the fields with track_history: one row per changed field.
+field_history = sa.Table(
+    "mc_field_history",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("field", sa.String(63), nullable=False),
+    sa.Column("old_value", JsonValue(), nullable=True),
+    sa.Column("new_value", JsonValue(), nullable=True),
+    sa.Column("user_id", sa.Uuid(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+)
+
+#: Failed logins per user name, for throttling (unknown names are throttled too).
+login_attempts = sa.Table(
+    "mc_login_attempt",
+    tenant_metadata,
+    sa.Column("login", sa.String(320), primary_key=True),
+    sa.Column("failures", sa.Integer(), nullable=False),
+    sa.Column("last_failure_at", UTCDateTime(), nullable=False),
+    sa.Column("locked_until", UTCDateTime(), nullable=True),
+)
+
+
 #: Stage moves of records: from, to, who, when, why, and how long the record sat in `from`.
 stage_history = sa.Table(
     "mc_stage_history",

@@ -114,7 +114,7 @@ async def test_openapi_follows_the_metadata(tenant: TenantClient) -> None:
     spec = (await tenant.get("/api/v1/openapi.json")).json()
     assert spec["openapi"].startswith("3.")
     assert "/api/v1/data/account/{id}" in spec["paths"]
-    create = spec["components"]["schemas"]["AccountCreate"]
+    create = spec["components"]["schemas"]["Account_Create"]
     assert create["required"] == ["name"]
     assert create["properties"]["industry"]["enum"] == ["tech", "retail", None]
     assert "/api/v1/data/{object_name}" not in spec["paths"]

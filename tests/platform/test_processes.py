@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,12 +72,13 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 
 def test_metadata_change_is_seen_by_the_other_process(two_servers: tuple[str, str]) -> None:
     first, second = two_servers
+    tenant = f"shared_{uuid.uuid4().hex[:8]}"
     with httpx.Client(timeout=30) as http:
         created = http.post(
             f"{first}/api/v1/platform/tenants",
             headers={"Authorization": f"Bearer {PLATFORM_TOKEN}"},
             json={
-                "name": "shared",
+                "name": tenant,
                 "admin_email": "admin@shared.test",
                 "admin_password": ADMIN_PASSWORD,
             },
@@ -84,7 +86,7 @@ def test_metadata_change_is_seen_by_the_other_process(two_servers: tuple[str, st
         assert created.status_code == 201, created.text
         token = http.post(
             f"{second}/api/v1/auth/token",
-            data={"tenant": "shared", "username": "admin@shared.test", "password": ADMIN_PASSWORD},
+            data={"tenant": tenant, "username": "admin@shared.test", "password": ADMIN_PASSWORD},
         ).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         obj = {"api_name": "ticket", "fields": [{"api_name": "title", "type": "text"}]}

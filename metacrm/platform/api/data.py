@@ -78,7 +78,9 @@ async def _list(
     )
     async with state.tenant(identity, writes=False) as (conn, ct, _actor):
         co = object_or_404(ct, object_name)
-        return await list_records(conn, ct, co, query, cursor_key=state.signing_key.encode())
+        return await list_records(
+            conn, ct, co, query, actor=_actor, cursor_key=state.signing_key.encode()
+        )
 
 
 TextParam = Annotated[str | None, Query(max_length=4000)]
@@ -242,7 +244,7 @@ async def get_record(
 ) -> Response:
     async with state.tenant(identity, writes=False) as (conn, ct, _actor):
         co = object_or_404(ct, object_name)
-        record = await records.get(conn, co, _record_id(record_id))
+        record = await records.get(conn, ct, co, _record_id(record_id), _actor)
     return _record_response(record)
 
 
@@ -284,6 +286,20 @@ async def delete_record(
             conn, ct, co, _record_id(record_id), actor, if_match=_if_match(if_match)
         )
     return Response(status_code=204)
+
+
+@router.post("/{object_name}/{record_id}/owner")
+async def transfer_owner(
+    object_name: str, record_id: str, request: Request, state: StateDep, identity: IdentityDep
+) -> Response:
+    """Give the record to another user: `{"owner_id": "<user id>"}`."""
+    body = await read_object(request, state.settings.max_body_bytes)
+    async with state.tenant(identity) as (conn, ct, actor):
+        co = object_or_404(ct, object_name)
+        record = await records.transfer_owner(
+            conn, ct, co, _record_id(record_id), body.get("owner_id"), actor
+        )
+    return _record_response(record)
 
 
 @router.post("/{object_name}/{record_id}/restore")
