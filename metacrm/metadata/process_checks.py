@@ -117,9 +117,10 @@ class _Checker:
                 )
             if new not in stages:
                 self.add(f"{base}/stage_mapping/{old}", "unknown-stage", f"{new!r} is no stage")
-        for other in self.model.stage_rules:
+        earlier = self.model.stage_rules[: self.model.stage_rules.index(rule)]
+        for other in earlier:
             if (
-                other.api_name < rule.api_name
+                other.api_name != rule.api_name
                 and other.object == rule.object
                 and other.field == rule.field
             ):

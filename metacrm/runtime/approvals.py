@@ -420,6 +420,14 @@ async def decide(
     now = utcnow()
     mine = await _actor_tasks(conn, run, actor, step, now)
     if not mine:
+        t = approval_tasks
+        had = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(t)
+            .where(t.c.approval_id == approval_id, t.c.assignee_id == actor.user_id)
+        )
+        if had:  # e.g. another approver decided the any-one step a moment earlier
+            raise Conflict("your part of this approval was already decided")
         raise PermissionDenied("you have no pending approval work on this record")
     t = approval_tasks
     for task in mine:
