@@ -739,15 +739,25 @@ def seed_problems(pack: Pack, model: MetadataModel) -> list[PackProblem]:
             if not isinstance(row, dict):
                 problems.append(PackProblem(file, f"/{i}", "type", "each line must be an object"))
                 continue
-            for key, value in row.items():
+            steps = row.get("$then", [])
+            if not isinstance(steps, list) or not all(isinstance(x, dict) for x in steps):
+                problems.append(
+                    PackProblem(file, f"/{i}/$then", "type", "$then is a list of changes")
+                )
+                steps = []
+            items = [(f"/{i}/{k}", k, v) for k, v in row.items() if k != "$then"]
+            items += [
+                (f"/{i}/$then/{j}/{k}", k, v)
+                for j, step in enumerate(steps)
+                for k, v in step.items()
+            ]
+            for pointer, key, value in items:
                 if not obj.has_field(key):
                     problems.append(
-                        PackProblem(
-                            file, f"/{i}/{key}", "unknown-field", f"{name} has no field {key!r}"
-                        )
+                        PackProblem(file, pointer, "unknown-field", f"{name} has no field {key!r}")
                     )
                 elif isinstance(value, dict) and "$ref" in value:
-                    problems += _ref_problems(file, f"/{i}/{key}", value, model)
+                    problems += _ref_problems(file, pointer, value, model)
     return problems
 
 

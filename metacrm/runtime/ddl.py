@@ -68,7 +68,9 @@ class _Applier:
         del self.objects[name]
 
     def _update_object(self, step: Any) -> None:
-        self.objects[step.new.api_name] = step.new
+        # The object's own properties only: its fields change through their own ops.
+        current = self.objects[step.new.api_name]
+        self.objects[step.new.api_name] = step.new.model_copy(update={"fields": current.fields})
 
     def _add_field(self, step: AddField) -> None:
         obj = self.objects[step.object]

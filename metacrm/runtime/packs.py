@@ -440,6 +440,8 @@ async def load_seed(
 ) -> dict[str, int]:
     """Create the pack's seed records through the record service (normal validation).
 
+    A line may carry `"$then": [changes, ...]`: updates applied one by one after the
+    create, so that records reach later stages through the stage rules' own gates.
     Every refused record is reported (file and line); any refusal fails the install.
     """
     links = _Links(conn, ct)
@@ -449,15 +451,23 @@ async def load_seed(
         file = f"seed/{object_name}.jsonl"
         co = ct.objects[object_name]
         for i, row in enumerate(rows):
+            pointer = f"/{i}"
             try:
-                data = await links.record(row, file, f"/{i}")
-                await records.create(conn, ct, co, data, actor)
+                body = {k: v for k, v in row.items() if k != "$then"}
+                data = await links.record(body, file, pointer)
+                record = await records.create(conn, ct, co, data, actor)
+                # Later steps of a record's life (stage moves), each a normal update.
+                for j, step in enumerate(row.get("$then", [])):
+                    pointer = f"/{i}/$then/{j}"
+                    data = await links.record(step, file, pointer)
+                    record_id = uuid.UUID(str(record["id"]))
+                    record = await records.update(conn, ct, co, record_id, data, actor)
                 counts[object_name] = counts.get(object_name, 0) + 1
             except PackInvalid as error:
                 problems += error.problems
             except RecordInvalid as error:
                 problems += [
-                    PackProblem(file, f"/{i}/{e.field}".rstrip("/"), e.code, e.message)
+                    PackProblem(file, f"{pointer}/{e.field}".rstrip("/"), e.code, e.message)
                     for e in error.errors
                 ]
     if problems:
