@@ -679,7 +679,7 @@ async def _run_actions(
     flow: ApprovalFlow,
 ) -> None:
     process_actor = stages.as_process_actor(
-        actor, reason=f"approval flow {flow.api_name}", via="approval"
+        actor, reason=f"approval flow {flow.api_name}", via="approval", system=True
     )
     for action in actions:
         if action.stage is not None:
