@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from metacrm.errors import (
@@ -17,6 +18,7 @@ from metacrm.errors import (
 )
 
 _MAX_DEPTH = 64
+_PARSE_INLINE_BYTES = 256 * 1024
 
 
 def _refuse_constant(name: str) -> Any:
@@ -83,6 +85,9 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     raw = await read_body(request, max_bytes)
     if not raw.strip():
         raise BadRequest("the body is empty; send a JSON document")
+    if len(raw) > _PARSE_INLINE_BYTES:
+        # Megabytes of tiny containers take seconds to scan and parse: not on the event loop.
+        return await run_in_threadpool(parse_json, raw)
     return parse_json(raw)
 
 
