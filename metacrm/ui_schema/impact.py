@@ -34,7 +34,7 @@ class LayoutLosesFields(Op):
     kind: ClassVar[str] = "layout_loses_fields"
 
     def describe(self) -> str:
-        names = ", ".join(f"{self.object}.{f}" for f in self.fields)
+        names = ", ".join(self.fields)
         return f"~ {self.kind_name} {self.api_name}: no longer shows {names} (removed)"
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def _losses(
     new: MetadataModel,
 ) -> list[Op]:
     gone = sorted(
-        f"{obj}.{field}" if obj != object_name else field
+        f"{obj}.{field}"
         for obj, field in refs
         if _had(old, obj, field) and not _had(new, obj, field)
     )

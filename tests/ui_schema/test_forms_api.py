@@ -158,22 +158,23 @@ async def test_labels_follow_accept_language_then_tenant_default(
     assert {"const": "partner", "title": "渠道"} in kind
     en = await _form(deals, layout="deal_sales", headers={"Accept-Language": "en-GB"})
     assert en["label"] == "Deal"
+    import uuid
+
     from tests.conftest import ADMIN_PASSWORD, PLATFORM_TOKEN, login
 
+    name = f"zh{uuid.uuid4().hex[:12]}"
     response = await client.post(
         "/api/v1/platform/tenants",
         headers={"Authorization": f"Bearer {PLATFORM_TOKEN}"},
         json={
-            "name": "zhtenant",
+            "name": name,
             "admin_email": "a@zh.test",
             "admin_password": ADMIN_PASSWORD,
             "default_language": "zh-CN",
         },
     )
     assert response.status_code == 201, response.text
-    zh_tenant = TenantClient(
-        client, "zhtenant", await login(client, "zhtenant", "a@zh.test", ADMIN_PASSWORD)
-    )
+    zh_tenant = TenantClient(client, name, await login(client, name, "a@zh.test", ADMIN_PASSWORD))
     assert (await _apply(zh_tenant, {"objects": [ACCOUNT, DEAL]})).status_code == 200
     assert (await _form(zh_tenant))["label"] == "交易"
     listing = (await zh_tenant.get("/api/v1/ui/deal/list")).json()
