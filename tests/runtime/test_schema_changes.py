@@ -421,3 +421,49 @@ async def test_rebuild_of_a_table_with_a_63_character_name(
     ]
     assert (await tenant.post(f"/api/v1/data/{name}", json={"name": "one"})).status_code == 422
     assert (await tenant.create(name, {"name": "three"}))["n"] == "000003"
+
+
+async def test_concurrent_changes_are_serialised(app: Any, tenant: TenantClient) -> None:
+    """Five field additions at once: each applied once, in order, with no lost update."""
+    await tenant.define(DEAL)
+    count = await version_count(tenant)
+    writes = [tenant.create("deal", {"name": f"w{i}"}) for i in range(5)]
+    adds = [
+        tenant.post(
+            "/api/v1/metadata/objects/deal/fields", json={"api_name": f"c{i}", "type": "text"}
+        )
+        for i in range(5)
+    ]
+    results = await asyncio.gather(*adds, *writes)
+    assert [r.status_code for r in results[:5]] == [201] * 5, [r.text for r in results[:5]]
+    versions = sorted(r.json()["version"] for r in results[:5])
+    assert versions == list(range(versions[0], versions[0] + 5))
+    assert await version_count(tenant) == count + 5
+    columns = await db_columns(app, tenant, "deal")
+    assert {f"c{i}" for i in range(5)} <= set(columns)
+    fields = [f["api_name"] for f in (await definition(tenant, "deal"))["fields"]]
+    assert {f"c{i}" for i in range(5)} <= set(fields)
+    assert len((await tenant.get("/api/v1/data/deal")).json()["records"]) == 5
+
+
+async def test_drops_that_break_references_are_refused(app: Any, tenant: TenantClient) -> None:
+    child = {
+        "api_name": "child",
+        "fields": [
+            {"api_name": "deal", "type": "lookup", "target": "deal"},
+            {"api_name": "double", "type": "formula", "returns": "number", "expression": "n * 2"},
+            {"api_name": "n", "type": "number"},
+        ],
+    }
+    await tenant.define(DEAL, child)
+    count = await version_count(tenant)
+    response = await tenant.delete("/api/v1/metadata/objects/deal", params={"confirm": "true"})
+    body = assert_problem(response, 422, "metadata-invalid")
+    assert body["errors"][0]["field"] == "objects/child/fields/deal/target"
+    response = await tenant.delete(
+        "/api/v1/metadata/objects/child/fields/n", params={"confirm": "true"}
+    )
+    assert response.status_code == 422, response.text
+    assert await version_count(tenant) == count
+    assert {"deal", "child"} <= await db_tables(app, tenant)
+    assert "n" in await db_columns(app, tenant, "child")
