@@ -139,7 +139,8 @@ class _Applier:
         """Refuse, before any DDL, a narrowing that existing values do not fit."""
         column = table.c[step.old.api_name]
         too_big = None
-        new_len = getattr(step.new, "max_length", None)
+        # The length the new column enforces: max_length, or VARCHAR(100) of a picklist.
+        new_len = getattr(column_type(step.new), "length", None)
         if (
             new_len is not None
             and column_type(step.old) is not None

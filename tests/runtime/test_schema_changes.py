@@ -467,3 +467,17 @@ async def test_drops_that_break_references_are_refused(app: Any, tenant: TenantC
     assert await version_count(tenant) == count
     assert {"deal", "child"} <= await db_tables(app, tenant)
     assert "n" in await db_columns(app, tenant, "child")
+
+
+async def test_text_to_picklist_checks_the_picklist_column_length(tenant: TenantClient) -> None:
+    """A picklist column holds 100 characters: longer text is refused alike on both databases."""
+    await tenant.define(DEAL)
+    await tenant.create("deal", {"note": "n" * 150})
+    count = await version_count(tenant)
+    picklist = {"api_name": "note", "type": "picklist", "values": [{"value": "a"}]}
+    body = assert_problem(
+        await apply(tenant, replaced(DEAL, picklist), confirm=True), 422, "metadata-invalid"
+    )
+    assert body["errors"][0]["code"] == "data-does-not-fit"
+    assert await version_count(tenant) == count
+    assert (await tenant.get("/api/v1/data/deal")).json()["records"][0]["note"] == "n" * 150
