@@ -176,7 +176,120 @@ def build_parser() -> argparse.ArgumentParser:
     metadata.add_argument("--confirm", action="store_true", help="allow a destructive plan")
     _common(metadata)
     metadata.set_defaults(handler=cmd_metadata)
+    _pack_parser(commands)
     return parser
+
+
+# ---------------------------------------------------------------- packs (metacrm pack ...)
+
+
+def _load_with_dependencies(reference: str) -> list[Any]:
+    """The pack at `reference` and, first, the packs it depends on (found beside it or
+    among the bundled examples)."""
+    from metacrm.metadata.packs import find_pack, load_path
+
+    path = find_pack(reference)
+    pack = load_path(path)
+    chain: list[Any] = []
+    for name in pack.manifest.depends:
+        sibling = path.parent / name
+        chain += _load_with_dependencies(str(sibling) if sibling.is_dir() else name)
+    seen: set[str] = set()
+    return [p for p in [*chain, pack] if not (p.name in seen or seen.add(p.name))]
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from metacrm.metadata.packs import find_pack, load_path
+    from metacrm.platform.tenancy import get_tenant
+    from metacrm.runtime import packs
+    from metacrm.runtime.tenant_tables import create_tenant_tables
+
+    if args.action != "list" and not args.pack:
+        raise SystemExit(f"metacrm pack {args.action} needs a PACK")
+    if args.action == "test":
+        return _pack_test(args)
+    if not args.tenant:
+        raise SystemExit(f"metacrm pack {args.action} needs --tenant")
+
+    async def work(db: Database) -> int:
+        tenant = await get_tenant(db, args.tenant)
+        async with db.tenant(tenant.storage) as conn:
+            await create_tenant_tables(conn)
+        if args.action == "list":
+            async with db.tenant(tenant.storage, writes=False) as conn:
+                for pack in (await packs.installed_packs(conn)).values():
+                    print(f"{pack.name} {pack.version}  (metadata version {pack.metadata_version})")
+            return 0
+        pack = None if args.action == "uninstall" else load_path(find_pack(args.pack))
+        name = args.pack if args.action == "uninstall" else None
+        action = args.action
+        if action == "plan":
+            async with db.tenant(tenant.storage, writes=False) as conn:
+                installed = await packs.installed_packs(conn)
+                action = "upgrade" if pack.name in installed else "install"
+                outcome = await packs.plan_pack(conn, action, pack)
+            print(f"{action} {outcome.name} {outcome.version}:")
+            print(outcome.describe())
+            if outcome.plan.destructive:
+                print("\nThis plan destroys or narrows data: apply it with --confirm.")
+            return 0
+        outcome = await packs.run_action(
+            lambda: db.tenant(tenant.storage),
+            action,
+            pack,
+            name=name,
+            confirm=args.confirm,
+            seed=not args.no_seed,
+        )
+        print(outcome.describe())
+        seeded = ", ".join(f"{n} {c}" for n, c in outcome.seeded.items())
+        print(f"{action} {outcome.name}: metadata version {outcome.metadata_version}")
+        if seeded:
+            print(f"seed records: {seeded}")
+        return 0
+
+    return asyncio.run(_with_db(_settings(args), work))
+
+
+def _pack_test(args: argparse.Namespace) -> int:
+    """Run a pack's tests in a throwaway tenant (a temporary SQLite directory unless
+    --database-url names PostgreSQL, where a throwaway schema is dropped afterwards)."""
+    import tempfile
+
+    from metacrm.runtime.packs import run_pack_tests
+
+    chain = _load_with_dependencies(args.pack)
+
+    async def work(db: Database) -> int:
+        results = await run_pack_tests(db, chain)
+        for result in results:
+            print(f"{'ok  ' if result.passed else 'FAIL'} {result.name}")
+            for message in result.messages:
+                print(f"       {message}")
+        failed = sum(not r.passed for r in results)
+        print(
+            f"{len(results) - failed} passed, {failed} failed ({chain[-1].name} {chain[-1].version})"
+        )
+        return 1 if failed else 0
+
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = _settings(args)
+        if not settings.database_url:
+            settings = settings.model_copy(update={"data_dir": Path(scratch)})
+        return asyncio.run(_with_db(settings, work))
+
+
+def _pack_parser(commands: Any) -> None:
+    pack = commands.add_parser("pack", help="metadata packs: plan, install, upgrade, ...")
+    pack.add_argument("action", choices=["plan", "install", "upgrade", "uninstall", "list", "test"])
+    pack.add_argument(
+        "pack", nargs="?", help="a folder, .zip or .json bundle, or a bundled example's name"
+    )
+    pack.add_argument("--tenant", help="the tenant (all actions but test)")
+    pack.add_argument("--confirm", action="store_true", help="allow a destructive plan")
+    pack.add_argument("--no-seed", action="store_true", help="install without seed records")
+    _common(pack)
+    pack.set_defaults(handler=cmd_pack)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ from metacrm.metadata.packs import (
 )
 from metacrm.metadata.plan import Plan
 from metacrm.metadata.store import current_version, load_model
+from metacrm.metadata.values import ValueProblem, coerce
 from metacrm.runtime import records
 from metacrm.runtime.changes import apply_change
 from metacrm.runtime.compiler import CompiledTenant, compile_tenant
@@ -409,6 +410,11 @@ class _Links:
         key = (target.name, name, str(wanted))
         if key not in self.cache:
             t = target.table
+            try:  # the value in the column's own type (a date, a number, ...)
+                wanted = coerce(target.fields[name], wanted)
+            except ValueProblem:
+                self.cache[key] = None
+                return None
             found = await self.conn.scalar(
                 sa.select(t.c.id).where(t.c[name] == wanted, t.c.deleted_at.is_(None)).limit(1)
             )

@@ -1,0 +1,55 @@
+"""`metacrm pack plan|install|upgrade|uninstall|list|test` on a SQLite data directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from metacrm.platform.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_pack_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    code, _ = run(
+        capsys, "tenant", "create", "acme", "--admin", "a@acme.test", "--password", "x" * 12, *data
+    )
+    assert code == 0
+    code, out = run(
+        capsys, "pack", "plan", str(FIXTURES / "crm-core-1.0"), "--tenant", "acme", *data
+    )
+    assert code == 0 and out.startswith("install crm-core 1.0.0:") and "+ object account" in out
+    code, out = run(
+        capsys, "pack", "install", str(FIXTURES / "crm-core-1.0"), "--tenant", "acme", *data
+    )
+    assert code == 0 and "seed records: account 6" in out, out
+    code, out = run(capsys, "pack", "plan", "crm-core", "--tenant", "acme", *data)
+    assert out.startswith("upgrade crm-core 1.1.0:")
+    code, out = run(capsys, "pack", "upgrade", "crm-core", "--tenant", "acme", *data)
+    assert code == 0, out
+    code, out = run(capsys, "pack", "install", "education", "--tenant", "acme", *data)
+    assert code == 0, out
+    code, out = run(capsys, "pack", "list", "--tenant", "acme", *data)
+    assert "crm-core 1.1.0" in out and "education 1.0.0" in out
+    code, out = run(capsys, "pack", "uninstall", "crm-core", "--tenant", "acme", *data)
+    assert code == 2 and "needed by education" in out
+    code, out = run(capsys, "pack", "uninstall", "education", "--tenant", "acme", *data)
+    assert code == 2 and "confirm" in out
+    code, out = run(
+        capsys, "pack", "uninstall", "education", "--tenant", "acme", "--confirm", *data
+    )
+    assert code == 0, out
+
+
+def test_pack_test_reports_each_case(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(capsys, "pack", "test", "education")
+    assert code == 0, out
+    assert "ok   lessons_left" in out and "5 passed, 0 failed (education 1.0.0)" in out
