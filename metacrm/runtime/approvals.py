@@ -424,7 +424,12 @@ async def decide(
         had = await conn.scalar(
             sa.select(sa.func.count())
             .select_from(t)
-            .where(t.c.approval_id == approval_id, t.c.assignee_id == actor.user_id)
+            .where(
+                t.c.approval_id == approval_id,
+                t.c.phase == run["phase"],
+                t.c.assignee_id == actor.user_id,
+                t.c.status == "closed",
+            )
         )
         if had:  # e.g. another approver decided the any-one step a moment earlier
             raise Conflict("your part of this approval was already decided")
