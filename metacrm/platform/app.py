@@ -16,9 +16,9 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 from metacrm import __version__
 from metacrm.platform import problems
 from metacrm.platform.api import auth, data, metadata, tenants, users
+from metacrm.platform.api import packs as packs_api
 from metacrm.platform.api import process as process_api
 from metacrm.platform.api import ui as ui_api
-from metacrm.platform.api import packs as packs_api
 from metacrm.platform.db import Database
 from metacrm.platform.migrate import upgrade_system
 from metacrm.platform.openapi import static_document, tenant_document
@@ -60,10 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     static: dict[str, Any] = {}  # the OpenAPI of the fixed routes, built on first use
     for router in (auth.router, metadata.router, data.router, users.router, tenants.router):
         app.include_router(router, prefix="/api/v1")
-    app.include_router(process_api.router, prefix="/api/v1")
     app.include_router(ui_api.router, prefix="/api/v1")
     app.include_router(packs_api.router, prefix="/api/v1")
     app.include_router(packs_api.history, prefix="/api/v1")
+    app.include_router(process_api.router, prefix="/api/v1")
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     async def openapi(request: Request, state: StateDep, identity: IdentityDep) -> JSONResponse:
@@ -71,12 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         language = (
             request.headers.get("accept-language", "en").split(",")[0].split(";")[0].strip() or "en"
         )
-        async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
-            key = f"openapi:{language}"
+        async with state.tenant(identity, writes=False) as (_conn, ct, actor):
+            # One document per language and role: what a role may see is all that differs.
+            key = ("openapi", language, actor.is_admin, actor.role)
             if key not in ct.cache:
                 if not static:
                     static.update(static_document(app))
-                ct.cache[key] = tenant_document(static, ct, language)
+                ct.cache[key] = tenant_document(static, ct, actor, language)
             return JSONResponse(ct.cache[key])
 
     app.mount("/static/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")

@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from metacrm import __version__
 from metacrm.metadata.model import label_text
 from metacrm.runtime.compiler import CompiledTenant
+from metacrm.runtime.permissions import visible_definition
 from metacrm.ui_schema.json_schema import object_schema
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
@@ -230,20 +231,25 @@ def static_document(app: FastAPI) -> dict[str, Any]:
 
 
 def tenant_document(
-    static: dict[str, Any], ct: CompiledTenant, language: str = "en"
+    static: dict[str, Any], ct: CompiledTenant, actor: Any, language: str = "en"
 ) -> dict[str, Any]:
-    """The whole OpenAPI of a tenant at its current metadata version."""
+    """The OpenAPI of a tenant at its current metadata version, as `actor` may use it:
+    objects it cannot read and fields hidden from it are absent."""
     document = copy.deepcopy(static)
     document["info"]["version"] = f"{__version__}+metadata.{ct.version}"
     schemas = document["components"].setdefault("schemas", {})
     for obj in ct.model.objects:
+        shown = visible_definition(ct, actor, obj)
+        if shown is None:
+            continue
+        editable = visible_definition(ct, actor, obj, writable=True) or shown
         label = label_text(obj.label, language, obj.api_name)
-        schemas[_schema_name(obj.api_name)] = object_schema(obj, mode="read", language=language)
+        schemas[_schema_name(obj.api_name)] = object_schema(shown, mode="read", language=language)
         schemas[_schema_name(obj.api_name, "Create")] = object_schema(
-            obj, mode="create", language=language
+            editable, mode="create", language=language
         )
         schemas[_schema_name(obj.api_name, "Update")] = object_schema(
-            obj, mode="update", language=language
+            editable, mode="update", language=language
         )
         document["paths"].update(_object_paths(obj.api_name, label))
     return document

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm import formula
-from metacrm.errors import FieldError, QueryInvalid
+from metacrm.errors import FieldError, FormulaError, QueryInvalid
 from metacrm.metadata.values import ValueProblem, check_text
 from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, UNSORTABLE, CompiledObject, CompiledTenant
 from metacrm.runtime.permissions import (
@@ -47,22 +47,26 @@ def _invalid(param: str, code: str, message: str) -> QueryInvalid:
     return QueryInvalid(message, [FieldError(param, code, message)])
 
 
-def written_paths(expression: str) -> set[str]:
-    """The field paths an expression names as written (`amount`, `account.industry`)."""
+def written_paths(expression: str) -> list[tuple[list[str], int, int]]:
+    """The field paths an expression names as written, with their line and column."""
     try:
         tree = ast.parse(f"(\n{expression}\n)", mode="eval")
     except SyntaxError:
-        return set()
-    found: set[str] = set()
+        return []
+    lines = expression.split("\n")
+    found: list[tuple[list[str], int, int]] = []
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.Name | ast.Attribute):
-            parts: list[str] = []
+            start, parts = node, []
             while isinstance(node, ast.Attribute):
                 parts.append(node.attr)
                 node = node.value
-            if isinstance(node, ast.Name):
-                found.add(".".join([node.id, *reversed(parts)]))
+            if isinstance(node, ast.Name) and node.id not in ("None", "True", "False"):
+                line = start.lineno - 1
+                text = lines[line - 1] if 0 < line <= len(lines) else ""
+                column = len(text.encode()[: start.col_offset].decode(errors="ignore")) + 1
+                found.append(([node.id, *reversed(parts)], line, column))
             return
         if isinstance(node, ast.Call):
             for child in [*node.args, *(k.value for k in node.keywords)]:
@@ -72,7 +76,25 @@ def written_paths(expression: str) -> set[str]:
             visit(child)
 
     visit(tree)
-    return {p for p in found if p not in ("None", "True", "False")}
+    return found
+
+
+def _refuse_hidden(ct: CompiledTenant, co: CompiledObject, where: str, actor: Any) -> None:
+    """A field the caller may not read is reported exactly as an unknown one would be."""
+    for parts, line, column in written_paths(where):
+        current = co
+        for i, part in enumerate(parts):
+            if (
+                i < len(parts) - 1
+                and part in current.references
+                and path_readable(ct, actor, current, part)
+            ):
+                current = ct.object(current.references[part].target)
+                continue
+            if part in current.fields and not path_readable(ct, actor, current, part):
+                message = f"unknown field {part!r} on object {current.name!r}"
+                raise FormulaError(message, line=line, column=column, field="where")
+            break
 
 
 def _check_texts(query: ListQuery) -> None:
@@ -93,12 +115,8 @@ def _filter(
 
     Every field path it names must be readable by the caller: no side channel.
     """
+    _refuse_hidden(ct, co, where, actor)
     clause = formula.compile_filter(where, co.obj, ct.model, ct.table_for)
-    for path in written_paths(where):
-        if not path_readable(ct, actor, co, path):
-            raise _invalid(
-                "where", "unknown-field", f"unknown field {path[:64]!r} on object {co.name!r}"
-            )
     for element in sa.sql.visitors.iterate(clause):
         value = getattr(element, "value", None)
         if isinstance(element, sa.BindParameter) and isinstance(value, str):

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from metacrm import formula
 from metacrm.errors import PermissionDenied
-from metacrm.metadata.model import MetadataModel
+from metacrm.metadata.model import MetadataModel, ObjectDef
 from metacrm.metadata.names import SYSTEM_FIELDS
 from metacrm.metadata.security import ObjectPermission, Role, SharingRule
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
@@ -191,3 +191,20 @@ def path_readable(ct: CompiledTenant, actor: object, co: CompiledObject, path: s
                 return False
             current = ct.object(link.target)
     return True
+
+
+def visible_definition(
+    ct: CompiledTenant, actor: object, obj: ObjectDef, *, writable: bool = False
+) -> ObjectDef | None:
+    """`obj` as the actor may know it: None when unreadable, else without hidden fields
+    (and, with `writable`, only the fields the actor may edit)."""
+    co = ct.object(obj.api_name)
+    if not object_readable(ct, actor, co):
+        return None
+    if getattr(actor, "is_admin", False):
+        return obj
+    wanted = {"edit"} if writable else {"read", "edit"}
+    fields = [
+        f for f in obj.fields if field_access(ct.model, actor, obj.api_name, f.api_name) in wanted
+    ]
+    return obj.model_copy(update={"fields": fields})

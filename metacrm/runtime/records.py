@@ -592,6 +592,12 @@ async def batch(
                 results.append({"index": index, "id": record["id"], "created": True})
         except RecordInvalid as invalid:
             errors += invalid.errors
+        except NotFound:
+            # A record the caller cannot see holds the key: say no more than a unique clash.
+            message = f"another {co.name} record has this {upsert_on}"
+            errors.append(FieldError(prefix + str(upsert_on), "unique", message))
+        except PermissionDenied as denied:
+            errors.append(FieldError(prefix + str(upsert_on), "permission-denied", denied.detail))
     if errors:
         raise RecordInvalid("the batch was refused; nothing was written", errors)
     return results

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from metacrm.errors import FieldError, NotFound, RecordInvalid, StaleVersion
 from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
-from metacrm.runtime import records
+from metacrm.runtime import records, sharing
 from metacrm.runtime.listing import ListQuery, list_records
 from metacrm.runtime.tenant_tables import idempotency_keys
 
@@ -300,6 +300,36 @@ async def transfer_owner(
             conn, ct, co, _record_id(record_id), body.get("owner_id"), actor
         )
     return _record_response(record)
+
+
+@router.get("/{object_name}/{record_id}/shares")
+async def list_shares(
+    object_name: str, record_id: str, state: StateDep, identity: IdentityDep
+) -> dict[str, Any]:
+    async with state.tenant(identity, writes=False) as (conn, ct, actor):
+        co = object_or_404(ct, object_name)
+        return {"shares": await sharing.list_shares(conn, ct, co, _record_id(record_id), actor)}
+
+
+@router.post("/{object_name}/{record_id}/shares", status_code=201)
+async def add_share(
+    object_name: str, record_id: str, request: Request, state: StateDep, identity: IdentityDep
+) -> dict[str, Any]:
+    """Share the record with `{"user_id"}` or `{"role"}`, `"access": "read" | "edit"`."""
+    body = await read_object(request, state.settings.max_body_bytes)
+    async with state.tenant(identity) as (conn, ct, actor):
+        co = object_or_404(ct, object_name)
+        return await sharing.add_share(conn, ct, co, _record_id(record_id), body, actor)
+
+
+@router.delete("/{object_name}/{record_id}/shares/{share_id}", status_code=204)
+async def remove_share(
+    object_name: str, record_id: str, share_id: str, state: StateDep, identity: IdentityDep
+) -> Response:
+    async with state.tenant(identity) as (conn, ct, actor):
+        co = object_or_404(ct, object_name)
+        await sharing.remove_share(conn, ct, co, _record_id(record_id), _record_id(share_id), actor)
+    return Response(status_code=204)
 
 
 @router.post("/{object_name}/{record_id}/restore")

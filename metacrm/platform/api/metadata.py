@@ -7,13 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse
 
-from metacrm.errors import Conflict, FieldError, MetadataInvalid, NotFound
+from metacrm.errors import Conflict, FieldError, MetadataInvalid, NotFound, PermissionDenied
 from metacrm.metadata.model import DOCUMENT_KINDS, MetadataModel, ObjectDef, label_text
 from metacrm.metadata.schema import metadata_schema, parse, parse_field
 from metacrm.metadata.store import list_versions
 from metacrm.platform.body import read_object
 from metacrm.platform.state import AdminDep, AppState, IdentityDep, StateDep
 from metacrm.runtime.changes import Applied, Change, apply_change, plan_change
+from metacrm.runtime.permissions import visible_definition
 
 router = APIRouter(prefix="/metadata", tags=["metadata"])
 Confirm = Annotated[bool, Query(description="Confirm a plan that destroys or narrows data.")]
@@ -21,6 +22,14 @@ Confirm = Annotated[bool, Query(description="Confirm a plan that destroys or nar
 
 def dump(document: Any) -> dict[str, Any]:
     return document.model_dump(mode="json", exclude_defaults=True)
+
+
+def _described(ct: Any, actor: Any, name: str) -> ObjectDef:
+    """An object as the caller may know it: unreadable objects and hidden fields are absent."""
+    shown = visible_definition(ct, actor, _object(ct.model, name))
+    if shown is None:
+        raise NotFound(f"no object named {name[:64]!r}")
+    return shown
 
 
 def _object(model: MetadataModel, name: str) -> ObjectDef:
@@ -62,7 +71,8 @@ async def list_objects(state: StateDep, identity: IdentityDep, request: Request)
     language = (
         request.headers.get("accept-language", "en").split(",")[0].split(";")[0].strip() or "en"
     )
-    async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
+    async with state.tenant(identity, writes=False) as (_conn, ct, actor):
+        shown = [visible_definition(ct, actor, o) for o in ct.model.objects]
         return {
             "version": ct.version,
             "objects": [
@@ -71,7 +81,8 @@ async def list_objects(state: StateDep, identity: IdentityDep, request: Request)
                     "label": label_text(o.label, language, o.api_name),
                     "fields": len(o.fields),
                 }
-                for o in ct.model.objects
+                for o in shown
+                if o is not None
             ],
         }
 
@@ -91,8 +102,8 @@ async def create_object(request: Request, state: StateDep, identity: AdminDep) -
 
 @router.get("/objects/{object_name}")
 async def get_object(object_name: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
-    async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
-        return dump(_object(ct.model, object_name))
+    async with state.tenant(identity, writes=False) as (_conn, ct, actor):
+        return dump(_described(ct, actor, object_name))
 
 
 @router.put("/objects/{object_name}")
@@ -131,8 +142,8 @@ async def delete_object(
 
 @router.get("/objects/{object_name}/fields")
 async def list_fields(object_name: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
-    async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
-        return {"fields": [dump(f) for f in _object(ct.model, object_name).fields]}
+    async with state.tenant(identity, writes=False) as (_conn, ct, actor):
+        return {"fields": [dump(f) for f in _described(ct, actor, object_name).fields]}
 
 
 @router.post("/objects/{object_name}/fields", status_code=201)
@@ -154,8 +165,8 @@ async def add_field(
 async def get_field(
     object_name: str, field_name: str, state: StateDep, identity: IdentityDep
 ) -> dict[str, Any]:
-    async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
-        obj = _object(ct.model, object_name)
+    async with state.tenant(identity, writes=False) as (_conn, ct, actor):
+        obj = _described(ct, actor, object_name)
         if not obj.has_field(field_name):
             raise NotFound(f"{object_name} has no field {field_name[:64]!r}")
         return dump(obj.field(field_name))
@@ -249,6 +260,11 @@ async def versions(
 def _document_routes(kind_name: str, attribute: str, cls: type) -> None:
     """GET/POST /metadata/{kind} and GET/PUT/DELETE /metadata/{kind}/{api_name}."""
 
+    def _may_read(actor: Any) -> None:
+        # Roles and sharing rules describe who sees what: administrators only.
+        if kind_name in ("roles", "sharing-rules") and not actor.is_admin:
+            raise PermissionDenied(f"only administrators may read {kind_name}")
+
     def _get(model: MetadataModel, name: str) -> Any:
         try:
             return model.document(attribute, name)
@@ -258,7 +274,8 @@ def _document_routes(kind_name: str, attribute: str, cls: type) -> None:
     async def list_documents(
         state: StateDep, identity: IdentityDep, object: str | None = None
     ) -> dict[str, Any]:
-        async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
+        async with state.tenant(identity, writes=False) as (_conn, ct, actor):
+            _may_read(actor)
             docs = ct.model.documents(attribute)
             if object is not None:
                 docs = [d for d in docs if getattr(d, "object", None) == object]
@@ -279,7 +296,8 @@ def _document_routes(kind_name: str, attribute: str, cls: type) -> None:
         )
 
     async def get_document(api_name: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
-        async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
+        async with state.tenant(identity, writes=False) as (_conn, ct, actor):
+            _may_read(actor)
             return dump(_get(ct.model, api_name))
 
     async def replace_document(
