@@ -331,6 +331,11 @@ def _decode(path: str, content: Any, problems: list[PackProblem]) -> Any:
 
 
 @cache
+def _adapter(kind: str) -> TypeAdapter[Any]:
+    return TypeAdapter(_FILE_KINDS[kind])
+
+
+@cache
 def _validator(kind: str) -> jsonschema.protocols.Validator:
     schema = TypeAdapter(_FILE_KINDS[kind]).json_schema(mode="validation")
     return jsonschema.Draft202012Validator(schema)
@@ -444,14 +449,13 @@ def load_pack(files: dict[str, Any]) -> Pack:
         if kind in DOCUMENT_FILES or kind == "tests":
             data = data if isinstance(data, list) else [data]
             decoded[path] = data
-        found = _schema_problems(path, kind, data)
-        if found:
-            problems += found
-            continue
+        # The model accepts exactly what its published schema describes, and more cheaply;
+        # a refused file is reported against the JSON Schema, or by the model's own checks
+        # (scale above precision, reserved names, ...) where the schema has nothing to say.
         try:
-            parsed[path] = TypeAdapter(_FILE_KINDS[kind]).validate_python(data)
+            parsed[path] = _adapter(kind).validate_python(data)
         except ValidationError as error:
-            problems += _model_problems(path, error)
+            problems += _schema_problems(path, kind, data) or _model_problems(path, error)
     manifest = parsed.get("pack.json")
     if manifest is not None:
         problems += _manifest_problems(manifest, decoded)
