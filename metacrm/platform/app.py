@@ -15,7 +15,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from metacrm import __version__
 from metacrm.platform import problems
-from metacrm.platform.api import auth, data, metadata, tenants, users
+from metacrm.platform.api import audit as audit_api
+from metacrm.platform.api import auth, data, keys, metadata, tenants, users
 from metacrm.platform.api import packs as packs_api
 from metacrm.platform.api import process as process_api
 from metacrm.platform.api import ui as ui_api
@@ -58,7 +59,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     static: dict[str, Any] = {}  # the OpenAPI of the fixed routes, built on first use
-    for router in (auth.router, metadata.router, data.router, users.router, tenants.router):
+    # The audit router first: its /data/{object}/{id}/history must win over /data/{object}/{id}.
+    for router in (
+        audit_api.router,
+        auth.router,
+        metadata.router,
+        data.router,
+        users.router,
+        keys.router,
+        tenants.router,
+    ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(ui_api.router, prefix="/api/v1")
     app.include_router(packs_api.router, prefix="/api/v1")

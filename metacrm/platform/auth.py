@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 from argon2 import PasswordHasher
@@ -34,10 +36,14 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 class Identity:
     """Who a validly signed token speaks for; the user row is checked per request."""
 
-    user_id: uuid.UUID
+    user_id: uuid.UUID | None
     tenant: str
     storage: str
     token_epoch: int = 0
+    ip: str | None = None
+    #: Set for API keys: the key's id and the secret to check against its stored hash.
+    api_key_id: uuid.UUID | None = None
+    api_secret: str | None = field(default=None, repr=False)
 
 
 def issue_token(identity: Identity, key: str, ttl_minutes: int) -> tuple[str, int]:
@@ -71,3 +77,35 @@ def read_token(token: str, key: str) -> Identity:
         raise Unauthenticated("the token has expired; log in again") from None
     except (jwt.InvalidTokenError, KeyError, ValueError, TypeError):
         raise Unauthenticated("the token is not valid") from None
+
+
+API_KEY_PREFIX = "mcrm"
+
+
+def make_api_key(tenant: str) -> tuple[uuid.UUID, str, str]:
+    """A new key: its id, the whole key shown once, and the hash that is stored."""
+    key_id, secret = uuid.uuid4(), secrets.token_urlsafe(32)
+    return key_id, f"{API_KEY_PREFIX}.{tenant}.{key_id.hex}.{secret}", hash_secret(secret)
+
+
+def hash_secret(secret: str) -> str:
+    # A random 256-bit secret needs no slow hash: SHA-256 cannot be brute-forced here.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def read_api_key(key: str) -> Identity | None:
+    """The identity an API key claims (checked against the tenant later), or None."""
+    parts = key.split(".")
+    if len(parts) != 4 or parts[0] != API_KEY_PREFIX or len(parts[3]) > 100:
+        return None
+    _prefix, tenant, key_id, secret = parts
+    try:
+        return Identity(
+            user_id=None,
+            tenant=tenant,
+            storage=f"tenant_{tenant}",
+            api_key_id=uuid.UUID(hex=key_id),
+            api_secret=secret,
+        )
+    except ValueError:
+        return None

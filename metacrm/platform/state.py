@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, NamedTuple
 
 import sqlalchemy as sa
@@ -12,13 +14,14 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.errors import NotFound, PermissionDenied, Unauthenticated
-from metacrm.platform.auth import Identity, read_token
+from metacrm.platform.auth import API_KEY_PREFIX, Identity, hash_secret, read_api_key, read_token
 from metacrm.platform.db import Database
 from metacrm.platform.settings import Settings
+from metacrm.platform.system_tables import tenants
 from metacrm.runtime.cache import TenantCache
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
-from metacrm.runtime.records import Actor
-from metacrm.runtime.tenant_tables import create_tenant_tables, metadata_versions, users
+from metacrm.runtime.records import Actor, utcnow
+from metacrm.runtime.tenant_tables import api_keys, create_tenant_tables, metadata_versions, users
 
 
 class TenantSession(NamedTuple):
@@ -30,14 +33,30 @@ class TenantSession(NamedTuple):
 
 
 # The caller's row and the tenant's metadata version, in one round trip.
-_CALLER = sa.select(
+_VERSION = sa.select(sa.func.max(metadata_versions.c.version)).scalar_subquery().label("version")
+_USER = (
+    users.c.id,
     users.c.is_admin,
     users.c.is_active,
     users.c.role,
     users.c.manager_id,
     users.c.token_epoch,
-    sa.select(sa.func.max(metadata_versions.c.version)).scalar_subquery().label("version"),
-).where(users.c.id == sa.bindparam("user_id"))
+)
+_CALLER = sa.select(*_USER, _VERSION).where(users.c.id == sa.bindparam("user_id"))
+_KEY_CALLER = (
+    sa.select(
+        *_USER,
+        _VERSION,
+        api_keys.c.secret_hash,
+        api_keys.c.scope,
+        api_keys.c.revoked_at,
+        api_keys.c.last_used_at,
+    )
+    .join(users, users.c.id == api_keys.c.user_id)
+    .where(api_keys.c.id == sa.bindparam("key_id"))
+)
+_LAST_USED_GRANULARITY = dt.timedelta(minutes=1)
+_REVOKED = "the token is no longer valid; log in again"
 
 
 @dataclass
@@ -49,6 +68,7 @@ class AppState:
     cache: TenantCache = field(default_factory=TenantCache)
     signing_key: str = ""
     _ready: set[str] = field(default_factory=set)
+    _known: set[str] = field(default_factory=set)
 
     @asynccontextmanager
     async def tenant(
@@ -61,27 +81,82 @@ class AppState:
                 await create_tenant_tables(conn)
             self._ready.add(identity.storage)
         async with self.db.tenant(identity.storage, writes=writes) as conn:
-            row = (await conn.execute(_CALLER, {"user_id": identity.user_id})).first()
-            if row is None or not row.is_active or row.token_epoch != identity.token_epoch:
-                raise Unauthenticated("the token is no longer valid; log in again")
-            ct = await self.cache.compiled(conn, identity.storage, row.version or 0)
-            actor = Actor(
-                identity.user_id, is_admin=row.is_admin, role=row.role, manager_id=row.manager_id
-            )
+            actor, version = await _caller(conn, identity)
+            if writes and actor.scope == "read":
+                raise PermissionDenied("this API key may only read")
+            ct = await self.cache.compiled(conn, identity.storage, version)
             yield TenantSession(conn, ct, actor)
+
+    async def tenant_exists(self, storage: str) -> bool:
+        """Whether a tenant has this storage (remembered once seen)."""
+        if storage not in self._known:
+            async with self.db.system() as conn:
+                found = await conn.scalar(
+                    sa.select(tenants.c.id).where(tenants.c.storage == storage)
+                )
+            if found is None:
+                return False
+            self._known.add(storage)
+        return True
+
+
+async def _caller(conn: AsyncConnection, identity: Identity) -> tuple[Actor, int]:
+    """The acting user and the tenant's metadata version; Unauthenticated when revoked."""
+    if identity.api_key_id is None:
+        row = (await conn.execute(_CALLER, {"user_id": identity.user_id})).first()
+        if row is None or not row.is_active or row.token_epoch != identity.token_epoch:
+            raise Unauthenticated(_REVOKED)
+        scope = None
+    else:
+        row = (await conn.execute(_KEY_CALLER, {"key_id": identity.api_key_id})).first()
+        given = hash_secret(identity.api_secret or "")
+        if (
+            row is None
+            or row.revoked_at is not None
+            or not row.is_active
+            or not hmac.compare_digest(given, row.secret_hash)
+        ):
+            raise Unauthenticated("the API key is not valid")
+        scope = "read" if row.scope == "read" else None
+        now = utcnow()
+        if row.last_used_at is None or now - row.last_used_at > _LAST_USED_GRANULARITY:
+            await conn.execute(
+                api_keys.update()
+                .where(api_keys.c.id == identity.api_key_id)
+                .values(last_used_at=now)
+            )
+    actor = Actor(
+        row.id,
+        is_admin=row.is_admin,
+        role=row.role,
+        manager_id=row.manager_id,
+        ip=identity.ip,
+        api_key_id=identity.api_key_id,
+        scope=scope,
+    )
+    return actor, row.version or 0
 
 
 def get_state(request: Request) -> AppState:
     return request.app.state.metacrm
 
 
-def get_identity(request: Request) -> Identity:
-    """The caller, from `Authorization: Bearer <token>`."""
+async def get_identity(request: Request) -> Identity:
+    """The caller, from `Authorization: Bearer <token or API key>`."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("send Authorization: Bearer <token>; get one at /api/v1/auth/token")
-    return read_token(token.strip(), get_state(request).signing_key)
+    ip = request.client.host if request.client else None
+    state = get_state(request)
+    if token.startswith(API_KEY_PREFIX + "."):
+        identity = read_api_key(token)
+        # A key names its tenant: check it exists before touching any storage.
+        if identity is None or not await state.tenant_exists(identity.storage):
+            raise Unauthenticated("the API key is not valid")
+        return replace(identity, ip=ip)
+    return replace(read_token(token, state.signing_key), ip=ip)
 
 
 async def get_admin(
@@ -90,7 +165,7 @@ async def get_admin(
 ) -> Identity:
     """The caller, who must administer the tenant's metadata."""
     async with state.tenant(identity, writes=False) as session:
-        if not session.actor.is_admin:
+        if not session.actor.is_admin or session.actor.scope == "read":
             raise PermissionDenied("only tenant administrators may change metadata")
     return identity
 

@@ -26,6 +26,7 @@ from metacrm.metadata.diff import diff
 from metacrm.metadata.model import MetadataModel
 from metacrm.metadata.plan import Plan
 from metacrm.metadata.store import current_version, load_model, record_version
+from metacrm.runtime import audit
 from metacrm.runtime.ddl import apply_plan
 from metacrm.runtime.stages import migrate_stage_rules
 
@@ -216,6 +217,12 @@ async def _apply_once(
             )
         except IntegrityError:
             raise Conflict("another metadata change was applied at the same time; retry") from None
+        await audit.record(
+            conn,
+            "metadata.apply",
+            user_id=author_id,
+            detail={"version": version + 1, "source": source, "plan": plan.to_dict()["ops"]},
+        )
         return Applied(version + 1, plan)
 
 

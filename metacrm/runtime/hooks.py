@@ -45,6 +45,7 @@ HOOK_MODULES: tuple[str, ...] = (
     "metacrm.runtime.field_rules",
     "metacrm.runtime.approvals",
     "metacrm.runtime.stages",
+    "metacrm.runtime.audit",
 )
 
 

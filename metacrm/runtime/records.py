@@ -51,6 +51,10 @@ class Actor:
     is_admin: bool = False
     role: str | None = None
     manager_id: uuid.UUID | None = None
+    ip: str | None = None
+    api_key_id: uuid.UUID | None = None
+    #: "read" for API keys that may only read; None for full access.
+    scope: str | None = None
 
 
 def new_id() -> uuid.UUID:
@@ -215,6 +219,7 @@ async def transfer_owner(
     )
     after = current | {"owner_id": owner}
     ctx = WriteContext(conn, ct, co, actor, "update", current, after, {"owner_id": owner})
+    ctx.notes["audit_action"] = "owner.transfer"
     await run_after(ctx)
     return _shown(ct, co, await fetch(conn, co, record_id), actor)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Request
 
 from metacrm.platform.auth import issue_token
 from metacrm.platform.state import IdentityDep, StateDep
@@ -15,6 +15,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 @router.post("/token")
 async def token(
+    request: Request,
     state: StateDep,
     username: Annotated[str, Form(max_length=320)],
     password: Annotated[str, Form(max_length=1024)],
@@ -22,7 +23,8 @@ async def token(
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> dict[str, Any]:
     """Exchange a tenant, user name and password for a bearer token."""
-    identity = await authenticate(state.db, tenant, username, password)
+    ip = request.client.host if request.client else None
+    identity = await authenticate(state.db, tenant, username, password, ip=ip)
     access_token, expires_in = issue_token(
         identity, state.signing_key, state.settings.token_ttl_minutes
     )

@@ -14,6 +14,7 @@ from metacrm.platform.auth import hash_password, verify_password
 from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, TenantSession
 from metacrm.platform.tenancy import check_password, normalise_email
+from metacrm.runtime import audit
 from metacrm.runtime.records import new_id, utcnow
 from metacrm.runtime.tenant_tables import users
 
@@ -43,6 +44,17 @@ def _user(row: Any) -> dict[str, Any]:
         out[key] = str(out[key]) if out[key] is not None else None
     out["created_at"] = out["created_at"].isoformat().replace("+00:00", "Z")
     return out
+
+
+def _audited(row: Any) -> dict[str, Any]:
+    """What a permission change is about: the user's role, manager and admin flag."""
+    return {
+        "email": row.email,
+        "role": row.role,
+        "is_admin": row.is_admin,
+        "is_active": row.is_active,
+        "manager_id": str(row.manager_id) if row.manager_id else None,
+    }
 
 
 def _require_user_admin(session: TenantSession) -> None:
@@ -134,6 +146,7 @@ async def create_user(request: Request, state: StateDep, identity: IdentityDep) 
             )
         )
         row = (await session.conn.execute(sa.select(*_SHOWN).where(users.c.id == user_id))).one()
+        await audit.record(session.conn, "user.create", actor=session.actor, detail=_audited(row))
     return JSONResponse(_user(row), status_code=201)
 
 
@@ -159,6 +172,8 @@ async def change_user(
         if result.rowcount != 1:
             raise NotFound("no user has this id")
         row = (await session.conn.execute(sa.select(*_SHOWN).where(users.c.id == uid))).one()
+        detail = {"user_id": str(uid), "changed": sorted(body)} | _audited(row)
+        await audit.record(session.conn, "user.update", actor=session.actor, detail=detail)
     return _user(row)
 
 
@@ -200,4 +215,7 @@ async def change_password(
         )
         if result.rowcount != 1:
             raise NotFound("no user has this id")
+        await audit.record(
+            session.conn, "user.password", actor=session.actor, detail={"user_id": str(uid)}
+        )
     return Response(status_code=204)
