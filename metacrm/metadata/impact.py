@@ -237,9 +237,7 @@ def _document_dependents(
             continue
         used = {a.field for s in flow.steps for a in s.approvers if a.field}
         used |= {f for s in flow.steps for f in s.editable_fields}
-        used |= {
-            name for action in (*flow.on_approve, *flow.on_reject) for name in action.get("set", {})
-        }
+        used |= {name for action in (*flow.on_approve, *flow.on_reject) for name in _sets(action)}
         if whole or field in used:
             found.append(("approval flow", f"approval_flows/{flow.api_name}"))
     for rule in model.sharing_rules:
@@ -335,3 +333,9 @@ def refuse_breaking(impacts: list[Impact]) -> None:
                 for i in broken
             ],
         )
+
+
+def _sets(action: Any) -> list[str]:
+    """The fields an approval action sets (a dict, or a ProcessAction model)."""
+    values = action.get("set") if isinstance(action, dict) else getattr(action, "set", None)
+    return list(values or {})

@@ -111,7 +111,7 @@ async def test_semantic_problems_point_into_files(tenant: TenantClient) -> None:
     assert r.status_code == 422, r.text
     by_field = {e["field"]: e["code"] for e in r.json()["errors"]}
     assert by_field["objects/subscription.json#/fields/1/target"] == "unknown-object"
-    assert by_field["list_views.json#/0/columns/ghost"] == "unknown-field"
+    assert by_field["extensions/account.json#/fields/1/child_field"] == "not-a-link"
     assert any(f.startswith("objects/renewal.json#/fields/9") for f in by_field), by_field
     assert await _state(tenant) == before
 
@@ -228,4 +228,4 @@ async def test_impact_lists_dependents(tenant: TenantClient) -> None:
     assert any("stage_rules/opportunity_path" in e["field"] for e in r.json()["errors"])
     r = await tenant.get("/api/v1/packs/crm-core/uninstall-plan")
     kinds = {i["kind"] for i in r.json()["impact"]}
-    assert {"formula", "layout", "list view", "stage rule", "role"} <= kinds
+    assert {"layout", "list view", "stage rule", "role", "sharing rule"} <= kinds
