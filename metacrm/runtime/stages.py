@@ -488,9 +488,14 @@ async def history(
 
 
 async def funnel(
-    conn: AsyncConnection, ct: CompiledTenant, rule: StageRule, amount: str | None
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    rule: StageRule,
+    amount: str | None,
+    access: sa.ColumnElement[bool] | None = None,
 ) -> dict[str, Any]:
-    """Counts and amounts per stage, conversion between stages and average days in stage."""
+    """Counts and amounts per stage, conversion between stages and average days in stage,
+    over the records `access` lets the caller see (an aggregate is a read path too)."""
     co = ct.object(rule.object)
     amount = amount or rule.amount_field or ("amount" if "amount" in co.fields else None)
     if amount is not None and (
@@ -505,12 +510,13 @@ async def funnel(
     columns = [stage_col, sa.func.count()]
     if amount is not None:
         columns.append(sa.func.coalesce(sa.func.sum(t.c[amount]), 0))
-    rows = await conn.execute(
-        sa.select(*columns).where(t.c.deleted_at.is_(None)).group_by(stage_col)
+    visible = (
+        t.c.deleted_at.is_(None) if access is None else sa.and_(t.c.deleted_at.is_(None), access)
     )
+    rows = await conn.execute(sa.select(*columns).where(visible).group_by(stage_col))
     current = {row[0]: (row[1], Decimal(row[2]) if amount else None) for row in rows}
     h = stage_history
-    live = sa.select(t.c.id).where(t.c.deleted_at.is_(None))
+    live = sa.select(t.c.id).where(visible)
     reached_rows = await conn.execute(
         sa.select(h.c.to_stage, sa.func.count(sa.distinct(h.c.record_id)))
         .where(h.c.object == rule.object, h.c.rule == rule.api_name, h.c.record_id.in_(live))

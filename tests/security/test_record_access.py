@@ -303,3 +303,34 @@ async def test_cursors_cannot_be_forged_to_widen_a_list(world: World) -> None:
             "/api/v1/data/deal", params={"cursor": forged, "limit": 1, "order_by": "name"}
         )
     ).status_code == 422
+
+
+async def test_aggregates_and_process_views_respect_record_access(tenant: TenantClient) -> None:
+    deal = {**DEAL, "fields": [*DEAL["fields"][:4], DEAL["fields"][4]]}
+    stage_rule = {
+        "api_name": "deal_path",
+        "object": "deal",
+        "field": "stage",
+        "stages": [{"value": "new", "next": ["won"]}, {"value": "won", "closed": True}],
+    }
+    response = await tenant.post(
+        "/api/v1/metadata/apply",
+        json={
+            "objects": [ACCOUNT, deal],
+            "roles": [{"api_name": "rep", "objects": {"deal": FULL, "account": FULL}}],
+            "stage_rules": [stage_rule],
+        },
+    )
+    assert response.status_code == 200, response.text
+    alice = await tenant.add_user("alice@x.test", role="rep")
+    bob = await tenant.add_user("bob@x.test", role="rep")
+    mine = await alice.create("deal", {"name": "a", "amount": 100, "stage": "new"})
+    await bob.create("deal", {"name": "b", "amount": 5000, "stage": "new"})
+    funnel = (await alice.get("/api/v1/analytics/funnel/deal_path")).json()
+    assert funnel["total"] == 1 and funnel["stages"][0]["amount"] == "100.00"
+    admin_funnel = (await tenant.get("/api/v1/analytics/funnel/deal_path")).json()
+    assert admin_funnel["total"] == 2
+    assert (await bob.get(f"/api/v1/data/deal/{mine['id']}/stage-history")).status_code == 404
+    assert (await alice.get(f"/api/v1/data/deal/{mine['id']}/stage-history")).status_code == 200
+    assert (await bob.get(f"/api/v1/data/deal/{mine['id']}/history")).status_code == 404
+    assert (await bob.get(f"/api/v1/data/deal/{mine['id']}/approvals")).status_code == 404

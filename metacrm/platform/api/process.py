@@ -12,8 +12,8 @@ from starlette.responses import JSONResponse
 from metacrm.errors import FieldError, NotFound, PermissionDenied, RecordInvalid, StaleVersion
 from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
-from metacrm.runtime import approvals, stages
-from metacrm.runtime.permissions import object_permission
+from metacrm.runtime import approvals, records, stages
+from metacrm.runtime.permissions import object_permission, readable, record_filter
 
 router = APIRouter(tags=["process"])
 
@@ -75,6 +75,11 @@ def _when(body: dict[str, Any], name: str) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+async def _visible(conn: Any, ct: Any, co: Any, record_id: Any, actor: Any) -> None:
+    """404 unless the caller may see this very record (not only its object)."""
+    await records.fetch(conn, co, record_id, access=record_filter(ct, actor, co, "read"))
+
+
 def _readable(ct: Any, actor: Any, object_name: str) -> None:
     permission = object_permission(ct.model, actor, object_name)
     if not (permission.read or permission.view_all):
@@ -125,7 +130,7 @@ async def stage_history(
     """Every stage move of the record, and the time it spent in each stage."""
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        _readable(ct, actor, co.name)
+        await _visible(conn, ct, co, _record_id(record_id), actor)
         return await stages.history(conn, ct, co, _record_id(record_id))
 
 
@@ -135,7 +140,7 @@ async def stage_tasks(
 ) -> dict[str, Any]:
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        _readable(ct, actor, co.name)
+        await _visible(conn, ct, co, _record_id(record_id), actor)
         return {"tasks": await stages.list_tasks(conn, co, _record_id(record_id))}
 
 
@@ -158,7 +163,12 @@ async def funnel(
         if rule is None:
             raise NotFound(f"no stage rule named {rule_name[:64]!r}")
         _readable(ct, actor, rule.object)
-        return await stages.funnel(conn, ct, rule, amount)
+        co = ct.object(rule.object)
+        shown = set(readable(ct, actor, co))
+        if rule.field not in shown or (amount is not None and amount not in shown):
+            raise NotFound(f"no stage rule named {rule_name[:64]!r}")
+        access = record_filter(ct, actor, co, "read")
+        return await stages.funnel(conn, ct, rule, amount, access)
 
 
 @router.get("/process/warnings")
@@ -180,6 +190,7 @@ async def submit(
     _only(body, {"flow", "comment"})
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
+        await _visible(conn, ct, co, _record_id(record_id), actor)
         run = await approvals.submit(
             conn,
             ct,
@@ -201,7 +212,7 @@ async def record_approvals(
     """Every approval run of the record, with its tasks and events."""
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        _readable(ct, actor, co.name)
+        await _visible(conn, ct, co, _record_id(record_id), actor)
         return {"approvals": await approvals.for_record(conn, co, _record_id(record_id))}
 
 
