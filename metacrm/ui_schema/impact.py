@@ -144,9 +144,9 @@ def layout_problems(layout: Layout, model: MetadataModel) -> list[FieldError]:
                     "place it on the layout",
                 )
             )
-    for k, name in enumerate(layout.compact):
+    for name in layout.compact:
         if not obj.has_field(name):
-            problems.append(_unknown(f"{base}/compact/{k}", obj, name))
+            problems.append(_unknown(f"{base}/compact/{name}", obj, name))
     if layout.when is not None:
         path = f"{base}/when/field"
         if not obj.has_field(layout.when.field):
@@ -189,8 +189,8 @@ def _related_problems(
             )
         ]
     problems = [
-        _unknown(f"{path}/columns/{k}", child, name)
-        for k, name in enumerate(related.columns)
+        _unknown(f"{path}/columns/{name}", child, name)
+        for name in related.columns
         if not child.has_field(name)
     ]
     problems += _sort_problems(f"{path}/sort", child, related.sort)
@@ -212,8 +212,8 @@ def list_view_problems(view: ListView, model: MetadataModel) -> list[FieldError]
     obj = model.object(view.object)
     base = f"list_views/{view.api_name}"
     problems = [
-        _unknown(f"{base}/columns/{k}", obj, name)
-        for k, name in enumerate(view.columns)
+        _unknown(f"{base}/columns/{name}", obj, name)
+        for name in view.columns
         if not obj.has_field(name)
     ]
     if view.kanban_field is not None:

@@ -58,7 +58,7 @@ async def test_layout_problems_are_refused_with_positions(tenant: TenantClient) 
         ("layouts/bad/sections", "missing-required"),  # deal.name
         ("layouts/bad/when/values/1", "unknown-value"),
         ("layouts/bad/related_lists/0/field", "not-a-link"),
-        ("layouts/bad/compact/0", "unknown-field"),
+        ("layouts/bad/compact/ghost2", "unknown-field"),
     }
     hides = {
         "api_name": "hides",
@@ -76,7 +76,7 @@ async def test_layout_problems_are_refused_with_positions(tenant: TenantClient) 
         "sort": "-nope",
     }
     assert _errors(await tenant.post("/api/v1/metadata/list-views", json=view)) == {
-        ("list_views/v/columns/1", "unknown-field"),
+        ("list_views/v/columns/ghost", "unknown-field"),
         ("list_views/v/kanban_field", "wrong-type"),
         ("list_views/v/sort", "unknown-field"),
     }
