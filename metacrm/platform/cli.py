@@ -94,7 +94,7 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
     from metacrm.platform.tenancy import check_password, create_tenant, create_user, normalise_email
 
     password = _admin_password(args)
-    check_password(password)
+    check_password(password, login=args.admin)
     email = normalise_email(args.admin)
 
     async def work(db: Database) -> None:

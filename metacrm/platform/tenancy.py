@@ -51,16 +51,27 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise MetadataInvalid(
-            "the password is too short",
-            [
-                FieldError(
-                    "password", "password-length", f"use at least {MIN_PASSWORD_LENGTH} characters"
-                )
-            ],
-        )
+#: Passwords too common to allow, whatever their length (the usual top of leaked lists).
+COMMON_PASSWORDS = frozenset(
+    ["1234567890", "12345678910", "123456789a", "qwertyuiop", "password12", "password123", "password1234", "iloveyou12", "1q2w3e4r5t", "qwerty1234", "abc1234567", "administrator", "passw0rd12", "welcome123", "changeme12", "letmein123", "0987654321", "1111111111", "aaaaaaaaaa", "zaq12wsxcde"]
+)
+
+
+def check_password(password: str, *, login: str | None = None) -> None:
+    """Refuse weak passwords: too short or long, one repeated character, common, or the login."""
+    problem = None
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        problem = ("password-length", f"use at least {MIN_PASSWORD_LENGTH} characters")
+    elif len(password) > 1024:
+        problem = ("password-length", "use at most 1024 characters")
+    elif len(set(password)) < 4:
+        problem = ("password-weak", "use more than three different characters")
+    elif password.lower() in COMMON_PASSWORDS:
+        problem = ("password-common", "this password is too common")
+    elif login and login.strip().lower().split("@")[0] in password.lower():
+        problem = ("password-login", "the password cannot contain the user name")
+    if problem:
+        raise MetadataInvalid("the password is too weak", [FieldError("password", *problem)])
 
 
 def normalise_email(email: str) -> str:
@@ -155,7 +166,7 @@ async def create_user(
     manager_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Add a user to a tenant (stored in the tenant's own storage)."""
-    check_password(password)
+    check_password(password, login=email)
     email = normalise_email(email)
     user_id = new_id()
     async with db.tenant(tenant.storage) as conn:

@@ -56,3 +56,24 @@ async def test_password_change_and_deactivation_revoke_tokens(tenant: TenantClie
         data={"tenant": rep.tenant, "username": "rep@example.com", "password": "a much better one"},
     )
     assert refused.status_code == 401
+
+
+async def test_password_rules(tenant: TenantClient) -> None:
+    for password, code in (
+        ("short", "password-length"),
+        ("aaaaaaaaaaaaaa", "password-weak"),
+        ("Password123", "password-common"),
+        ("my-name-is-sam-ok", "password-login"),
+    ):
+        response = await tenant.post(
+            "/api/v1/users", json={"email": "sam@x.test", "password": password}
+        )
+        assert response.status_code == 422, password
+        assert response.json()["errors"] == [
+            {"field": "password", "code": code, "message": response.json()["errors"][0]["message"]}
+        ]
+    assert (
+        await tenant.post(
+            "/api/v1/users", json={"email": "sam@x.test", "password": "a sound passphrase"}
+        )
+    ).status_code == 201

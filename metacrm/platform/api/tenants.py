@@ -58,7 +58,7 @@ async def new_tenant(request: Request, state: StateDep, _admin: PlatformAdmin) -
             errors.append(FieldError(key, "type", f"{key} must be text"))
     if errors:
         raise MetadataInvalid("the tenant is invalid", errors)
-    check_password(body["admin_password"])  # before anything is created
+    check_password(body["admin_password"], login=body["admin_email"])  # before anything is created
     normalise_email(body["admin_email"])
     tenant = await create_tenant(
         state.db,

@@ -121,7 +121,7 @@ async def create_user(request: Request, state: StateDep, identity: IdentityDep) 
             "email and password are required",
             [FieldError("email", "required", "email and password are required text")],
         )
-    check_password(password)
+    check_password(password, login=email)
     email = normalise_email(email)
     async with state.tenant(identity) as session:
         _require_user_admin(session)
