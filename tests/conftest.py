@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+# Cheap password hashing for the suite (set before metacrm is imported; servers the
+# tests start inherit it). Production keeps argon2's RFC 9106 profile.
+os.environ.setdefault("METACRM_ARGON2_PROFILE", "CHEAPEST")
 
 from metacrm.platform.app import create_app
 from metacrm.platform.settings import Settings
@@ -29,29 +32,31 @@ BACKENDS = [
 ]
 
 
-@pytest.fixture(params=BACKENDS)
+# One app per backend for the whole session: every test makes its own tenant, so tests
+# stay independent while the server start-up (migrations, engines) is paid once.
+@pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def settings(backend: str, tmp_path: Path) -> Settings:
+@pytest.fixture(scope="session")
+def settings(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
-        data_dir=tmp_path / "data",
+        data_dir=tmp_path_factory.mktemp(f"data-{backend}"),
         database_url=PG_URL if backend == "postgresql" else None,
         platform_admin_token=PLATFORM_TOKEN,
         secret_key="test-signing-key-" + "x" * 32,
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 async def app(settings: Settings) -> AsyncIterator[Any]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

@@ -168,6 +168,19 @@ def _reference(field: FieldDef, value: Any) -> uuid.UUID:
 
 def _json(field: FieldDef, value: Any) -> Any:
     _check_json_text(value, depth=0)
+    return _plain_json(value)
+
+
+def _plain_json(value: Any) -> Any:
+    """JSON numbers parsed as Decimal become int or float again, as stored and read back."""
+    if isinstance(value, Decimal):
+        if value.is_finite() and abs(value.adjusted()) > 300:
+            raise ValueProblem("too-large", "JSON numbers must lie within 1e-300 and 1e300")
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_json(v) for v in value]
     return value
 
 

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import secrets
 import uuid
 from dataclasses import dataclass, field
 
+import argon2.profiles
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from metacrm.errors import Unauthenticated
 
-_hasher = PasswordHasher()
+# RFC 9106's low-memory profile by default; METACRM_ARGON2_PROFILE=CHEAPEST lets test
+# suites create hundreds of users without spending half a second on each.
+_hasher = PasswordHasher.from_parameters(
+    getattr(argon2.profiles, os.environ.get("METACRM_ARGON2_PROFILE", "RFC_9106_LOW_MEMORY"))
+)
 _ALGORITHM = "HS256"
 #: Hash of a password nobody has, so an unknown user costs as much time as a wrong password.
 _DUMMY_HASH = _hasher.hash("metacrm-dummy-password")

@@ -53,7 +53,28 @@ def _now() -> dt.datetime:
 
 #: Passwords too common to allow, whatever their length (the usual top of leaked lists).
 COMMON_PASSWORDS = frozenset(
-    ["1234567890", "12345678910", "123456789a", "qwertyuiop", "password12", "password123", "password1234", "iloveyou12", "1q2w3e4r5t", "qwerty1234", "abc1234567", "administrator", "passw0rd12", "welcome123", "changeme12", "letmein123", "0987654321", "1111111111", "aaaaaaaaaa", "zaq12wsxcde"]
+    [
+        "1234567890",
+        "12345678910",
+        "123456789a",
+        "qwertyuiop",
+        "password12",
+        "password123",
+        "password1234",
+        "iloveyou12",
+        "1q2w3e4r5t",
+        "qwerty1234",
+        "abc1234567",
+        "administrator",
+        "passw0rd12",
+        "welcome123",
+        "changeme12",
+        "letmein123",
+        "0987654321",
+        "1111111111",
+        "aaaaaaaaaa",
+        "zaq12wsxcde",
+    ]
 )
 
 
@@ -68,7 +89,9 @@ def check_password(password: str, *, login: str | None = None) -> None:
         problem = ("password-weak", "use more than three different characters")
     elif password.lower() in COMMON_PASSWORDS:
         problem = ("password-common", "this password is too common")
-    elif login and login.strip().lower().split("@")[0] in password.lower():
+    elif (
+        login and len(name := login.strip().lower().split("@")[0]) >= 4 and name in password.lower()
+    ):
         problem = ("password-login", "the password cannot contain the user name")
     if problem:
         raise MetadataInvalid("the password is too weak", [FieldError("password", *problem)])

@@ -306,7 +306,7 @@ async def create(
     values |= await _next_numbers(conn, co)
     await _write(conn, co, co.table.insert().values(values), prefix)
     await run_after(ctx)
-    return _shown(ct, co, await fetch(conn, co, record_id), actor)
+    return await _written(conn, ct, co, record_id, values, actor)
 
 
 async def update(
@@ -362,14 +362,49 @@ async def update(
     if result.rowcount != 1:  # a concurrent writer won (SQLite has no row lock)
         raise StaleVersion("the record changed while it was being updated")
     await run_after(ctx)
-    return _shown(ct, co, await fetch(conn, co, record_id), actor)
+    return await _written(conn, ct, co, record_id, current | changes, actor)
+
+
+def _computed_anywhere(ct: CompiledTenant, co: CompiledObject) -> bool:
+    """Whether the database or a hook may change a written record's values: computed
+    fields, or stage and approval rules whose actions update the record."""
+    key = ("read_back", co.name)
+    if key not in ct.cache:
+        model = ct.model
+        ct.cache[key] = (
+            any(f.type in ("formula", "rollup") for f in co.obj.fields)
+            or any(r.object == co.name for r in model.stage_rules)
+            or any(f.object == co.name for f in model.approval_flows)
+        )
+    return ct.cache[key]
+
+
+async def _written(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    values: dict[str, Any],
+    actor: Actor,
+) -> dict[str, Any]:
+    """The record as written: from the values themselves when nothing else can change
+    them (one query fewer per write), else read back."""
+    if _computed_anywhere(ct, co):
+        return _shown(ct, co, await fetch(conn, co, record_id), actor)
+    return _shown(ct, co, {n: values.get(n) for n in (*SHOWN_SYSTEM_FIELDS, *co.fields)}, actor)
 
 
 async def _write(conn: AsyncConnection, co: CompiledObject, statement: Any, prefix: str) -> Any:
-    """Execute an insert or update; a unique-index violation becomes a field error."""
+    """Execute an insert or update; a unique-index violation becomes a field error.
+
+    Inside a batch (a `prefix` names the record) a savepoint keeps the transaction usable
+    so that later records are still checked; alone, the whole request fails anyway.
+    """
     try:
-        async with conn.begin_nested():
-            return await conn.execute(statement)
+        if prefix:
+            async with conn.begin_nested():
+                return await conn.execute(statement)
+        return await conn.execute(statement)
     except IntegrityError as error:
         field = _violated_field(co, error)
         if field is None:

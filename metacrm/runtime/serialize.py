@@ -21,7 +21,7 @@ def json_value(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, float):
-        return format(Decimal(repr(value)), "f")
+        return value  # only JSON fields hold floats: numeric columns come back as Decimal
     if isinstance(value, list):
         return [json_value(v) for v in value]
     if isinstance(value, dict):

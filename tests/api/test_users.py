@@ -63,10 +63,10 @@ async def test_password_rules(tenant: TenantClient) -> None:
         ("short", "password-length"),
         ("aaaaaaaaaaaaaa", "password-weak"),
         ("Password123", "password-common"),
-        ("my-name-is-sam-ok", "password-login"),
+        ("i-am-samuel-ok", "password-login"),
     ):
         response = await tenant.post(
-            "/api/v1/users", json={"email": "sam@x.test", "password": password}
+            "/api/v1/users", json={"email": "samuel@x.test", "password": password}
         )
         assert response.status_code == 422, password
         assert response.json()["errors"] == [
@@ -74,6 +74,6 @@ async def test_password_rules(tenant: TenantClient) -> None:
         ]
     assert (
         await tenant.post(
-            "/api/v1/users", json={"email": "sam@x.test", "password": "a sound passphrase"}
+            "/api/v1/users", json={"email": "samuel@x.test", "password": "a sound passphrase"}
         )
     ).status_code == 201
