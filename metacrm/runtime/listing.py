@@ -29,6 +29,8 @@ from metacrm.runtime.permissions import (
 from metacrm.runtime.serialize import json_value, row_to_record
 
 MAX_FIELDS_PARAM = 200
+#: Entries a compiled tenant keeps for filters and other per-role results.
+MAX_CACHED_ENTRIES = 2000
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,13 @@ def _filter(
 ) -> sa.ColumnElement[bool]:
     """The `where` filter as SQL, its literals checked like any text written to a field.
 
-    Every field path it names must be readable by the caller: no side channel.
+    Every field path it names must be readable by the caller: no side channel. What
+    the caller may read depends on the role only, so the checked SQL is kept per role.
     """
+    key = ("where", co.name, where, getattr(actor, "is_admin", False), getattr(actor, "role", None))
+    cached = ct.cache.get(key)
+    if cached is not None:
+        return cached
     _refuse_hidden(ct, co, where, actor)
     clause = formula.compile_filter(where, co.obj, ct.model, ct.table_for)
     for element in sa.sql.visitors.iterate(clause):
@@ -124,6 +131,8 @@ def _filter(
                 check_text(value)  # escapes like '\ud800' or '\x00' in a string literal
             except ValueProblem as problem:
                 raise _invalid("where", problem.code, problem.message) from None
+    if len(ct.cache) < MAX_CACHED_ENTRIES:  # bounded: filters come from callers
+        ct.cache[key] = clause
     return clause
 
 
