@@ -308,9 +308,20 @@ def analyse(
             for kind, path in before:
                 if _owned_by(path, object_name, field) and change == "removed":
                     continue
-                broken = change == "removed" and (kind, path) in after and kind != "pack"
+                broken = (
+                    change == "removed"
+                    and (kind, path) in after
+                    and kind != "pack"
+                    and not _adapts(kind, path)
+                )
                 impacts.append(Impact(subject, change, kind, path, broken))
     return list(dict.fromkeys(impacts))
+
+
+def _adapts(kind: str, path: str) -> bool:
+    """Layouts and list-view columns skip a removed field (ui_schema renders without it);
+    expressions, like a list view's filter, would break instead."""
+    return kind in ("layout", "list view") and not path.endswith("/filter")
 
 
 def _owned_by(path: str, object_name: str, field: str | None) -> bool:
