@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint format bench schema clean
+.PHONY: run test install lint format bench schema clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m metacrm.metadata.schema | diff -q - metacrm/metadata/schemas/metadata.schema.json
 	$(BIN)/pytest
+
+## Install Debian's Chromium for the browser tests (root with apt only; else they skip).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not installed: browser tests will be skipped"; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -238,6 +238,7 @@ def tenant_document(
     document = copy.deepcopy(static)
     document["info"]["version"] = f"{__version__}+metadata.{ct.version}"
     schemas = document["components"].setdefault("schemas", {})
+    object_paths: dict[str, Any] = {}
     for obj in ct.model.objects:
         shown = visible_definition(ct, actor, obj)
         if shown is None:
@@ -251,5 +252,7 @@ def tenant_document(
         schemas[_schema_name(obj.api_name, "Update")] = object_schema(
             editable, mode="update", language=language
         )
-        document["paths"].update(_object_paths(obj.api_name, label))
+        object_paths.update(_object_paths(obj.api_name, label))
+    # The tenant's own objects first: they are what a reader of these docs came for.
+    document["paths"] = object_paths | document["paths"]
     return document
