@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,33 +11,10 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from metacrm.formula.types import T
-from metacrm.runtime.columns import UTCDateTime
+from metacrm.runtime.columns import ExactDecimal, UTCDateTime
 
-
-class FormulaNumber(TypeDecorator[Decimal]):
-    """A computed number: REAL on SQLite, NUMERIC on PostgreSQL; always read as Decimal."""
-
-    impl = sa.Numeric
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(sa.Float(asdecimal=False))
-        return dialect.type_descriptor(sa.Numeric(asdecimal=True))
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if dialect.name == "sqlite":
-            return float(value)
-        return Decimal(value)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        if isinstance(value, float):
-            return Decimal(repr(value))
-        return Decimal(value)
+#: A computed number: REAL on SQLite, NUMERIC on PostgreSQL; always read as Decimal.
+FormulaNumber = ExactDecimal
 
 
 class FormulaBoolean(TypeDecorator[bool]):

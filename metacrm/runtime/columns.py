@@ -49,16 +49,17 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 class ExactDecimal(TypeDecorator[Decimal]):
     """NUMERIC(p, s) on PostgreSQL; on SQLite a REAL read back as a Decimal of scale s.
 
-    SQLite has no decimal type: values keep 15 significant digits there.
+    SQLite has no decimal type: values keep 15 significant digits there. Without a
+    scale (computed values) nothing is rounded on the way back.
     """
 
     impl = sa.Numeric
     cache_ok = True
 
-    def __init__(self, precision: int = 18, scale: int = 0) -> None:
+    def __init__(self, precision: int | None = None, scale: int | None = None) -> None:
         super().__init__(precision=precision, scale=scale, asdecimal=True)
         self.scale = scale
-        self._quantum = Decimal(1).scaleb(-scale)
+        self._quantum = None if scale is None else Decimal(1).scaleb(-scale)
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "sqlite":
@@ -77,7 +78,8 @@ class ExactDecimal(TypeDecorator[Decimal]):
             return None
         if isinstance(value, float):
             value = Decimal(repr(value))
-        return Decimal(value).quantize(self._quantum)
+        value = Decimal(value)
+        return value if self._quantum is None else value.quantize(self._quantum)
 
 
 class MultiValue(TypeDecorator[list[str]]):

