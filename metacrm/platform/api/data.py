@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.responses import JSONResponse
 
@@ -49,95 +50,60 @@ def _record_response(
     )
 
 
+TextParam = Annotated[str | None, Query(max_length=4000)]
+
+
+@dataclass
+class ListParams:
+    """The query parameters every record list takes."""
+
+    where: TextParam = None
+    order_by: Annotated[str | None, Query(max_length=500)] = None
+    fields: TextParam = None
+    limit: Annotated[int | None, Query()] = None
+    cursor: Annotated[str | None, Query(max_length=4000)] = None
+
+
+ListParamsDep = Annotated[ListParams, Depends()]
+
+
 async def _list(
-    state: StateDep,
-    identity: IdentityDep,
-    object_name: str,
-    request: Request,
-    *,
-    deleted: bool,
-    where: str | None,
-    order_by: str | None,
-    fields: str | None,
-    limit: int | None,
-    cursor: str | None,
+    state: StateDep, identity: IdentityDep, object_name: str, params: ListParams, *, deleted: bool
 ) -> dict[str, Any]:
     settings = state.settings
-    limit = settings.list_limit_default if limit is None else limit
+    limit = settings.list_limit_default if params.limit is None else params.limit
     if not 1 <= limit <= settings.list_limit_max:
-        raise RecordInvalid(
-            "limit out of range",
-            [
-                FieldError(
-                    "limit", "range", f"limit must be between 1 and {settings.list_limit_max}"
-                )
-            ],
-        )
+        message = f"limit must be between 1 and {settings.list_limit_max}"
+        raise RecordInvalid("limit out of range", [FieldError("limit", "range", message)])
     query = ListQuery(
-        where=where, order_by=order_by, fields=fields, limit=limit, cursor=cursor, deleted=deleted
+        where=params.where,
+        order_by=params.order_by,
+        fields=params.fields,
+        limit=limit,
+        cursor=params.cursor,
+        deleted=deleted,
     )
-    async with state.tenant(identity, writes=False) as (conn, ct, _actor):
+    async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
         return await list_records(
-            conn, ct, co, query, actor=_actor, cursor_key=state.signing_key.encode()
+            conn, ct, co, query, actor=actor, cursor_key=state.signing_key.encode()
         )
-
-
-TextParam = Annotated[str | None, Query(max_length=4000)]
 
 
 @router.get("/{object_name}")
 async def list_object(
-    object_name: str,
-    request: Request,
-    state: StateDep,
-    identity: IdentityDep,
-    where: TextParam = None,
-    order_by: Annotated[str | None, Query(max_length=500)] = None,
-    fields: TextParam = None,
-    limit: Annotated[int | None, Query()] = None,
-    cursor: Annotated[str | None, Query(max_length=4000)] = None,
+    object_name: str, state: StateDep, identity: IdentityDep, params: ListParamsDep
 ) -> dict[str, Any]:
     """List live records: `where`, `order_by`, `fields`, `limit`, `cursor`."""
-    return await _list(
-        state,
-        identity,
-        object_name,
-        request,
-        deleted=False,
-        where=where,
-        order_by=order_by,
-        fields=fields,
-        limit=limit,
-        cursor=cursor,
-    )
+    return await _list(state, identity, object_name, params, deleted=False)
 
 
 @router.get("/{object_name}/recycle-bin")
 async def list_deleted(
-    object_name: str,
-    request: Request,
-    state: StateDep,
-    identity: IdentityDep,
-    where: TextParam = None,
-    order_by: Annotated[str | None, Query(max_length=500)] = None,
-    fields: TextParam = None,
-    limit: Annotated[int | None, Query()] = None,
-    cursor: Annotated[str | None, Query(max_length=4000)] = None,
+    object_name: str, state: StateDep, identity: IdentityDep, params: ListParamsDep
 ) -> dict[str, Any]:
     """List deleted records that can still be restored."""
-    return await _list(
-        state,
-        identity,
-        object_name,
-        request,
-        deleted=True,
-        where=where,
-        order_by=order_by,
-        fields=fields,
-        limit=limit,
-        cursor=cursor,
-    )
+    return await _list(state, identity, object_name, params, deleted=True)
 
 
 @router.post("/{object_name}", status_code=201)
