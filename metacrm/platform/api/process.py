@@ -278,7 +278,13 @@ async def get_approval(approval_id: str, state: StateDep, identity: IdentityDep)
         involved = actor.is_admin or str(actor.user_id) == run["submitted_by"]
         involved = involved or any(t["assignee_id"] == str(actor.user_id) for t in run["tasks"])
         if not involved:
+            # Reading the object is not enough: the caller must see the very record.
             _readable(ct, actor, run["object"])
+            co = object_or_404(ct, run["object"])
+            try:
+                await _visible(conn, ct, co, _id(run["record_id"]), actor)
+            except NotFound:
+                raise NotFound("no approval has this id") from None
         return run
 
 
