@@ -1,4 +1,4 @@
-"""Write hook: field rules and layout-level required fields, enforced by the API.
+"""Write hook: field rules and layout-level required and read-only fields, enforced by the API.
 
 A field rule (`ObjectDef.field_rules`) applies while its `when` holds for the record as
 it will be after the write, evaluated by the formula engine (lookup paths loaded):
@@ -110,7 +110,8 @@ async def check(ctx: WriteContext) -> list[FieldError]:
 
 
 def _layout_errors(ctx: WriteContext, reported: set[str]) -> list[FieldError]:
-    """Fields the writer's layout marks required, when they are empty."""
+    """Fields the writer's layout marks required, when they are empty, and fields it
+    marks read-only, when a non-administrator changes them."""
     model, obj = ctx.ct.model, ctx.co.obj
     if not any(layout.object == obj.api_name for layout in model.layouts):
         return []  # generated layouts add no requirement
@@ -119,6 +120,11 @@ def _layout_errors(ctx: WriteContext, reported: set[str]) -> list[FieldError]:
     for section in layout.sections:
         for placement in section.fields:
             name = placement.field
+            if placement.read_only and name not in reported and _changed_by_user(ctx, name):
+                reported.add(name)
+                message = f"{name} is read-only (layout {layout.api_name})"
+                errors.append(FieldError(ctx.prefix + name, "read-only", message))
+                continue
             if not placement.required or placement.hidden or name in reported:
                 continue
             field = ctx.co.writable.get(name)
@@ -136,6 +142,16 @@ def _layout_errors(ctx: WriteContext, reported: set[str]) -> list[FieldError]:
                 )
             )
     return errors
+
+
+def _changed_by_user(ctx: WriteContext, name: str) -> bool:
+    if getattr(ctx.actor, "is_admin", False) or name not in ctx.changes:
+        return False
+    if ctx.kind == "update":
+        return ctx.changes[name] != (ctx.before or {}).get(name)
+    field = ctx.co.fields.get(name)
+    default = getattr(field, "default", None)
+    return ctx.changes[name] is not None and ctx.changes[name] != default  # defaults are fine
 
 
 async def after(ctx: WriteContext) -> None:
