@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm import formula
-from metacrm.errors import FieldError, MetadataInvalid, NotFound, PermissionDenied, RecordInvalid
+from metacrm.errors import FieldError, MetadataInvalid, NotFound, RecordInvalid
 from metacrm.formula.types import FIELD_KINDS, NUMERIC
 from metacrm.metadata.base import label_text
 from metacrm.metadata.model import MetadataModel
@@ -609,7 +609,8 @@ async def complete_task(
     allowed = actor.is_admin or row["assignee_id"] == actor.user_id
     allowed = allowed or (row["assignee_role"] is not None and row["assignee_role"] == actor.role)
     if not allowed:
-        raise PermissionDenied("only the task's assignee or an administrator may complete it")
+        # Not yours: answer as if it did not exist, so task ids reveal nothing.
+        raise NotFound("no stage task has this id")
     if row["status"] == "open":
         await conn.execute(
             t.update()

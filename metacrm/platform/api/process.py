@@ -274,18 +274,23 @@ async def run_due(state: StateDep, identity: IdentityDep) -> dict[str, int]:
 @router.get("/approvals/{approval_id}")
 async def get_approval(approval_id: str, state: StateDep, identity: IdentityDep) -> Any:
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
+        return await _run_for(conn, ct, actor, approval_id)
+
+
+async def _run_for(conn: Any, ct: Any, actor: Any, approval_id: str) -> Any:
+    """The run, if the caller takes part in it or may see its record; else 404, so that
+    nobody learns which approval ids exist."""
+    try:
         run = await approvals.get(conn, _id(approval_id, "approval"))
         involved = actor.is_admin or str(actor.user_id) == run["submitted_by"]
         involved = involved or any(t["assignee_id"] == str(actor.user_id) for t in run["tasks"])
         if not involved:
             # Reading the object is not enough: the caller must see the very record.
-            _readable(ct, actor, run["object"])
             co = object_or_404(ct, run["object"])
-            try:
-                await _visible(conn, ct, co, _id(run["record_id"]), actor)
-            except NotFound:
-                raise NotFound("no approval has this id") from None
-        return run
+            await _visible(conn, ct, co, _id(run["record_id"]), actor)
+    except (NotFound, PermissionDenied):
+        raise NotFound("no approval has this id") from None
+    return run
 
 
 async def _decide(
@@ -294,6 +299,7 @@ async def _decide(
     body = await read_object(request, state.settings.max_body_bytes)
     _only(body, {"comment", "step"})
     async with state.tenant(identity) as (conn, ct, actor):
+        await _run_for(conn, ct, actor, approval_id)
         return await approvals.decide(
             conn,
             ct,
@@ -324,6 +330,7 @@ async def recall(approval_id: str, request: Request, state: StateDep, identity: 
     body = await read_object(request, state.settings.max_body_bytes)
     _only(body, {"comment"})
     async with state.tenant(identity) as (conn, ct, actor):
+        await _run_for(conn, ct, actor, approval_id)
         return await approvals.recall(
             conn, ct, _id(approval_id, "approval"), actor, comment=_text(body, "comment")
         )
@@ -338,6 +345,7 @@ async def reassign(
     _only(body, {"to", "task_id", "comment"})
     task_id = _text(body, "task_id", limit=64)
     async with state.tenant(identity) as (conn, ct, actor):
+        await _run_for(conn, ct, actor, approval_id)
         return await approvals.reassign(
             conn,
             ct,
@@ -357,6 +365,7 @@ async def add_approver(
     body = await read_object(request, state.settings.max_body_bytes)
     _only(body, {"user", "step", "comment"})
     async with state.tenant(identity) as (conn, ct, actor):
+        await _run_for(conn, ct, actor, approval_id)
         return await approvals.add_approver(
             conn,
             ct,
