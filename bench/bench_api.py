@@ -594,13 +594,13 @@ async def breakdown(b: Bench, n: int) -> dict[str, float]:
     """
     from metacrm import formula
     from metacrm.platform.auth import read_token
-    from metacrm.runtime.listing import ListQuery, list_records
+    from metacrm.runtime.listing import ListQuery, _filter, list_records
     from metacrm.runtime.serialize import row_to_record
 
     state, db = b.state, b.state.db
     identity = read_token(b.token, state.signing_key)
     async with state.tenant(identity, writes=False) as session:
-        conn, ct = session[0], session[1]  # (conn, ct) or (conn, ct, actor)
+        conn, ct, actor = session.conn, session.ct, session.actor
         co = ct.object("deal")
         rows = (
             (
@@ -628,14 +628,21 @@ async def breakdown(b: Bench, n: int) -> dict[str, float]:
     async def compile_filter() -> None:
         formula.compile_filter(WHERE, co.obj, ct.model, ct.table_for)
 
+    async def cached_filter() -> None:
+        _filter(ct, co, WHERE, actor)
+
     async def serialize_50() -> None:
         [row_to_record(r) for r in rows]
 
     async def list_no_http() -> None:
         async with state.tenant(identity, writes=False) as session2:
-            conn2, ct2 = session2[0], session2[1]
             await list_records(
-                conn2, ct2, ct2.object("deal"), ListQuery(where=WHERE, limit=50), cursor_key=b"k"
+                session2.conn,
+                session2.ct,
+                session2.ct.object("deal"),
+                ListQuery(where=WHERE, limit=50),
+                actor=session2.actor,
+                cursor_key=b"k",
             )
 
     pieces = {
@@ -643,6 +650,7 @@ async def breakdown(b: Bench, n: int) -> dict[str, float]:
         "tenant_tx_without_version_check_us": tx_plain,
         "tenant_tx_with_version_check_us": tx_with_version,
         "compile_where_filter_us": compile_filter,
+        "where_filter_cached_us": cached_filter,
         "serialize_50_rows_us": serialize_50,
         "list_records_service_no_http_us": list_no_http,
     }

@@ -1,13 +1,15 @@
 """Runs every benchmark and writes bench/RESULTS.md (`make bench` runs this).
 
-    python bench/run_all.py            # full run (~3-5 minutes on 2 cores)
-    python bench/run_all.py --quick    # smoke run: fewer rows, rounds and requests
-    python bench/run_all.py --no-write # print only, keep RESULTS.md as it is
+    python bench/run_all.py                       # full run (~10-12 minutes on 2 cores)
+    python bench/run_all.py --quick               # smoke run: fewer rows, rounds and requests
+    python bench/run_all.py --no-write            # print only, keep RESULTS.md as it is
+    python bench/run_all.py --skip formula,security   # leave out slow parts
 
-Each benchmark runs in its own process (bench_api.py, then bench_ddl.py) and hands back JSON.
-PostgreSQL parts need METACRM_BENCH_POSTGRES_URL (or METACRM_TEST_POSTGRES_URL); without one they
-are reported as skipped. The "## Formula engine" section of an existing RESULTS.md is kept as it
-is (its figures come from bench/bench_formula.py, run separately).
+Each benchmark runs in its own process: bench_api.py, bench_ddl.py and bench_security.py hand
+back JSON; bench_formula.py and bench_packs.py print a markdown section, which is taken as it
+is. A skipped part keeps its section of the existing RESULTS.md (or says it was not run).
+PostgreSQL parts need METACRM_BENCH_POSTGRES_URL (or METACRM_TEST_POSTGRES_URL); without one
+they are reported as skipped. The URL is handed to each script under the variable it reads.
 """
 
 from __future__ import annotations
@@ -22,17 +24,21 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "RESULTS.md"
-FORMULA_HEADING = "## Formula engine"
-FORMULA_PLACEHOLDER = (
-    f"{FORMULA_HEADING}\n\n"
-    "See bench/bench_formula.py (figures supplied separately; run_all.py keeps this section).\n"
-)
+PARTS = ("api", "ddl", "formula", "packs", "security")
+HEADINGS = {
+    "api": "## Generated REST API vs hand-written FastAPI + SQLAlchemy",
+    "ddl": "## Adding a field to a 1,000,000-row table (PostgreSQL)",
+    "formula": "## Formula engine",
+    "packs": "## Packs: crm-core install and no-op re-plan",
+    "security": "## Record access at scale: a rep's list vs an admin's (PostgreSQL)",
+}
 
 
 def cpu_model() -> str:
@@ -75,24 +81,61 @@ def dirty_core() -> str:
     )
 
 
+def pg_url() -> str | None:
+    return os.environ.get("METACRM_BENCH_POSTGRES_URL") or os.environ.get(
+        "METACRM_TEST_POSTGRES_URL"
+    )
+
+
+def script_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a bench script: the PostgreSQL URL under both names it may read."""
+    env = dict(os.environ)
+    url = pg_url()
+    for name in ("METACRM_BENCH_POSTGRES_URL", "METACRM_TEST_POSTGRES_URL"):
+        if url:
+            env[name] = url
+        else:
+            env.pop(name, None)
+    env.update(extra or {})
+    return env
+
+
 def run_json(script: str, args: list[str]) -> dict[str, Any]:
     """Run a bench script in its own process (its output streams through); return its JSON."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         command = [sys.executable, str(HERE / script), *args, "--json", str(out)]
         print(f"\n$ {' '.join(command[1:])}", flush=True)
-        subprocess.run(command, cwd=ROOT, check=True)
+        subprocess.run(command, cwd=ROOT, check=True, env=script_env())
         return json.loads(out.read_text())
 
 
-def formula_section() -> str:
-    """The formula section of the current RESULTS.md, else the placeholder."""
+def run_markdown(script: str, args: list[str], env: dict[str, str] | None = None) -> str:
+    """Run a bench script that prints a markdown section; return that section's body."""
+    command = [sys.executable, str(HERE / script), *args]
+    shown = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+    print(f"\n$ {shown + ' ' if shown else ''}{' '.join(command[1:])}", flush=True)
+    done = subprocess.run(
+        command, cwd=ROOT, check=True, env=script_env(env), capture_output=True, text=True
+    )
+    sys.stderr.write(done.stderr)
+    print(done.stdout, flush=True)
+    text = done.stdout.strip()
+    if text.startswith("## "):  # the script's own heading: run_all.py writes its own
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    return text.strip() + "\n"
+
+
+def kept_section(part: str) -> str:
+    """The section of a skipped part from the current RESULTS.md, else a note."""
+    heading = HEADINGS[part]
     if RESULTS.exists():
-        text = RESULTS.read_text()
-        match = re.search(rf"^{re.escape(FORMULA_HEADING)}\b.*?(?=^## |\Z)", text, re.M | re.S)
+        match = re.search(
+            rf"^{re.escape(heading)}\n(.*?)(?=^## |\Z)", RESULTS.read_text(), re.M | re.S
+        )
         if match:
-            return match.group(0).rstrip() + "\n"
-    return FORMULA_PLACEHOLDER
+            return match.group(1).strip() + "\n"
+    return f"Not run (`--skip {part}`).\n"
 
 
 def api_section(name: str, result: dict[str, Any]) -> str:
@@ -128,8 +171,10 @@ def api_section(name: str, result: dict[str, Any]) -> str:
         f"| = cost of that per-request query (paired difference per round) | {version_check:.0f} |",
         "| serialising 50 rows with `row_to_record` "
         f"| {b.get('serialize_50_rows_us', float('nan')):.0f} |",
-        "| `formula.compile_filter` of the `where=` (parse + check + to SQL, every request) "
-        f"| {b['compile_where_filter_us']:.0f} |",
+        "| `formula.compile_filter` of the `where=` (parse + check + to SQL; now once per role "
+        f"and filter text, then cached) | {b['compile_where_filter_us']:.0f} |",
+        "| the per-request `where=` step now: cached lookup (`listing._filter`) "
+        f"| {b.get('where_filter_cached_us', float('nan')):.0f} |",
         "| `list_records` service call incl. transaction (no HTTP) "
         f"| {b['list_records_service_no_http_us']:.0f} |",
         "",
@@ -176,15 +221,30 @@ def ddl_section(result: dict[str, Any]) -> str:
     )
 
 
-def render(command: str, api: dict[str, Any], ddl: dict[str, Any]) -> str:
-    pg_version = next(
-        (
-            r.get("server_version")
-            for r in (api.get("postgresql", {}), ddl)
-            if r.get("server_version")
-        ),
-        "not used (no URL)",
-    )
+API_INTRO = (
+    "`bench/bench_api.py`. Both apps run in one process and event loop, driven one request at "
+    "a time by `httpx.AsyncClient` over `httpx.ASGITransport` (no sockets), against the same "
+    "table (the one metacrm created for `deal`: 8 system columns + name, amount, stage, "
+    "close_date). The hand-written app authenticates the same bearer JWT with pyjwt, "
+    "validates input with pydantic, uses SQLAlchemy Core on an engine with the same "
+    "options/pragmas, returns the same JSON, and uses `INSERT/UPDATE ... RETURNING`. "
+    "Operations: `create` (POST), `get` (by id), `list` (`where=amount > 500 and stage == "
+    "'won'`, limit 50, ~1/6 of rows match; the baseline takes `amount_gt=500&stage=won`), "
+    "`patch` (amount). Wall = median time of one request; CPU = `time.process_time()` of "
+    "the whole process (client, both apps, aiosqlite's thread; not the PostgreSQL server) "
+    "per 1,000 requests. The no-op floor row is the client + ASGI + FastAPI cost that both "
+    "apps pay.\n"
+)
+INTROS = {
+    "formula": "`bench/bench_formula.py` (a compiled closure vs parse + check + evaluate per "
+    "record; a formula-field filter in SQL, with and without an index on its input, vs "
+    "loading the rows and filtering in Python).\n",
+    "packs": "`bench/bench_packs.py`.\n",
+    "security": "`bench/bench_security.py` (issue 4).\n",
+}
+
+
+def render(command: str, sections: dict[str, str], pg_version: str | None) -> str:
     parts = [
         "# Benchmark results",
         "",
@@ -198,32 +258,11 @@ def render(command: str, api: dict[str, Any], ddl: dict[str, Any]) -> str:
         f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} "
         f"{platform.release()}",
         f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-        f"PostgreSQL {pg_version}",
+        f"PostgreSQL {pg_version or 'not used (no URL)'}",
         "",
-        "## Generated REST API vs hand-written FastAPI + SQLAlchemy",
-        "",
-        "`bench/bench_api.py`. Both apps run in one process and event loop, driven one request at "
-        "a time by `httpx.AsyncClient` over `httpx.ASGITransport` (no sockets), against the same "
-        "table (the one metacrm created for `deal`: 8 system columns + name, amount, stage, "
-        "close_date). The hand-written app authenticates the same bearer JWT with pyjwt, "
-        "validates input with pydantic, uses SQLAlchemy Core on an engine with the same "
-        "options/pragmas, returns the same JSON, and uses `INSERT/UPDATE ... RETURNING`. "
-        "Operations: `create` (POST), `get` (by id), `list` (`where=amount > 500 and stage == "
-        "'won'`, limit 50, ~1/6 of rows match; the baseline takes `amount_gt=500&stage=won`), "
-        "`patch` (amount). Wall = median time of one request; CPU = `time.process_time()` of "
-        "the whole process (client, both apps, aiosqlite's thread; not the PostgreSQL server) "
-        "per 1,000 requests. The no-op floor row is the client + ASGI + FastAPI cost that both "
-        "apps pay.",
-        "",
-        api_section("sqlite", api.get("sqlite", {"skipped": "not run"})),
-        api_section("postgresql", api.get("postgresql", {"skipped": "not run"})),
-        "## Adding a field to a 1,000,000-row table (PostgreSQL)",
-        "",
-        "`bench/bench_ddl.py`.",
-        "",
-        ddl_section(ddl),
-        formula_section(),
     ]
+    for part in PARTS:
+        parts += [HEADINGS[part], "", sections[part].rstrip(), ""]
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -231,16 +270,74 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run, not for RESULTS.md")
     parser.add_argument("--no-write", action="store_true", help="do not write RESULTS.md")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help=f"comma-separated parts to leave out ({', '.join(PARTS)}); they keep their "
+        "section of RESULTS.md",
+    )
     args = parser.parse_args()
+    skip = {p.strip() for p in args.skip.split(",") if p.strip()}
+    if skip - set(PARTS):
+        parser.error(f"unknown parts {sorted(skip - set(PARTS))}; choose from {', '.join(PARTS)}")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    api_args = ["--rows", "2000", "--rounds", "2", "--requests", "50"] if args.quick else []
-    ddl_args = ["--rows", "100000"] if args.quick else []
-    api = run_json("bench_api.py", api_args)
-    ddl = run_json("bench_ddl.py", ddl_args)
-    command = "python bench/run_all.py" + (" --quick" if args.quick else "")
-    text = render(command, api, ddl)
+    from bench.bench_security import section as security_section
+
+    quick = args.quick
+    sections: dict[str, str] = {}
+    versions: list[str | None] = []
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    for part in PARTS:
+        t0 = time.perf_counter()
+        if part in skip:
+            sections[part] = kept_section(part)
+            continue
+        if part == "api":
+            api = run_json(
+                "bench_api.py", ["--rows", "2000", "--rounds", "2", "--requests", "50"] * quick
+            )
+            versions.append(api.get("postgresql", {}).get("server_version"))
+            sections[part] = "\n".join(
+                [
+                    API_INTRO,
+                    api_section("sqlite", api.get("sqlite", {"skipped": "not run"})),
+                    api_section("postgresql", api.get("postgresql", {"skipped": "not run"})),
+                ]
+            )
+        elif part == "ddl":
+            ddl = run_json("bench_ddl.py", ["--rows", "100000"] * quick)
+            versions.append(ddl.get("server_version"))
+            sections[part] = "`bench/bench_ddl.py`.\n\n" + ddl_section(ddl)
+        elif part == "formula":
+            env = {"BENCH_RECORDS": "5000", "BENCH_ROWS": "50000"} if quick else None
+            sections[part] = INTROS[part] + "\n" + run_markdown("bench_formula.py", [], env)
+        elif part == "packs":
+            sections[part] = (
+                INTROS[part]
+                + "\n"
+                + run_markdown("bench_packs.py", ["--runs", "2" if quick else "5"])
+            )
+        elif part == "security":
+            security = run_json(
+                "bench_security.py",
+                ["--rows", "100000", "--shares", "10000", "--rounds", "1", "--requests", "3"]
+                * quick,
+            )
+            versions.append(security.get("server_version"))
+            sections[part] = INTROS[part] + "\n" + security_section(security)
+        timings[part] = time.perf_counter() - t0
+    command = "python bench/run_all.py" + (" --quick" if quick else "")
+    if skip:
+        command += f" --skip {','.join(p for p in PARTS if p in skip)}"
+    text = render(command, sections, next((v for v in versions if v), None))
     print("\n" + text)
+    print(
+        "seconds per part: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
+        + f"; total {time.perf_counter() - started:.0f}"
+    )
     if not args.no_write:
         RESULTS.write_text(text)
         print(f"wrote {RESULTS.relative_to(ROOT)}")
