@@ -1,6 +1,6 @@
 """Runs every benchmark and writes bench/RESULTS.md (`make bench` runs this).
 
-    python bench/run_all.py                       # full run (~10-12 minutes on 2 cores)
+    python bench/run_all.py                       # full run (~5-10 minutes on 2 cores)
     python bench/run_all.py --quick               # smoke run: fewer rows, rounds and requests
     python bench/run_all.py --no-write            # print only, keep RESULTS.md as it is
     python bench/run_all.py --skip formula,security   # leave out slow parts
