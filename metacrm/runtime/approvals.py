@@ -132,6 +132,16 @@ async def _delegators(conn: AsyncConnection, user_id: uuid.UUID, now: dt.datetim
 # ------------------------------------------------------------------ runs
 
 
+async def _open_run(
+    conn: AsyncConnection, approval_id: uuid.UUID
+) -> tuple[dict[str, Any], ApprovalFlow]:
+    """The run, locked, with the flow definition it started with; Conflict once decided."""
+    run = await _lock_run(conn, approval_id)
+    if run["status"] != OPEN:
+        raise Conflict(f"the approval is already {run['status']}")
+    return run, ApprovalFlow.model_validate(run["definition"])
+
+
 async def _lock_run(conn: AsyncConnection, approval_id: uuid.UUID) -> dict[str, Any]:
     query = sa.select(approvals).where(approvals.c.id == approval_id)
     if conn.dialect.name == "postgresql":
@@ -411,10 +421,7 @@ async def decide(
     step: str | None = None,
 ) -> dict[str, Any]:
     """Approve or reject the actor's pending work in the run's current phase."""
-    run = await _lock_run(conn, approval_id)
-    if run["status"] != OPEN:
-        raise Conflict(f"the approval is already {run['status']}")
-    flow = ApprovalFlow.model_validate(run["definition"])
+    run, flow = await _open_run(conn, approval_id)
     if actor.user_id == run["submitted_by"] and not flow.allow_self_approval:
         raise PermissionDenied("you cannot approve or reject your own submission")
     now = utcnow()
@@ -586,10 +593,7 @@ async def reassign(
     comment: str | None = None,
 ) -> dict[str, Any]:
     """Hand a pending task to another user: its assignee may, or an administrator."""
-    run = await _lock_run(conn, approval_id)
-    if run["status"] != OPEN:
-        raise Conflict(f"the approval is already {run['status']}")
-    flow = ApprovalFlow.model_validate(run["definition"])
+    run, flow = await _open_run(conn, approval_id)
     now = utcnow()
     if task_id is not None:
         tasks = [
@@ -638,10 +642,7 @@ async def add_approver(
     comment: str | None = None,
 ) -> dict[str, Any]:
     """Add a co-approver to a step of the current phase (by its approvers or an admin)."""
-    run = await _lock_run(conn, approval_id)
-    if run["status"] != OPEN:
-        raise Conflict(f"the approval is already {run['status']}")
-    flow = ApprovalFlow.model_validate(run["definition"])
+    run, flow = await _open_run(conn, approval_id)
     now = utcnow()
     mine = await _actor_tasks(conn, run, actor, step, now)
     open_steps = {x["step"] for x in await _tasks(conn, approval_id, run["phase"])}
