@@ -174,6 +174,73 @@ def _object_paths(name: str, label: str) -> dict[str, Any]:
                 "responses": {"204": {"description": "Moved to the recycle bin"}, **errors},
             },
         },
+        f"{base}/{{id}}/owner": {
+            "post": {
+                "tags": tags,
+                "operationId": f"transfer_{name}",
+                "summary": "Give the record to another user",
+                "parameters": [id_param],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["owner_id"],
+                                "properties": {"owner_id": {"type": "string", "format": "uuid"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": record_response, **errors},
+            }
+        },
+        f"{base}/{{id}}/shares": {
+            "get": {
+                "tags": tags,
+                "operationId": f"list_shares_{name}",
+                "parameters": [id_param],
+                "responses": {"200": {"description": "The record's manual shares"}, **errors},
+            },
+            "post": {
+                "tags": tags,
+                "operationId": f"share_{name}",
+                "summary": "Share the record with a user or a role",
+                "parameters": [id_param],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "user_id": {"type": "string", "format": "uuid"},
+                                    "role": {"type": "string"},
+                                    "access": {"enum": ["read", "edit"]},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {"201": {"description": "The share"}, **errors},
+            },
+        },
+        f"{base}/{{id}}/shares/{{share_id}}": {
+            "delete": {
+                "tags": tags,
+                "operationId": f"unshare_{name}",
+                "parameters": [
+                    id_param,
+                    {
+                        "name": "share_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    },
+                ],
+                "responses": {"204": {"description": "Removed"}, **errors},
+            }
+        },
         f"{base}/{{id}}/restore": {
             "post": {
                 "tags": tags,
