@@ -22,16 +22,15 @@ from metacrm.errors import Conflict, FieldError, MetacrmError, NotFound, RecordI
 from metacrm.metadata import impact
 from metacrm.metadata.diff import diff
 from metacrm.metadata.model import MetadataModel
+from metacrm.metadata.pack_checks import check_pack
+from metacrm.metadata.pack_upgrade import uninstall_model, upgrade_model
 from metacrm.metadata.packs import (
     Expectation,
     Pack,
     PackInvalid,
     PackProblem,
-    check_pack,
     contents_model,
     merge_pack,
-    uninstall_model,
-    upgrade_model,
 )
 from metacrm.metadata.plan import Plan
 from metacrm.metadata.store import current_version, load_model

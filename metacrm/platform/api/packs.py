@@ -14,10 +14,10 @@ from fastapi import APIRouter, Query, Request
 from metacrm.errors import FieldError, MetadataInvalid, NotFound
 from metacrm.metadata import impact
 from metacrm.metadata.diff import diff
+from metacrm.metadata.pack_upgrade import export_files
 from metacrm.metadata.packs import (
     Pack,
     examples_dir,
-    export_files,
     load_pack,
     load_path,
     pack_schema,
