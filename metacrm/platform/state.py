@@ -20,6 +20,7 @@ from metacrm.platform.settings import Settings
 from metacrm.platform.system_tables import tenants
 from metacrm.runtime.cache import TenantCache
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
+from metacrm.runtime.permissions import has_platform_permission
 from metacrm.runtime.records import Actor, utcnow
 from metacrm.runtime.tenant_tables import api_keys, create_tenant_tables, metadata_versions, users
 
@@ -163,10 +164,12 @@ async def get_admin(
     identity: Annotated[Identity, Depends(get_identity)],
     state: Annotated[AppState, Depends(get_state)],
 ) -> Identity:
-    """The caller, who must administer the tenant's metadata."""
+    """The caller, who must administer the tenant's metadata (administrators, and roles
+    holding the platform permission manage_metadata, separate from data permissions)."""
     async with state.tenant(identity, writes=False) as session:
-        if not session.actor.is_admin or session.actor.scope == "read":
-            raise PermissionDenied("only tenant administrators may change metadata")
+        allowed = has_platform_permission(session.ct.model, session.actor, "manage_metadata")
+        if not allowed or session.actor.scope == "read":
+            raise PermissionDenied("only metadata administrators may change metadata")
     return identity
 
 

@@ -27,6 +27,14 @@ def role_of(model: MetadataModel, name: str | None) -> Role | None:
     return next((r for r in model.roles if r.api_name == name), None)
 
 
+def has_platform_permission(model: MetadataModel, actor: object, permission: str) -> bool:
+    """Administrators hold every platform permission; others through their role's list."""
+    if getattr(actor, "is_admin", False):
+        return True
+    role = role_of(model, getattr(actor, "role", None))
+    return role is not None and permission in role.permissions
+
+
 def object_permission(model: MetadataModel, actor: object, object_name: str) -> ObjectPermission:
     """The actor's permissions on an object: administrators may do everything."""
     if getattr(actor, "is_admin", False):

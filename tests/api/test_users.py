@@ -77,3 +77,33 @@ async def test_password_rules(tenant: TenantClient) -> None:
             "/api/v1/users", json={"email": "samuel@x.test", "password": "a sound passphrase"}
         )
     ).status_code == 201
+
+
+async def test_platform_permissions_are_separate_from_data_permissions(
+    tenant: TenantClient,
+) -> None:
+    roles = [
+        {"api_name": "modeller", "permissions": ["manage_metadata"]},
+        {"api_name": "people", "permissions": ["manage_users"]},
+    ]
+    assert (await tenant.post("/api/v1/metadata/apply", json={"roles": roles})).status_code == 200
+    modeller = await tenant.add_user("modeller@x.test", role="modeller")
+    people = await tenant.add_user("people@x.test", role="people")
+    obj = {"api_name": "gadget", "fields": [{"api_name": "name", "type": "text"}]}
+    assert (await modeller.post("/api/v1/metadata/objects", json=obj)).status_code == 201
+    assert (
+        await people.post("/api/v1/metadata/objects", json=obj | {"api_name": "other"})
+    ).status_code == 403
+    # Metadata rights are no data rights: the modeller's role grants no access to gadgets.
+    assert (await modeller.get("/api/v1/data/gadget")).status_code == 403
+    created = await people.post(
+        "/api/v1/users", json={"email": "new@x.test", "password": "a sound passphrase"}
+    )
+    assert created.status_code == 201
+    assert (
+        await modeller.post(
+            "/api/v1/users", json={"email": "n2@x.test", "password": "a sound passphrase"}
+        )
+    ).status_code == 403
+    escalate = await people.patch(f"/api/v1/users/{people.user_id}", json={"is_admin": True})
+    assert escalate.status_code == 403

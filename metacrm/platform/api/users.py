@@ -15,6 +15,7 @@ from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, TenantSession
 from metacrm.platform.tenancy import check_password, normalise_email
 from metacrm.runtime import audit
+from metacrm.runtime.permissions import has_platform_permission
 from metacrm.runtime.records import new_id, utcnow
 from metacrm.runtime.tenant_tables import users
 
@@ -58,8 +59,8 @@ def _audited(row: Any) -> dict[str, Any]:
 
 
 def _require_user_admin(session: TenantSession) -> None:
-    if not session.actor.is_admin:
-        raise PermissionDenied("only tenant administrators may manage users")
+    if not has_platform_permission(session.ct.model, session.actor, "manage_users"):
+        raise PermissionDenied("only user administrators may manage users")
 
 
 async def _check_fields(
@@ -74,6 +75,9 @@ async def _check_fields(
             errors.append(FieldError(key, "type", f"{key} has the wrong type"))
         else:
             values[key] = value
+    if "is_admin" in values and not session.actor.is_admin:
+        # manage_users may not mint administrators (nor demote them).
+        raise PermissionDenied("only administrators may grant or remove administration")
     role = values.get("role")
     if role is not None and not any(r.api_name == role for r in session.ct.model.roles):
         errors.append(FieldError("role", "unknown-role", f"role {role!r} does not exist"))
