@@ -6,24 +6,21 @@ from collections import OrderedDict
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from metacrm.metadata.store import current_version, load_model
+from metacrm.metadata.store import load_model
 from metacrm.runtime.compiler import CompiledTenant, compile_tenant
 
 
 class TenantCache:
     """Compiled metadata shared by all requests of a process.
 
-    Each request reads the tenant's current version (one primary-key lookup) in its own
-    transaction, so a change applied by any process is seen by the next request.
+    Each request reads the tenant's current version in its own transaction (with its
+    caller, in one query: platform/state.py), so a change applied by any process is seen
+    by the next request.
     """
 
     def __init__(self, max_entries: int = 256) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[str, int], CompiledTenant] = OrderedDict()
-
-    async def get(self, conn: AsyncConnection, storage: str) -> CompiledTenant:
-        """The compiled metadata at the tenant's current version."""
-        return await self.compiled(conn, storage, await current_version(conn))
 
     async def compiled(self, conn: AsyncConnection, storage: str, version: int) -> CompiledTenant:
         """The compiled metadata at `version`, compiled on first use."""
@@ -37,7 +34,3 @@ class TenantCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
         return compiled
-
-    def forget(self, storage: str) -> None:
-        for key in [k for k in self._entries if k[0] == storage]:
-            del self._entries[key]
