@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.exc import IntegrityError
-from starlette.responses import JSONResponse
 
-from metacrm.errors import FieldError, NotFound, RecordInvalid, StaleVersion
+from metacrm.errors import FieldError, RecordInvalid
+from metacrm.platform.api.common import if_match_version, path_id, record_response
 from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
 from metacrm.runtime import records, sharing
@@ -21,34 +21,6 @@ from metacrm.runtime.tenant_tables import idempotency_keys
 
 # The generic routes stay out of the schema: each object gets its own paths (openapi.py).
 router = APIRouter(prefix="/data", tags=["records"], include_in_schema=False)
-
-ObjectName = Annotated[str, "object api_name"]
-
-
-def _record_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound("no record has this id") from None
-
-
-def _if_match(value: str | None) -> int | None:
-    """The version an If-Match header asks for (None for absent or `*`)."""
-    if value is None or value.strip() == "*":
-        return None
-    tag = value.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit() or len(tag) > 12:
-        raise StaleVersion("If-Match names no version of this record")
-    return int(tag)
-
-
-def _record_response(
-    record: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return JSONResponse(
-        record, status_code=status, headers={"ETag": f'"{record["version"]}"', **(headers or {})}
-    )
-
 
 TextParam = Annotated[str | None, Query(max_length=4000)]
 
@@ -149,7 +121,7 @@ async def create_record(
         if replay is None:
             raise
         return replay
-    return _record_response(record, 201, {"Location": location})
+    return record_response(record, 201, {"Location": location})
 
 
 async def _replay(conn: Any, user_id: uuid.UUID, key: str, fingerprint: str) -> Response | None:
@@ -173,7 +145,7 @@ async def _replay(conn: Any, user_id: uuid.UUID, key: str, fingerprint: str) -> 
             ],
         )
     headers = {"Idempotent-Replayed": "true", "Location": row.location or ""}
-    return _record_response(row.body, row.status, headers)
+    return record_response(row.body, row.status, headers)
 
 
 @router.post("/{object_name}/batch")
@@ -210,8 +182,8 @@ async def get_record(
 ) -> Response:
     async with state.tenant(identity, writes=False) as (conn, ct, _actor):
         co = object_or_404(ct, object_name)
-        record = await records.get(conn, ct, co, _record_id(record_id), _actor)
-    return _record_response(record)
+        record = await records.get(conn, ct, co, path_id(record_id), _actor)
+    return record_response(record)
 
 
 @router.patch("/{object_name}/{record_id}")
@@ -230,12 +202,12 @@ async def update_record(
             conn,
             ct,
             co,
-            _record_id(record_id),
+            path_id(record_id),
             body,
             actor,
-            if_match=_if_match(if_match),
+            if_match=if_match_version(if_match),
         )
-    return _record_response(record)
+    return record_response(record)
 
 
 @router.delete("/{object_name}/{record_id}", status_code=204)
@@ -249,7 +221,7 @@ async def delete_record(
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
         await records.delete(
-            conn, ct, co, _record_id(record_id), actor, if_match=_if_match(if_match)
+            conn, ct, co, path_id(record_id), actor, if_match=if_match_version(if_match)
         )
     return Response(status_code=204)
 
@@ -263,9 +235,9 @@ async def transfer_owner(
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
         record = await records.transfer_owner(
-            conn, ct, co, _record_id(record_id), body.get("owner_id"), actor
+            conn, ct, co, path_id(record_id), body.get("owner_id"), actor
         )
-    return _record_response(record)
+    return record_response(record)
 
 
 @router.get("/{object_name}/{record_id}/shares")
@@ -274,7 +246,7 @@ async def list_shares(
 ) -> dict[str, Any]:
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        return {"shares": await sharing.list_shares(conn, ct, co, _record_id(record_id), actor)}
+        return {"shares": await sharing.list_shares(conn, ct, co, path_id(record_id), actor)}
 
 
 @router.post("/{object_name}/{record_id}/shares", status_code=201)
@@ -285,7 +257,7 @@ async def add_share(
     body = await read_object(request, state.settings.max_body_bytes)
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        return await sharing.add_share(conn, ct, co, _record_id(record_id), body, actor)
+        return await sharing.add_share(conn, ct, co, path_id(record_id), body, actor)
 
 
 @router.delete("/{object_name}/{record_id}/shares/{share_id}", status_code=204)
@@ -294,7 +266,7 @@ async def remove_share(
 ) -> Response:
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        await sharing.remove_share(conn, ct, co, _record_id(record_id), _record_id(share_id), actor)
+        await sharing.remove_share(conn, ct, co, path_id(record_id), path_id(share_id), actor)
     return Response(status_code=204)
 
 
@@ -304,5 +276,5 @@ async def restore_record(
 ) -> Response:
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        record = await records.restore(conn, ct, co, _record_id(record_id), actor)
-    return _record_response(record)
+        record = await records.restore(conn, ct, co, path_id(record_id), actor)
+    return record_response(record)

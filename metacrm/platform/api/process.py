@@ -3,44 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.responses import JSONResponse
 
-from metacrm.errors import FieldError, NotFound, PermissionDenied, RecordInvalid, StaleVersion
+from metacrm.errors import FieldError, NotFound, PermissionDenied, RecordInvalid
+from metacrm.platform.api.common import if_match_version, path_id, record_response
 from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
 from metacrm.runtime import approvals, records, stages
 from metacrm.runtime.permissions import object_permission, readable, record_filter
 
 router = APIRouter(tags=["process"])
-
-
-def _id(value: str, what: str = "record") -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound(f"no {what} has this id") from None
-
-
-def _record_id(value: str) -> uuid.UUID:
-    return _id(value)
-
-
-def _if_match(value: str | None) -> int | None:
-    """The version an If-Match header asks for (None for absent or `*`)."""
-    if value is None or value.strip() == "*":
-        return None
-    tag = value.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit() or len(tag) > 12:
-        raise StaleVersion("If-Match names no version of this record")
-    return int(tag)
-
-
-def _record_response(record: dict[str, Any]) -> Response:
-    return JSONResponse(record, headers={"ETag": f'"{record["version"]}"'})
 
 
 def _text(body: dict[str, Any], name: str, *, required: bool = False, limit: int = 2000) -> Any:
@@ -112,15 +87,15 @@ async def move_stage(
             conn,
             ct,
             co,
-            _record_id(record_id),
+            path_id(record_id),
             actor,
             to=to,
             reason=reason,
             fields=fields,
             rule=_text(body, "rule", limit=63),
-            if_match=_if_match(if_match),
+            if_match=if_match_version(if_match),
         )
-    return _record_response(record)
+    return record_response(record)
 
 
 @router.get("/data/{object_name}/{record_id}/stage-history")
@@ -130,8 +105,8 @@ async def stage_history(
     """Every stage move of the record, and the time it spent in each stage."""
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        await _visible(conn, ct, co, _record_id(record_id), actor)
-        return await stages.history(conn, ct, co, _record_id(record_id))
+        await _visible(conn, ct, co, path_id(record_id), actor)
+        return await stages.history(conn, ct, co, path_id(record_id))
 
 
 @router.get("/data/{object_name}/{record_id}/stage-tasks")
@@ -140,14 +115,14 @@ async def stage_tasks(
 ) -> dict[str, Any]:
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        await _visible(conn, ct, co, _record_id(record_id), actor)
-        return {"tasks": await stages.list_tasks(conn, co, _record_id(record_id))}
+        await _visible(conn, ct, co, path_id(record_id), actor)
+        return {"tasks": await stages.list_tasks(conn, co, path_id(record_id))}
 
 
 @router.post("/stage-tasks/{task_id}/done")
 async def complete_stage_task(task_id: str, state: StateDep, identity: IdentityDep) -> Any:
     async with state.tenant(identity) as (conn, _ct, actor):
-        return await stages.complete_task(conn, actor, _id(task_id, "stage task"))
+        return await stages.complete_task(conn, actor, path_id(task_id, "stage task"))
 
 
 @router.get("/analytics/funnel/{rule_name}")
@@ -190,12 +165,12 @@ async def submit(
     _only(body, {"flow", "comment"})
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        await _visible(conn, ct, co, _record_id(record_id), actor)
+        await _visible(conn, ct, co, path_id(record_id), actor)
         run = await approvals.submit(
             conn,
             ct,
             co,
-            _record_id(record_id),
+            path_id(record_id),
             actor,
             flow_name=_text(body, "flow", limit=63),
             comment=_text(body, "comment"),
@@ -212,8 +187,8 @@ async def record_approvals(
     """Every approval run of the record, with its tasks and events."""
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        await _visible(conn, ct, co, _record_id(record_id), actor)
-        return {"approvals": await approvals.for_record(conn, co, _record_id(record_id))}
+        await _visible(conn, ct, co, path_id(record_id), actor)
+        return {"approvals": await approvals.for_record(conn, co, path_id(record_id))}
 
 
 @router.get("/approvals")
@@ -227,7 +202,7 @@ async def inbox(
     async with state.tenant(identity, writes=False) as (conn, _ct, actor):
         user_id = actor.user_id
         if assigned_to != "me":
-            user_id = _id(assigned_to, "user")
+            user_id = path_id(assigned_to, "user")
             if user_id != actor.user_id and not actor.is_admin:
                 raise PermissionDenied("only administrators may read another user's approvals")
         return {"tasks": await approvals.inbox(conn, user_id, status=status)}
@@ -258,7 +233,7 @@ async def add_delegation(request: Request, state: StateDep, identity: IdentityDe
 @router.delete("/approvals/delegations/{delegation_id}", status_code=204)
 async def remove_delegation(delegation_id: str, state: StateDep, identity: IdentityDep) -> Response:
     async with state.tenant(identity) as (conn, _ct, actor):
-        await approvals.remove_delegation(conn, actor, _id(delegation_id, "delegation"))
+        await approvals.remove_delegation(conn, actor, path_id(delegation_id, "delegation"))
     return Response(status_code=204)
 
 
@@ -281,13 +256,13 @@ async def _run_for(conn: Any, ct: Any, actor: Any, approval_id: str) -> Any:
     """The run, if the caller takes part in it or may see its record; else 404, so that
     nobody learns which approval ids exist."""
     try:
-        run = await approvals.get(conn, _id(approval_id, "approval"))
+        run = await approvals.get(conn, path_id(approval_id, "approval"))
         involved = actor.is_admin or str(actor.user_id) == run["submitted_by"]
         involved = involved or any(t["assignee_id"] == str(actor.user_id) for t in run["tasks"])
         if not involved:
             # Reading the object is not enough: the caller must see the very record.
             co = object_or_404(ct, run["object"])
-            await _visible(conn, ct, co, _id(run["record_id"]), actor)
+            await _visible(conn, ct, co, path_id(run["record_id"]), actor)
     except (NotFound, PermissionDenied):
         raise NotFound("no approval has this id") from None
     return run
@@ -303,7 +278,7 @@ async def _decide(
         return await approvals.decide(
             conn,
             ct,
-            _id(approval_id, "approval"),
+            path_id(approval_id, "approval"),
             actor,
             decision,
             comment=_text(body, "comment"),
@@ -332,7 +307,7 @@ async def recall(approval_id: str, request: Request, state: StateDep, identity: 
     async with state.tenant(identity) as (conn, ct, actor):
         await _run_for(conn, ct, actor, approval_id)
         return await approvals.recall(
-            conn, ct, _id(approval_id, "approval"), actor, comment=_text(body, "comment")
+            conn, ct, path_id(approval_id, "approval"), actor, comment=_text(body, "comment")
         )
 
 
@@ -349,10 +324,10 @@ async def reassign(
         return await approvals.reassign(
             conn,
             ct,
-            _id(approval_id, "approval"),
+            path_id(approval_id, "approval"),
             actor,
             to=_text(body, "to", required=True, limit=320),
-            task_id=_id(task_id, "task") if task_id else None,
+            task_id=path_id(task_id, "task") if task_id else None,
             comment=_text(body, "comment"),
         )
 
@@ -369,7 +344,7 @@ async def add_approver(
         return await approvals.add_approver(
             conn,
             ct,
-            _id(approval_id, "approval"),
+            path_id(approval_id, "approval"),
             actor,
             user=_text(body, "user", required=True, limit=320),
             step=_text(body, "step", limit=63),

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from metacrm.errors import FieldError, MetadataInvalid, NotFound, PermissionDenied, Unauthenticated
+from metacrm.platform.api.common import path_id
 from metacrm.platform.auth import hash_password, verify_password
 from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, TenantSession
@@ -154,19 +155,12 @@ async def create_user(request: Request, state: StateDep, identity: IdentityDep) 
     return JSONResponse(_user(row), status_code=201)
 
 
-def _user_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound("no user has this id") from None
-
-
 @router.patch("/{user_id}")
 async def change_user(
     user_id: str, request: Request, state: StateDep, identity: IdentityDep
 ) -> dict[str, Any]:
     body = await read_object(request, state.settings.max_body_bytes)
-    uid = _user_id(user_id)
+    uid = path_id(user_id, "user")
     async with state.tenant(identity) as session:
         _require_user_admin(session)
         values = await _check_fields(session, body, uid)
@@ -190,7 +184,7 @@ async def change_password(
     Every token issued before stops working.
     """
     body = await read_object(request, state.settings.max_body_bytes)
-    uid = _user_id(user_id)
+    uid = path_id(user_id, "user")
     new = body.get("new_password")
     if not isinstance(new, str):
         raise MetadataInvalid(
