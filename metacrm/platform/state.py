@@ -18,10 +18,11 @@ from metacrm.platform.auth import API_KEY_PREFIX, Identity, hash_secret, read_ap
 from metacrm.platform.db import Database
 from metacrm.platform.settings import Settings
 from metacrm.platform.system_tables import tenants
+from metacrm.runtime.actor import Actor
 from metacrm.runtime.cache import TenantCache
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
 from metacrm.runtime.permissions import has_platform_permission
-from metacrm.runtime.records import Actor, utcnow
+from metacrm.runtime.records import utcnow
 from metacrm.runtime.tenant_tables import api_keys, create_tenant_tables, metadata_versions, users
 
 

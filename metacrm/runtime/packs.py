@@ -36,6 +36,7 @@ from metacrm.metadata.plan import Plan
 from metacrm.metadata.store import current_version, load_model
 from metacrm.metadata.values import ValueProblem, coerce
 from metacrm.runtime import records
+from metacrm.runtime.actor import Actor
 from metacrm.runtime.changes import apply_change
 from metacrm.runtime.compiler import CompiledTenant, compile_tenant
 from metacrm.runtime.tenant_tables import create_tenant_tables, pack_events
@@ -353,7 +354,7 @@ async def run_action(
             return outcome
         if pack is not None and seed and pack.seed and action == "install":
             ct = compile_tenant(prepared.new, applied.version)
-            actor = records.Actor(user_id=author_id or SYSTEM_USER, is_admin=True)
+            actor = Actor(user_id=author_id or SYSTEM_USER, is_admin=True)
             outcome.seeded = await load_seed(conn, ct, pack, actor)
         if prepared.event is not None:
             await _record_event(conn, applied.version, prepared.event)
@@ -441,7 +442,7 @@ class _Links:
 
 
 async def load_seed(
-    conn: AsyncConnection, ct: CompiledTenant, pack: Pack, actor: records.Actor
+    conn: AsyncConnection, ct: CompiledTenant, pack: Pack, actor: Actor
 ) -> dict[str, int]:
     """Create the pack's seed records through the record service (normal validation).
 
@@ -528,7 +529,7 @@ def _judge(
 
 async def run_tests(conn: AsyncConnection, ct: CompiledTenant, pack: Pack) -> list[CaseResult]:
     """Run each pack test in a savepoint that is rolled back: tests cannot see each other."""
-    actor = records.Actor(user_id=SYSTEM_USER, is_admin=True)
+    actor = Actor(user_id=SYSTEM_USER, is_admin=True)
     links = _Links(conn, ct)
     results = []
     for test in pack.tests:

@@ -7,7 +7,6 @@ import datetime as dt
 import os
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +22,7 @@ from metacrm.errors import (
     StaleVersion,
 )
 from metacrm.metadata.values import ValueProblem, coerce
+from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, CompiledObject, CompiledTenant
 from metacrm.runtime.hooks import WriteContext, run_after, run_checks
 from metacrm.runtime.permissions import (
@@ -41,20 +41,6 @@ from metacrm.runtime.validation import (
     required_errors,
     rule_errors,
 )
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is acting: the user whose id stamps what they create and change."""
-
-    user_id: uuid.UUID
-    is_admin: bool = False
-    role: str | None = None
-    manager_id: uuid.UUID | None = None
-    ip: str | None = None
-    api_key_id: uuid.UUID | None = None
-    #: "read" for API keys that may only read; None for full access.
-    scope: str | None = None
 
 
 def new_id() -> uuid.UUID:

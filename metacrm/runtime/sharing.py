@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.errors import FieldError, NotFound, PermissionDenied, RecordInvalid
+from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
 from metacrm.runtime.permissions import object_permission, record_filter
-from metacrm.runtime.records import Actor, active_user, fetch, new_id, utcnow
+from metacrm.runtime.records import active_user, fetch, new_id, utcnow
 from metacrm.runtime.tenant_tables import shares
 
 

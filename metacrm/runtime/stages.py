@@ -24,10 +24,11 @@ from metacrm.metadata.model import MetadataModel
 from metacrm.metadata.process import Assignee, ProcessAction, StageRule
 from metacrm.metadata.values import ValueProblem, coerce
 from metacrm.runtime import records
+from metacrm.runtime.actor import Actor
 from metacrm.runtime.columns import NAMING_CONVENTION, build_table
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
 from metacrm.runtime.hooks import WriteContext
-from metacrm.runtime.records import Actor, new_id, utcnow
+from metacrm.runtime.records import new_id, utcnow
 from metacrm.runtime.tenant_tables import approvals, stage_history, stage_tasks, users
 from metacrm.runtime.validation import load_paths
 
