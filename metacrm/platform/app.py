@@ -83,12 +83,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         async with state.tenant(identity, writes=False) as (_conn, ct, actor):
             # One document per language and role: what a role may see is all that differs.
-            key = ("openapi", language, actor.is_admin, actor.role)
-            if key not in ct.cache:
-                if not static:
-                    static.update(static_document(app))
-                ct.cache[key] = tenant_document(static, ct, actor, language)
-            return JSONResponse(ct.cache[key])
+            if not static:
+                static.update(static_document(app))
+            document = ct.views.get_or_build(
+                ("openapi", language, actor.is_admin, actor.role),
+                lambda: tenant_document(static, ct, actor, language),
+            )
+            return JSONResponse(document)
 
     app.mount("/static/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
 

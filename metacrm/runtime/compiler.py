@@ -19,6 +19,7 @@ from metacrm.runtime.columns import (
     index_name,
     wants_index,
 )
+from metacrm.runtime.views import ViewCache
 
 #: System fields a record shows (deleted_at only in the recycle bin).
 SHOWN_SYSTEM_FIELDS = tuple(f for f in SYSTEM_FIELDS if f != "deleted_at")
@@ -61,7 +62,8 @@ class CompiledTenant:
     version: int
     model: MetadataModel
     objects: dict[str, CompiledObject]
-    cache: dict[str, Any] = field(default_factory=dict)
+    #: Views derived from this version (per role, language, query), bounded.
+    views: ViewCache = field(default_factory=ViewCache)
 
     def object(self, name: str) -> CompiledObject:
         return self.objects[name]

@@ -29,8 +29,6 @@ from metacrm.runtime.permissions import (
 from metacrm.runtime.serialize import json_value, row_to_record
 
 MAX_FIELDS_PARAM = 200
-#: Entries a compiled tenant keeps for filters and other per-role results.
-MAX_CACHED_ENTRIES = 2000
 
 
 @dataclass(frozen=True)
@@ -118,10 +116,13 @@ def _filter(
     Every field path it names must be readable by the caller: no side channel. What
     the caller may read depends on the role only, so the checked SQL is kept per role.
     """
-    key = ("where", co.name, where, getattr(actor, "is_admin", False), getattr(actor, "role", None))
-    cached = ct.cache.get(key)
-    if cached is not None:
-        return cached
+    key = ("where", co.name, where, actor.is_admin, actor.role)
+    return ct.views.get_or_build(key, lambda: _checked_filter(ct, co, where, actor))
+
+
+def _checked_filter(
+    ct: CompiledTenant, co: CompiledObject, where: str, actor: Any
+) -> sa.ColumnElement[bool]:
     _refuse_hidden(ct, co, where, actor)
     clause = formula.compile_filter(where, co.obj, ct.model, ct.table_for)
     for element in sa.sql.visitors.iterate(clause):
@@ -131,8 +132,6 @@ def _filter(
                 check_text(value)  # escapes like '\ud800' or '\x00' in a string literal
             except ValueProblem as problem:
                 raise _invalid("where", problem.code, problem.message) from None
-    if len(ct.cache) < MAX_CACHED_ENTRIES:  # bounded: filters come from callers
-        ct.cache[key] = clause
     return clause
 
 

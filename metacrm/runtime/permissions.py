@@ -127,11 +127,9 @@ def record_filter(
         return None
     role = getattr(actor, "role", None)
     user_id = actor.user_id  # type: ignore[attr-defined]
-    key = ("record_filter", co.name, action, role)
-    shared = ct.cache.get(key)
-    if shared is None:
-        shared = _role_clauses(ct, co, action, role)
-        ct.cache[key] = shared
+    shared = ct.views.get_or_build(
+        ("record_filter", co.name, action, role), lambda: _role_clauses(ct, co, action, role)
+    )
     t = co.table
     share = sa.select(shares.c.record_id).where(
         shares.c.object == co.name,
@@ -176,12 +174,10 @@ def readable(ct: CompiledTenant, actor: object, co: CompiledObject) -> list[str]
         return list(co.fields)
     if not object_readable(ct, actor, co):
         return []
-    key = ("readable", co.name, getattr(actor, "role", None))
-    names = ct.cache.get(key)
-    if names is None:
-        names = [n for n in co.fields if field_access(ct.model, actor, co.name, n) != "hidden"]
-        ct.cache[key] = names
-    return names
+    return ct.views.get_or_build(
+        ("readable", co.name, getattr(actor, "role", None)),
+        lambda: [n for n in co.fields if field_access(ct.model, actor, co.name, n) != "hidden"],
+    )
 
 
 def path_readable(ct: CompiledTenant, actor: object, co: CompiledObject, path: str) -> bool:

@@ -354,15 +354,15 @@ async def update(
 def _computed_anywhere(ct: CompiledTenant, co: CompiledObject) -> bool:
     """Whether the database or a hook may change a written record's values: computed
     fields, or stage and approval rules whose actions update the record."""
-    key = ("read_back", co.name)
-    if key not in ct.cache:
-        model = ct.model
-        ct.cache[key] = (
+    model = ct.model
+    return ct.views.get_or_build(
+        ("read_back", co.name),
+        lambda: (
             any(f.type in ("formula", "rollup") for f in co.obj.fields)
             or any(r.object == co.name for r in model.stage_rules)
             or any(f.object == co.name for f in model.approval_flows)
-        )
-    return ct.cache[key]
+        ),
+    )
 
 
 async def _written(

@@ -66,10 +66,10 @@ def blank(value: Any) -> bool:
 
 
 def checked(ct: CompiledTenant, co: CompiledObject, expression: str, context: str) -> Any:
-    key = f"process:{context}:{co.name}:{expression}"
-    if key not in ct.cache:
-        ct.cache[key] = formula.check(expression, co.obj, ct.model, context=context)
-    return ct.cache[key]
+    return ct.views.get_or_build(
+        ("process", context, co.name, expression),
+        lambda: formula.check(expression, co.obj, ct.model, context=context),
+    )
 
 
 async def condition_holds(

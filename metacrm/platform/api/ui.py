@@ -55,12 +55,14 @@ async def form(
             for key, value in request.query_params.items()
             if key != "layout" and key in co.fields and co.fields[key].type == "picklist"
         }
-        key = f"ui:form:{co.name}:{layout}:{sorted(record.items())}:{actor.role}:"
-        key += f"{actor.is_admin}:{','.join(languages)}"
-        if key not in ct.cache:
+        key = ("ui:form", co.name, layout, tuple(sorted(record.items())), actor.role)
+        key += (actor.is_admin, tuple(languages))
+
+        def build() -> dict[str, Any]:
             chosen = select_layout(ct.model, co.obj, actor, name=layout, record=record)
-            ct.cache[key] = form_document(ct.model, co.obj, chosen, actor, languages)
-        return ct.cache[key]
+            return form_document(ct.model, co.obj, chosen, actor, languages)
+
+        return ct.views.get_or_build(key, build)
 
 
 @router.get("/{object_name}/list")

@@ -1,0 +1,37 @@
+"""A compiled tenant's bounded cache of derived views (per role, per language, per query)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: Entries one compiled tenant keeps; keys can come from callers (filters, languages,
+#: query values), so the cache is bounded whatever they send.
+MAX_VIEWS = 2000
+
+
+class ViewCache:
+    """A least-recently-used map from a key tuple to what was built for it."""
+
+    def __init__(self, max_entries: int = MAX_VIEWS) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[Hashable, ...], Any] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get_or_build(self, key: tuple[Hashable, ...], build: Callable[[], T]) -> T:
+        """The value kept under `key`, built (and kept) on first use."""
+        try:
+            value: T = self._entries[key]
+        except KeyError:
+            value = build()
+            self._entries[key] = value
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+            return value
+        self._entries.move_to_end(key)
+        return value
