@@ -11,7 +11,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from metacrm.formula.types import T
-from metacrm.runtime.columns import ExactDecimal, UTCDateTime
+from metacrm.types import ExactDecimal, UTCDateTime
 
 #: A computed number: REAL on SQLite, NUMERIC on PostgreSQL; always read as Decimal.
 FormulaNumber = ExactDecimal

@@ -12,7 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.metadata.model import MetadataModel
 from metacrm.metadata.plan import Plan
-from metacrm.runtime.tenant_tables import metadata_versions
+from metacrm.types import NAMING_CONVENTION, JsonValue, UTCDateTime
+
+#: The tables kept inside each tenant's storage (runtime.tenant_tables adds the rest).
+tenant_metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+#: Every applied metadata change: the whole model after it, and the plan that made it.
+metadata_versions = sa.Table(
+    "mc_metadata_version",
+    tenant_metadata,
+    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("author_id", sa.Uuid(), nullable=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("comment", sa.String(1000), nullable=True),
+    sa.Column("document", JsonValue(), nullable=False),
+    sa.Column("plan", JsonValue(), nullable=False),
+)
 
 
 @dataclass(frozen=True)

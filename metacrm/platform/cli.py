@@ -107,8 +107,8 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
 
 
 def cmd_metadata(args: argparse.Namespace) -> int:
+    from metacrm.metadata.merge import merge_document
     from metacrm.metadata.store import current_version, load_model
-    from metacrm.platform.api.metadata import merge_document
     from metacrm.platform.tenancy import get_tenant
     from metacrm.runtime.changes import apply_change, plan_change
 

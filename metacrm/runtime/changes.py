@@ -23,6 +23,7 @@ from metacrm.errors import (
 )
 from metacrm.metadata.checks import check_documents, check_references
 from metacrm.metadata.diff import diff
+from metacrm.metadata.merge import Change
 from metacrm.metadata.model import MetadataModel
 from metacrm.metadata.plan import Plan
 from metacrm.metadata.store import current_version, load_model, record_version
@@ -31,7 +32,6 @@ from metacrm.runtime.ddl import apply_plan
 from metacrm.runtime.stages import migrate_stage_rules
 
 Transaction = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
-Change = Callable[[MetadataModel], MetadataModel]
 
 _LOCK_NOT_AVAILABLE = "55P03"
 

@@ -5,22 +5,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from metacrm.runtime.columns import NAMING_CONVENTION, JsonValue, UTCDateTime
-
-tenant_metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
-
-#: Every applied metadata change: the whole model after it, and the plan that made it.
-metadata_versions = sa.Table(
-    "mc_metadata_version",
-    tenant_metadata,
-    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("author_id", sa.Uuid(), nullable=True),
-    sa.Column("source", sa.String(32), nullable=False),
-    sa.Column("comment", sa.String(1000), nullable=True),
-    sa.Column("document", JsonValue(), nullable=False),
-    sa.Column("plan", JsonValue(), nullable=False),
-)
+from metacrm.metadata.store import metadata_versions as metadata_versions
+from metacrm.metadata.store import tenant_metadata
+from metacrm.types import JsonValue, UTCDateTime
 
 #: Responses to POSTs that carried an Idempotency-Key, so a retry creates nothing twice.
 idempotency_keys = sa.Table(

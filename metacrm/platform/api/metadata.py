@@ -8,12 +8,13 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse
 
 from metacrm.errors import Conflict, FieldError, MetadataInvalid, NotFound, PermissionDenied
+from metacrm.metadata.merge import Change, merge_document
 from metacrm.metadata.model import DOCUMENT_KINDS, MetadataModel, ObjectDef, label_text
 from metacrm.metadata.schema import metadata_schema, parse, parse_field
 from metacrm.metadata.store import list_versions
 from metacrm.platform.body import read_object
 from metacrm.platform.state import AdminDep, AppState, IdentityDep, StateDep
-from metacrm.runtime.changes import Applied, Change, apply_change, plan_change
+from metacrm.runtime.changes import Applied, apply_change, plan_change
 from metacrm.runtime.permissions import visible_definition
 
 router = APIRouter(prefix="/metadata", tags=["metadata"])
@@ -215,20 +216,6 @@ async def delete_field(
         return model.with_object(obj.model_copy(update={"fields": fields}))
 
     return _applied(await _apply(state, identity, change, confirm=confirm))
-
-
-def merge_document(document: dict[str, Any]) -> Change:
-    """A change that upserts every document of a metadata document (`{"objects": [...], "roles": [...]}`)."""
-    proposed = parse(MetadataModel, document)
-    kinds = ["objects", *(attribute for attribute, _cls in DOCUMENT_KINDS.values())]
-
-    def change(model: MetadataModel) -> MetadataModel:
-        for kind in kinds:
-            for doc in proposed.documents(kind):
-                model = model.with_document(kind, doc)
-        return model
-
-    return change
 
 
 @router.post("/plan")

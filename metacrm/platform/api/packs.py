@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from metacrm.errors import FieldError, MetadataInvalid, NotFound
 from metacrm.metadata import impact
 from metacrm.metadata.diff import diff
+from metacrm.metadata.merge import merge_document
 from metacrm.metadata.pack_upgrade import export_files
 from metacrm.metadata.packs import (
     Pack,
@@ -26,7 +27,6 @@ from metacrm.metadata.packs import (
     to_bundle,
 )
 from metacrm.metadata.store import current_version, load_model
-from metacrm.platform.api.metadata import merge_document
 from metacrm.platform.body import read_body, read_json, read_object
 from metacrm.platform.state import AdminDep, AppState, StateDep
 from metacrm.runtime import packs as installer
