@@ -13,9 +13,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Start the demo server on SQLite (data in .data/) with the demo tenant and CRM pack.
+## Start the demo server on SQLite (data in .data/, the default of every command) with the demo
+## tenant and CRM pack.
 run: $(STAMP)
-	$(BIN)/metacrm serve --demo --data-dir .data
+	$(BIN)/metacrm serve --demo
 
 ## Lint and run the whole test suite (PostgreSQL too when METACRM_TEST_POSTGRES_URL is set).
 test: $(STAMP)

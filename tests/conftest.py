@@ -161,6 +161,17 @@ async def tenant(client: httpx.AsyncClient) -> TenantClient:
     return await new_tenant(client)
 
 
+@pytest.fixture(scope="session")
+async def docs(backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    """The README tour and docs/*.md run in order against a real `make run` server."""
+    from tests.doc_runner import docs_run
+
+    directory = tmp_path_factory.mktemp(f"make-run-{backend}")
+    database_url = PG_URL if backend == "postgresql" else None
+    async with docs_run(directory, database_url=database_url) as run:
+        yield run
+
+
 ACCOUNT = {
     "api_name": "account",
     "label": {"en": "Account", "zh-CN": "客户"},

@@ -1,38 +1,89 @@
-"""The examples of docs/metadata.md apply and accept their records, on both databases."""
+"""The docs run as written against `make run`'s server, beside the demo and without harming it."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-from tests.conftest import TenantClient
+from metacrm.metadata.packs import examples_dir
+from tests.doc_runner import DOCS, ROOT, DocsRun, doc_steps
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "metadata.md"
+# Each doc names what it defines with its own prefix, which no bundled pack uses.
+PREFIXES = {
+    "metadata.md": "doc_",
+    "layouts.md": "desk_",
+    "process.md": "proc_",
+    "security.md": "sec_",
+}
+_KINDS = {
+    "objects": "objects",
+    "roles": "roles",
+    "sharing_rules": "sharing-rules",
+    "layouts": "layouts",
+    "list_views": "list-views",
+    "stage_rules": "stage-rules",
+    "approval_flows": "approval-flows",
+}
 
 
-def _examples() -> list[tuple[str, dict]]:
-    blocks = re.findall(r"```json (object|record)\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-    return [(kind, json.loads(body)) for kind, body in blocks]
+def _defined(doc: Path) -> set[tuple[str, str]]:
+    """(kind, api_name) of every metadata document the doc's requests create or replace."""
+    found: set[tuple[str, str]] = set()
+    for step in doc_steps(doc):
+        parts = step.path.split("?")[0].strip("/").split("/")
+        if parts[:3] != ["api", "v1", "metadata"] or step.method not in ("POST", "PUT"):
+            continue
+        body = json.loads(step.body) if step.body.strip() else {}
+        if parts[3:] == ["apply"]:
+            found |= {(_KINDS[k], d["api_name"]) for k, docs in body.items() for d in docs}
+        elif len(parts) == 4 and parts[3] in _KINDS.values():
+            found.add((parts[3], body["api_name"]))
+        elif len(parts) == 5 and parts[3] in _KINDS.values():
+            found.add((parts[3], parts[4]))
+    return found
 
 
-async def test_every_example_applies_and_accepts_its_record(tenant: TenantClient) -> None:
-    examples = _examples()
-    assert sum(kind == "object" for kind, _ in examples) >= 10
-    current = None
-    for kind, document in examples:
-        if kind == "object":
-            response = await tenant.post("/api/v1/metadata/objects", json=document)
-            assert response.status_code == 201, response.text
-            current = document["api_name"]
-        else:
-            response = await tenant.post(f"/api/v1/data/{current}", json=document)
-            assert response.status_code == 201, (current, response.text)
-            record = response.json()
-            for name, value in document.items():
+def _pack_names() -> set[str]:
+    """Every api_name a bundled example pack defines."""
+    names: set[str] = set()
+    for path in examples_dir().glob("*/**/*.json"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for item in data if isinstance(data, list) else [data]:
+            if isinstance(item, dict) and isinstance(item.get("api_name"), str):
+                names.add(item["api_name"])
+    return names
+
+
+def test_each_doc_keeps_to_its_own_names() -> None:
+    packs = _pack_names()
+    assert {"quote", "sales_manager", "finance"} <= packs  # the names the docs once reused
+    for doc, prefix in PREFIXES.items():
+        defined = _defined(ROOT / "docs" / doc)
+        assert defined, doc
+        assert [n for _k, n in defined if not n.startswith(prefix)] == [], doc
+        assert [n for n in packs if n.startswith(prefix)] == [], (doc, prefix)
+    assert set(PREFIXES) == set(DOCS)
+
+
+async def test_docs_leave_the_demo_as_it_was(docs: DocsRun) -> None:
+    changed = [key for key, doc in docs.before.items() if docs.after.get(key) != doc]
+    assert changed == []
+    assert {"objects/quote", "roles/sales_manager", "roles/finance"} <= set(docs.before)
+    # The demo still works for its users: the crm-core records are there.
+    accounts = await docs.admin.get("/api/v1/data/account", params={"where": "name != ''"})
+    assert accounts.status_code == 200 and accounts.json()["records"], accounts.text
+
+
+async def test_metadata_doc_runs(docs: DocsRun) -> None:
+    result = docs.result("metadata.md")
+    for step in doc_steps(ROOT / "docs" / "metadata.md"):
+        if step.path.startswith("/api/v1/data/"):
+            record = result.answers[f"admin POST {step.path}"]
+            for name, value in json.loads(step.body).items():
                 if name in ("amount", "discount", "quantity", "met_at", "email"):
                     continue  # normalised on the way in: checked below
-                assert record[name] == value, (current, name)
+                assert record[name] == value, (step.path, name)
+    tenant = docs.admin
     auto = (await tenant.get("/api/v1/data/doc_auto_number")).json()["records"][0]
     assert auto["number"] == "CASE-0100"
     numbers = (await tenant.get("/api/v1/data/doc_numbers")).json()["records"][0]
@@ -43,3 +94,5 @@ async def test_every_example_applies_and_accepts_its_record(tenant: TenantClient
     )
     dates = (await tenant.get("/api/v1/data/doc_dates")).json()["records"][0]
     assert dates["met_at"] == "2027-03-01T01:30:00Z"
+    text = (await tenant.get("/api/v1/data/doc_text")).json()["records"][0]
+    assert (text["name"], text["code"]) == ("Acme", "A-1")

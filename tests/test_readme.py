@@ -2,56 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from metacrm.platform.settings import Settings
-from tests.platform.test_processes import _free_port, _wait_ready
+from tests.doc_runner import DocsRun, make_run_command
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def _tour() -> str:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Five-minute tour", 1)[1]
-    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
-
-
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the tour uses curl")
-def test_five_minute_tour_runs_word_for_word(tmp_path: Path) -> None:
-    port = _free_port()
-    data = tmp_path / ".data"
-    env = os.environ | {"METACRM_DATA_DIR": str(data)}
-    env.pop("METACRM_DEMO_PASSWORD", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "metacrm.platform.cli", "serve", "--demo", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}", server)
-        script = _tour().replace("http://127.0.0.1:8000", f"http://127.0.0.1:{port}")
-        result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        if server.stderr:
-            server.stderr.close()
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+async def test_five_minute_tour_runs_word_for_word(docs: DocsRun) -> None:
+    docs.result("README.md")
+    if docs.tour is None:
+        pytest.skip(docs.tour_skipped)
+    out = docs.tour
     assert '"op":"create_object"' in out
     assert '"op":"add_field"' in out
     assert '"title":"Printer on fire","priority":"high","account.name":"Acme Robotics"' in out
@@ -60,7 +26,25 @@ def test_five_minute_tour_runs_word_for_word(tmp_path: Path) -> None:
     assert '"destructive":true' in out
 
 
-def test_configuration_table_lists_every_setting() -> None:
+def test_quick_start_is_two_commands_and_make_run_uses_the_defaults() -> None:
     text = README.read_text(encoding="utf-8")
-    listed = set(re.findall(r"^\| `METACRM_([A-Z_]+)` \|", text, re.M))
-    assert listed == {name.upper() for name in Settings.model_fields}
+    quick = text.split("## Quick start", 1)[1].split("##", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", quick, re.S)
+    assert block is not None
+    assert [line.split("#")[0].strip() for line in block.group(1).splitlines()] == [
+        "make run",
+        "make test",
+    ]
+    # `make run` names no data directory: it serves the one every command defaults to.
+    assert make_run_command()[3:] == ["serve", "--demo"]
+    assert f"SQLite in {Settings.model_fields['data_dir'].default}/" in quick
+
+
+def test_configuration_table_lists_every_setting_with_its_default() -> None:
+    text = README.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `METACRM_([A-Z_]+)` \| (.*?) \| (.*?) \|$", text, re.M)
+    listed = {name.lower(): (default, meaning) for name, default, meaning in rows}
+    assert set(listed) == set(Settings.model_fields)
+    for name, info in Settings.model_fields.items():
+        default = "" if info.default is None else f"`{info.default}`"
+        assert listed[name] == (default, info.description), name

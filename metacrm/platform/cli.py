@@ -137,7 +137,12 @@ def cmd_metadata(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, help="where SQLite files live (METACRM_DATA_DIR)")
+    default = Settings.model_fields["data_dir"].default
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help=f"where SQLite files live (METACRM_DATA_DIR, default {default})",
+    )
     parser.add_argument("--database-url", help="PostgreSQL URL (METACRM_DATABASE_URL)")
 
 

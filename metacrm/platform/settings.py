@@ -15,7 +15,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="METACRM_", extra="ignore")
 
     data_dir: Path = Field(
-        Path("metacrm-data"), description="Where SQLite files and the signing key live."
+        Path(".data"),
+        description="Where SQLite files, the signing key and the demo password live.",
     )
     database_url: str | None = Field(
         None, description="PostgreSQL URL; empty means SQLite files under data_dir."
