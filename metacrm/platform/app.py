@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import fastapi_offline
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
@@ -76,18 +76,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(process_api.router, prefix="/api/v1")
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
-    async def openapi(request: Request, state: StateDep, identity: IdentityDep) -> JSONResponse:
+    async def openapi(state: StateDep, identity: IdentityDep) -> JSONResponse:
         """The live OpenAPI of the caller's tenant, as of its current metadata."""
-        language = (
-            request.headers.get("accept-language", "en").split(",")[0].split(";")[0].strip() or "en"
-        )
         async with state.tenant(identity, writes=False) as (_conn, ct, actor):
-            # One document per language and role: what a role may see is all that differs.
+            # One document per negotiated language and role: all that differs between callers.
             if not static:
                 static.update(static_document(app))
             document = ct.views.get_or_build(
-                ("openapi", language, actor.is_admin, actor.role),
-                lambda: tenant_document(static, ct, actor, language),
+                ("openapi", actor.language, actor.is_admin, actor.role),
+                lambda: tenant_document(static, ct, actor, actor.language),
             )
             return JSONResponse(document)
 

@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from metacrm.errors import Unauthenticated
+from metacrm.i18n import Language
 
 # RFC 9106's low-memory profile by default; METACRM_ARGON2_PROFILE=CHEAPEST lets test
 # suites create hundreds of users without spending half a second on each.
@@ -50,6 +51,8 @@ class Identity:
     #: Set for API keys: the key's id and the secret to check against its stored hash.
     api_key_id: uuid.UUID | None = None
     api_secret: str | None = field(default=None, repr=False)
+    #: The language the request is answered in, negotiated once (state.get_identity).
+    language: Language = "en"
 
 
 def issue_token(identity: Identity, key: str, ttl_minutes: int) -> tuple[str, int]:

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from metacrm import i18n
 from metacrm.errors import MetacrmError
 
 PROBLEM_BASE = "https://metacrm.dev/problems/"
@@ -21,6 +22,15 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8") if isinstance(text, str) else text
 
 
+def language_of(request: Request) -> i18n.Language:
+    """The language of the request: negotiated once with the caller (state.py), or, for a
+    request refused before that, from its Accept-Language alone."""
+    negotiated = getattr(request.state, "language", None)
+    if negotiated in i18n.LANGUAGES:
+        return negotiated  # type: ignore[no-any-return]
+    return i18n.negotiate(request.headers.get("accept-language")) or "en"
+
+
 def problem(
     status: int,
     code: str,
@@ -28,15 +38,22 @@ def problem(
     detail: str,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
+    *,
+    language: i18n.Language = "en",
 ) -> Response:
+    """A problem+json response; title, detail and built-in messages in `language`."""
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code,
-        "title": _printable(title),
+        "title": _printable(i18n.title(code, language, title)),
         "status": status,
-        "detail": _printable(detail),
+        "detail": _printable(i18n.detail(code, language, detail)),
     }
     if errors:
-        body["errors"] = [{k: _printable(v) for k, v in e.items()} for e in errors]
+        body["errors"] = [
+            {k: _printable(v) for k, v in e.items()}
+            | {"message": _printable(i18n.message(e["code"], e["field"], language, e["message"]))}
+            for e in errors
+        ]
     return JSONResponse(
         body, status_code=status, media_type="application/problem+json", headers=headers
     )
@@ -52,6 +69,7 @@ async def _metacrm_error(request: Request, error: Exception) -> Response:
         error.detail,
         [e.as_dict() for e in error.errors],
         headers,
+        language=language_of(request),
     )
 
 
@@ -71,7 +89,12 @@ async def _validation_error(request: Request, error: Exception) -> Response:
         for e in error.errors()
     ]
     return problem(
-        422, "request-invalid", "The request is invalid", "some parameters are invalid", errors
+        422,
+        "request-invalid",
+        "The request is invalid",
+        "some parameters are invalid",
+        errors,
+        language=language_of(request),
     )
 
 
@@ -80,13 +103,24 @@ async def _http_error(request: Request, error: Exception) -> Response:
     codes = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}
     code = codes.get(error.status_code, f"http-{error.status_code}")
     detail = error.detail if isinstance(error.detail, str) else "request refused"
-    return problem(error.status_code, code, detail, detail, headers=getattr(error, "headers", None))
+    return problem(
+        error.status_code,
+        code,
+        detail,
+        detail,
+        headers=getattr(error, "headers", None),
+        language=language_of(request),
+    )
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return problem(
-        500, "internal", "Internal error", "an unexpected error occurred; it has been logged"
+        500,
+        "internal",
+        "Internal error",
+        "an unexpected error occurred; it has been logged",
+        language=language_of(request),
     )
 
 

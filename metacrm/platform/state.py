@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from metacrm import i18n
 from metacrm.errors import NotFound, PermissionDenied, Unauthenticated
 from metacrm.platform.auth import API_KEY_PREFIX, Identity, hash_secret, read_api_key, read_token
 from metacrm.platform.db import Database
@@ -21,6 +22,7 @@ from metacrm.platform.system_tables import tenants
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.cache import TenantCache
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
+from metacrm.runtime.events import Subscribers, collecting
 from metacrm.runtime.permissions import has_platform_permission
 from metacrm.runtime.records import utcnow
 from metacrm.runtime.tenant_tables import api_keys, create_tenant_tables, metadata_versions, users
@@ -68,38 +70,51 @@ class AppState:
     settings: Settings
     db: Database
     cache: TenantCache = field(default_factory=TenantCache)
+    #: Receivers of record events, called after the request's transaction commits.
+    events: Subscribers = field(default_factory=Subscribers)
     signing_key: str = ""
     _ready: set[str] = field(default_factory=set)
-    _known: set[str] = field(default_factory=set)
+    #: Storage -> the tenant's default language, for tenants seen (it never changes).
+    _known: dict[str, i18n.Language] = field(default_factory=dict)
 
     @asynccontextmanager
     async def tenant(
         self, identity: Identity, *, writes: bool = True
     ) -> AsyncIterator[TenantSession]:
-        """A transaction in the caller's tenant; refuses a caller who is gone or revoked."""
+        """A transaction in the caller's tenant; refuses a caller who is gone or revoked.
+        Record events of its writes go to `events` once it has committed."""
         if identity.storage not in self._ready:
             # Once per process: add internal tables that a newer metacrm introduced.
             async with self.db.tenant(identity.storage) as conn:
                 await create_tenant_tables(conn)
             self._ready.add(identity.storage)
         async with self.db.tenant(identity.storage, writes=writes) as conn:
-            actor, version = await _caller(conn, identity)
-            if writes and actor.scope == "read":
-                raise PermissionDenied("this API key may only read")
-            ct = await self.cache.compiled(conn, identity.storage, version)
-            yield TenantSession(conn, ct, actor)
+            async with collecting(conn) as outbox:
+                actor, version = await _caller(conn, identity)
+                if writes and actor.scope == "read":
+                    raise PermissionDenied("this API key may only read")
+                ct = await self.cache.compiled(conn, identity.storage, version)
+                yield TenantSession(conn, ct, actor)
+        # Committed: now the writes' events may be seen (none for a rolled-back request).
+        await self.events.publish(outbox.events)
 
     async def tenant_exists(self, storage: str) -> bool:
         """Whether a tenant has this storage (remembered once seen)."""
+        return await self.tenant_language(storage) is not None
+
+    async def tenant_language(self, storage: str) -> i18n.Language | None:
+        """The default language of the tenant with this storage; None when there is none."""
         if storage not in self._known:
             async with self.db.system() as conn:
-                found = await conn.scalar(
-                    sa.select(tenants.c.id).where(tenants.c.storage == storage)
-                )
+                found = (
+                    await conn.execute(
+                        sa.select(tenants.c.default_language).where(tenants.c.storage == storage)
+                    )
+                ).first()
             if found is None:
-                return False
-            self._known.add(storage)
-        return True
+                return None
+            self._known[storage] = i18n.supported(found.default_language) or "en"
+        return self._known[storage]
 
 
 async def _caller(conn: AsyncConnection, identity: Identity) -> tuple[Actor, int]:
@@ -135,6 +150,7 @@ async def _caller(conn: AsyncConnection, identity: Identity) -> tuple[Actor, int
         ip=identity.ip,
         api_key_id=identity.api_key_id,
         scope=scope,
+        language=identity.language,
     )
     return actor, row.version or 0
 
@@ -144,7 +160,8 @@ def get_state(request: Request) -> AppState:
 
 
 async def get_identity(request: Request) -> Identity:
-    """The caller, from `Authorization: Bearer <token or API key>`."""
+    """The caller, from `Authorization: Bearer <token or API key>`, with the language the
+    request is answered in: Accept-Language negotiated once here, else the tenant's default."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -157,8 +174,13 @@ async def get_identity(request: Request) -> Identity:
         # A key names its tenant: check it exists before touching any storage.
         if identity is None or not await state.tenant_exists(identity.storage):
             raise Unauthenticated("the API key is not valid")
-        return replace(identity, ip=ip)
-    return replace(read_token(token, state.signing_key), ip=ip)
+    else:
+        identity = read_token(token, state.signing_key)
+    language = i18n.negotiate(request.headers.get("accept-language"))
+    if language is None:
+        language = await state.tenant_language(identity.storage) or "en"
+    request.state.language = language
+    return replace(identity, ip=ip, language=language)
 
 
 async def get_admin(

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Literal
 
-#: The languages metacrm speaks; every other requested language falls back to one of these.
-Language = Literal["en", "zh-CN"]
-LANGUAGES: tuple[Language, ...] = ("en", "zh-CN")
+from metacrm.i18n import LANGUAGES as LANGUAGES
+from metacrm.i18n import Language as Language
 
 
 @dataclass(frozen=True)

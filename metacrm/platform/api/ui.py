@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Request
 
 from metacrm.errors import PermissionDenied
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
-from metacrm.platform.tenancy import get_tenant
+from metacrm.runtime.actor import Actor
+from metacrm.runtime.compiler import CompiledTenant
 from metacrm.runtime.permissions import object_permission
 from metacrm.ui_schema.forms import form_document
-from metacrm.ui_schema.labels import accepted_languages
 from metacrm.ui_schema.lists import list_document
 from metacrm.ui_schema.selection import select_layout, select_list_view
 
@@ -19,15 +19,12 @@ router = APIRouter(prefix="/ui", tags=["ui"])
 Name = Annotated[str | None, Query(max_length=63)]
 
 
-async def _languages(request: Request, state: StateDep, identity: IdentityDep) -> list[str]:
-    header = request.headers.get("accept-language")
-    tenant_language = "en"
-    if not header:
-        tenant_language = (await get_tenant(state.db, identity.tenant)).default_language
-    return accepted_languages(header, tenant_language)
+def _languages(actor: Actor) -> list[str]:
+    """Label languages, best first: the negotiated one, then English."""
+    return [actor.language, "en"]
 
 
-def _readable(ct: Any, actor: Any, name: str) -> None:
+def _readable(ct: CompiledTenant, actor: Actor, name: str) -> None:
     permission = object_permission(ct.model, actor, name)
     if not (permission.read or permission.view_all):
         raise PermissionDenied(f"your role may not read {name} records")
@@ -46,7 +43,6 @@ async def form(
     Without `layout`, the layout assigned to the caller's role is chosen; a layout with a
     picklist condition is chosen when that field's value is given, e.g. `?type=partner`.
     """
-    languages = await _languages(request, state, identity)
     async with state.tenant(identity, writes=False) as (_conn, ct, actor):
         co = object_or_404(ct, object_name)
         _readable(ct, actor, co.name)
@@ -55,28 +51,21 @@ async def form(
             for key, value in request.query_params.items()
             if key != "layout" and key in co.fields and co.fields[key].type == "picklist"
         }
-        key = ("ui:form", co.name, layout, tuple(sorted(record.items())), actor.role)
-        key += (actor.is_admin, tuple(languages))
-
-        def build() -> dict[str, Any]:
-            chosen = select_layout(ct.model, co.obj, actor, name=layout, record=record)
-            return form_document(ct.model, co.obj, chosen, actor, languages)
-
-        return ct.views.get_or_build(key, build)
+        chosen = select_layout(ct.model, co.obj, actor, name=layout, record=record)
+        # Keyed by the layout chosen, never by raw query values: callers cannot grow it.
+        key = ("ui:form", co.name, chosen.api_name, actor.role, actor.is_admin, actor.language)
+        return ct.views.get_or_build(
+            key, lambda: form_document(ct.model, co.obj, chosen, actor, _languages(actor))
+        )
 
 
 @router.get("/{object_name}/list")
 async def list_view(
-    object_name: str,
-    request: Request,
-    state: StateDep,
-    identity: IdentityDep,
-    view: Name = None,
+    object_name: str, state: StateDep, identity: IdentityDep, view: Name = None
 ) -> dict[str, Any]:
     """The caller's list view of an object: columns, filter, sort, kanban lanes, query."""
-    languages = await _languages(request, state, identity)
     async with state.tenant(identity, writes=False) as (_conn, ct, actor):
         co = object_or_404(ct, object_name)
         _readable(ct, actor, co.name)
         chosen = select_list_view(ct.model, co.obj, actor, name=view)
-        return list_document(ct.model, co.obj, chosen, actor, languages)
+        return list_document(ct.model, co.obj, chosen, actor, _languages(actor))
