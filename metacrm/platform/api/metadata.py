@@ -14,7 +14,10 @@ from metacrm.metadata.schema import metadata_schema, parse, parse_field
 from metacrm.metadata.store import list_versions
 from metacrm.platform.body import read_object
 from metacrm.platform.state import AdminDep, AppState, IdentityDep, StateDep
+from metacrm.runtime.actor import Actor
 from metacrm.runtime.changes import Applied, apply_change, plan_change
+from metacrm.runtime.compiler import CompiledTenant
+from metacrm.runtime.describe import describe_object
 from metacrm.runtime.permissions import visible_definition
 
 router = APIRouter(prefix="/metadata", tags=["metadata"])
@@ -25,9 +28,10 @@ def dump(document: Any) -> dict[str, Any]:
     return document.model_dump(mode="json", exclude_defaults=True)
 
 
-def _described(ct: Any, actor: Any, name: str) -> ObjectDef:
-    """An object as the caller may know it: unreadable objects and hidden fields are absent."""
-    shown = visible_definition(ct, actor, _object(ct.model, name))
+def _described(ct: CompiledTenant, actor: Actor, name: str) -> dict[str, Any]:
+    """An object as the caller may know it: unreadable objects, hidden fields and every
+    condition naming a hidden field are absent."""
+    shown = describe_object(ct, actor, _object(ct.model, name))
     if shown is None:
         raise NotFound(f"no object named {name[:64]!r}")
     return shown
@@ -68,10 +72,7 @@ async def get_schema() -> dict[str, Any]:
 
 
 @router.get("/objects")
-async def list_objects(state: StateDep, identity: IdentityDep, request: Request) -> dict[str, Any]:
-    language = (
-        request.headers.get("accept-language", "en").split(",")[0].split(";")[0].strip() or "en"
-    )
+async def list_objects(state: StateDep, identity: IdentityDep) -> dict[str, Any]:
     async with state.tenant(identity, writes=False) as (_conn, ct, actor):
         shown = [visible_definition(ct, actor, o) for o in ct.model.objects]
         return {
@@ -79,7 +80,7 @@ async def list_objects(state: StateDep, identity: IdentityDep, request: Request)
             "objects": [
                 {
                     "api_name": o.api_name,
-                    "label": label_text(o.label, language, o.api_name),
+                    "label": label_text(o.label, actor.language, o.api_name),
                     "fields": len(o.fields),
                 }
                 for o in shown
@@ -104,7 +105,7 @@ async def create_object(request: Request, state: StateDep, identity: AdminDep) -
 @router.get("/objects/{object_name}")
 async def get_object(object_name: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
     async with state.tenant(identity, writes=False) as (_conn, ct, actor):
-        return dump(_described(ct, actor, object_name))
+        return _described(ct, actor, object_name)
 
 
 @router.put("/objects/{object_name}")
@@ -144,7 +145,7 @@ async def delete_object(
 @router.get("/objects/{object_name}/fields")
 async def list_fields(object_name: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
     async with state.tenant(identity, writes=False) as (_conn, ct, actor):
-        return {"fields": [dump(f) for f in _described(ct, actor, object_name).fields]}
+        return {"fields": _described(ct, actor, object_name).get("fields", [])}
 
 
 @router.post("/objects/{object_name}/fields", status_code=201)
@@ -167,10 +168,11 @@ async def get_field(
     object_name: str, field_name: str, state: StateDep, identity: IdentityDep
 ) -> dict[str, Any]:
     async with state.tenant(identity, writes=False) as (_conn, ct, actor):
-        obj = _described(ct, actor, object_name)
-        if not obj.has_field(field_name):
+        fields = _described(ct, actor, object_name).get("fields", [])
+        found = next((f for f in fields if f["api_name"] == field_name), None)
+        if found is None:
             raise NotFound(f"{object_name} has no field {field_name[:64]!r}")
-        return dump(obj.field(field_name))
+        return found
 
 
 @router.patch("/objects/{object_name}/fields/{field_name}")
