@@ -6,25 +6,16 @@ import datetime as dt
 import re
 import uuid
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
 
-from metacrm.errors import (
-    Conflict,
-    FieldError,
-    MetadataInvalid,
-    NotFound,
-    TooManyRequests,
-    Unauthenticated,
-)
-from metacrm.platform.auth import Identity, hash_password, verify_password
+from metacrm.errors import Conflict, FieldError, MetadataInvalid, NotFound
+from metacrm.platform.auth import hash_password
 from metacrm.platform.db import TENANT_NAME, Database
 from metacrm.platform.system_tables import tenants
-from metacrm.runtime import audit
 from metacrm.runtime.records import new_id
-from metacrm.runtime.tenant_tables import create_tenant_tables, login_attempts, users
+from metacrm.runtime.tenant_tables import create_tenant_tables, users
 
 _LOGIN = re.compile(r"^[^@\s\x00]+@[^@\s\x00]+$")
 MIN_PASSWORD_LENGTH = 10
@@ -213,66 +204,3 @@ async def create_user(
             )
         )
     return user_id
-
-
-#: Failed logins allowed before a user name is locked, and the longest lock.
-MAX_FAILURES = 5
-MAX_LOCK = dt.timedelta(hours=1)
-
-
-async def authenticate(
-    db: Database, tenant_name: str, email: str, password: str, *, ip: str | None = None
-) -> Identity:
-    """The identity of valid credentials; one vague Unauthenticated for any mistake.
-
-    Failures are counted per user name (known or not) and lock it for a while after
-    MAX_FAILURES; every attempt is audited in the tenant.
-    """
-    refused = Unauthenticated("the tenant, user name or password is wrong")
-    login = email.strip().lower()[:320]
-    storage = None
-    if TENANT_NAME.match(tenant_name or "") and len(email) <= 320 and len(password) <= 1024:
-        async with db.system() as conn:
-            storage = await conn.scalar(
-                sa.select(tenants.c.storage).where(tenants.c.name == tenant_name)
-            )
-    if storage is None:
-        verify_password(None, password[:1024])  # spend the same time as for a real tenant
-        raise refused
-    async with db.tenant(storage) as conn:
-        now = _now()
-        attempt = (
-            await conn.execute(sa.select(login_attempts).where(login_attempts.c.login == login))
-        ).first()
-        if attempt and attempt.locked_until and attempt.locked_until > now:
-            raise TooManyRequests("too many failed logins; try again later")
-        row = (
-            await conn.execute(
-                sa.select(
-                    users.c.id, users.c.password_hash, users.c.is_active, users.c.token_epoch
-                ).where(users.c.email == login)
-            )
-        ).first()
-        ok = verify_password(row.password_hash if row else None, password[:1024]) and row.is_active
-        actor = SimpleNamespace(user_id=row.id if row else None, ip=ip)
-        if ok:
-            await conn.execute(login_attempts.delete().where(login_attempts.c.login == login))
-            await audit.record(conn, "login.success", actor=actor)
-            return Identity(
-                user_id=row.id, tenant=tenant_name, storage=storage, token_epoch=row.token_epoch
-            )
-        failures = (attempt.failures if attempt else 0) + 1
-        locked = None
-        if failures >= MAX_FAILURES:
-            locked = now + min(dt.timedelta(minutes=2 ** (failures - MAX_FAILURES)), MAX_LOCK)
-        values = {"failures": failures, "last_failure_at": now, "locked_until": locked}
-        if attempt:
-            await conn.execute(
-                login_attempts.update().where(login_attempts.c.login == login).values(values)
-            )
-        else:
-            await conn.execute(login_attempts.insert().values(login=login, **values))
-        await audit.record(
-            conn, "login.failure", actor=actor, detail={"login": login, "failures": failures}
-        )
-    raise refused

@@ -10,10 +10,12 @@ from metacrm.metadata.store import tenant_metadata
 from metacrm.types import JsonValue, UTCDateTime
 
 #: Responses to POSTs that carried an Idempotency-Key, so a retry creates nothing twice.
+#: Keys are scoped per caller: `caller_id` is the API key's id for key requests, else the
+#: user's (the column kept its first name, user_id, in existing storages).
 idempotency_keys = sa.Table(
     "mc_idempotency",
     tenant_metadata,
-    sa.Column("user_id", sa.Uuid(), primary_key=True),
+    sa.Column("user_id", sa.Uuid(), primary_key=True, key="caller_id"),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("request_hash", sa.String(64), nullable=False),
     sa.Column("status", sa.Integer(), nullable=False),
@@ -113,14 +115,16 @@ field_history = sa.Table(
     sa.Column("at", UTCDateTime(), nullable=False),
 )
 
-#: Failed logins per user name, for throttling (unknown names are throttled too).
-login_attempts = sa.Table(
-    "mc_login_attempt",
+#: Failed logins per user name (known or not) and client address, for throttling: an
+#: address that keeps failing waits longer and longer; other addresses are not slowed.
+login_throttle = sa.Table(
+    "mc_login_throttle",
     tenant_metadata,
     sa.Column("login", sa.String(320), primary_key=True),
+    sa.Column("address", sa.String(64), primary_key=True),
     sa.Column("failures", sa.Integer(), nullable=False),
     sa.Column("last_failure_at", UTCDateTime(), nullable=False),
-    sa.Column("locked_until", UTCDateTime(), nullable=True),
+    sa.Column("blocked_until", UTCDateTime(), nullable=True),
 )
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 
 from metacrm.platform.auth import issue_token
+from metacrm.platform.login import Clock, authenticate, get_clock
 from metacrm.platform.state import IdentityDep, StateDep
-from metacrm.platform.tenancy import authenticate
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -17,6 +17,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 async def token(
     request: Request,
     state: StateDep,
+    clock: Annotated[Clock, Depends(get_clock)],
     username: Annotated[str, Form(max_length=320)],
     password: Annotated[str, Form(max_length=1024)],
     tenant: Annotated[str, Form(max_length=64)],
@@ -24,7 +25,7 @@ async def token(
 ) -> dict[str, Any]:
     """Exchange a tenant, user name and password for a bearer token."""
     ip = request.client.host if request.client else None
-    identity = await authenticate(state.db, tenant, username, password, ip=ip)
+    identity = await authenticate(state.db, tenant, username, password, ip=ip, now=clock())
     access_token, expires_in = issue_token(
         identity, state.signing_key, state.settings.token_ttl_minutes
     )

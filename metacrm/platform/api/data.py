@@ -10,9 +10,11 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from metacrm.errors import FieldError, RecordInvalid
+from metacrm.errors import Conflict, FieldError, RecordInvalid
 from metacrm.platform.api.common import if_match_version, path_id, record_response
+from metacrm.platform.auth import Identity
 from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
 from metacrm.runtime import records, sharing
@@ -91,11 +93,12 @@ async def create_record(
     fingerprint = hashlib.sha256(
         f"POST {request.url.path} {sorted(raw_body.items())!r}".encode()
     ).hexdigest()
+    caller = _caller_id(identity)
     try:
         async with state.tenant(identity) as (conn, ct, actor):
             co = object_or_404(ct, object_name)
             if idempotency_key:
-                replay = await _replay(conn, identity.user_id, idempotency_key, fingerprint)
+                replay = await _replay(conn, caller, idempotency_key, fingerprint)
                 if replay is not None:
                     return replay
             record = await records.create(conn, ct, co, raw_body, actor)
@@ -103,7 +106,7 @@ async def create_record(
             if idempotency_key:
                 await conn.execute(
                     idempotency_keys.insert().values(
-                        user_id=identity.user_id,
+                        caller_id=caller,
                         key=idempotency_key,
                         request_hash=fingerprint,
                         status=201,
@@ -114,22 +117,31 @@ async def create_record(
                 )
     except IntegrityError:
         # A concurrent request with the same key committed first: answer with its response.
-        if not idempotency_key:
-            raise
-        async with state.tenant(identity, writes=False) as (conn, _ct, _actor):
-            replay = await _replay(conn, identity.user_id, idempotency_key, fingerprint)
+        replay = None
+        if idempotency_key:
+            async with state.tenant(identity, writes=False) as (conn, _ct, _actor):
+                replay = await _replay(conn, caller, idempotency_key, fingerprint)
         if replay is None:
-            raise
+            raise Conflict("a concurrent change conflicted with this one; send it again") from None
         return replay
     return record_response(record, 201, {"Location": location})
 
 
-async def _replay(conn: Any, user_id: uuid.UUID, key: str, fingerprint: str) -> Response | None:
+def _caller_id(identity: Identity) -> uuid.UUID:
+    """Whose Idempotency-Keys a request shares: its API key's, else its user's."""
+    caller = identity.api_key_id or identity.user_id
+    assert caller is not None  # every identity is a user or an API key
+    return caller
+
+
+async def _replay(
+    conn: AsyncConnection, caller: uuid.UUID, key: str, fingerprint: str
+) -> Response | None:
     t = idempotency_keys
     row = (
         await conn.execute(
             sa.select(t.c.request_hash, t.c.status, t.c.body, t.c.location).where(
-                t.c.user_id == user_id, t.c.key == key
+                t.c.caller_id == caller, t.c.key == key
             )
         )
     ).first()
