@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import StringConstraints
+from pydantic import StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 
 from metacrm.metadata.base import ApiName, Expression, Label, Strict
 
 FieldAccess = Literal["hidden", "read", "edit"]
-#: Platform permissions a role can hold, separate from data permissions.
+#: Platform permissions a role can hold, separate from data permissions. Each is enforced;
+#: `export_data` comes back with data export, which does not exist yet.
 PLATFORM_PERMISSIONS = (
     "manage_metadata",
     "manage_users",
     "view_audit",
     "manage_api_keys",
-    "export_data",
 )
 
 
@@ -42,6 +43,24 @@ class Role(Strict):
     #: Object api_name -> field api_name -> access. Fields not listed: edit (if the object is editable).
     fields: dict[ApiName, dict[ApiName, FieldAccess]] = {}
     permissions: list[Literal[PLATFORM_PERMISSIONS]] = []  # type: ignore[valid-type]
+
+    @field_validator("permissions", mode="before")
+    @classmethod
+    def _known_permissions(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value  # the type check says what is wrong
+        unknown = [p for p in value if isinstance(p, str) and p not in PLATFORM_PERMISSIONS]
+        if unknown:
+            hint = " (data export does not exist yet)" if "export_data" in unknown else ""
+            raise PydanticCustomError(
+                "unknown-permission",
+                "{unknown} is not a platform permission" + hint + "; use one of {known}",
+                {
+                    "unknown": ", ".join(repr(p[:64]) for p in unknown),
+                    "known": ", ".join(PLATFORM_PERMISSIONS),
+                },
+            )
+        return value
 
 
 class ShareTarget(Strict):

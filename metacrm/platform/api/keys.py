@@ -9,11 +9,12 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from metacrm.errors import FieldError, MetadataInvalid, NotFound
+from metacrm.errors import FieldError, MetadataInvalid, NotFound, PermissionDenied
 from metacrm.platform.auth import make_api_key
 from metacrm.platform.body import read_object
-from metacrm.platform.state import IdentityDep, StateDep
+from metacrm.platform.state import IdentityDep, StateDep, TenantSession
 from metacrm.runtime import audit
+from metacrm.runtime.permissions import has_platform_permission
 from metacrm.runtime.records import utcnow
 from metacrm.runtime.serialize import row_to_record
 from metacrm.runtime.tenant_tables import api_keys
@@ -28,6 +29,13 @@ _SHOWN = (
     api_keys.c.last_used_at,
     api_keys.c.revoked_at,
 )
+
+
+def _require_key_manager(session: TenantSession) -> None:
+    """Creating and revoking keys needs the platform permission manage_api_keys (or
+    administration); another user's keys are for administrators only."""
+    if not has_platform_permission(session.ct.model, session.actor, "manage_api_keys"):
+        raise PermissionDenied("your role may not manage API keys (manage_api_keys)")
 
 
 @router.get("")
@@ -55,7 +63,9 @@ async def create_key(request: Request, state: StateDep, identity: IdentityDep) -
         errors.append(FieldError("scope", "type", "scope is read or read_write"))
     if errors:
         raise MetadataInvalid("the API key is invalid", errors)
-    async with state.tenant(identity) as (conn, _ct, actor):
+    async with state.tenant(identity) as session:
+        _require_key_manager(session)
+        conn, actor = session.conn, session.actor
         key_id, key, secret_hash = make_api_key(identity.tenant)
         now = utcnow()
         await conn.execute(
@@ -83,7 +93,9 @@ async def revoke_key(key_id: str, state: StateDep, identity: IdentityDep) -> Res
         kid = uuid.UUID(key_id)
     except ValueError:
         raise NotFound("no API key has this id") from None
-    async with state.tenant(identity) as (conn, _ct, actor):
+    async with state.tenant(identity) as session:
+        _require_key_manager(session)
+        conn, actor = session.conn, session.actor
         query = api_keys.update().where(api_keys.c.id == kid, api_keys.c.revoked_at.is_(None))
         if not actor.is_admin:
             query = query.where(api_keys.c.user_id == actor.user_id)

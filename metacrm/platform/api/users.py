@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +17,12 @@ from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, TenantSession
 from metacrm.platform.tenancy import check_password, normalise_email
 from metacrm.runtime import audit
-from metacrm.runtime.permissions import has_platform_permission
+from metacrm.runtime.permissions import (
+    field_access,
+    has_platform_permission,
+    object_permission,
+    role_of,
+)
 from metacrm.runtime.records import new_id, utcnow
 from metacrm.runtime.tenant_tables import users
 
@@ -31,6 +37,7 @@ _SHOWN = (
     users.c.manager_id,
     users.c.created_at,
 )
+_ACCESS_RANK = {"hidden": 0, "read": 1, "edit": 2}
 _EDITABLE = {
     "full_name": str,
     "is_admin": bool,
@@ -64,6 +71,59 @@ def _require_user_admin(session: TenantSession) -> None:
         raise PermissionDenied("only user administrators may manage users")
 
 
+def _beyond_grant(session: TenantSession, role_name: str | None) -> list[str]:
+    """What the role grants that the actor does not hold themselves (empty: they may
+    grant it): platform permissions, object permissions and field access."""
+    actor, model = session.actor, session.ct.model
+    role = role_of(model, role_name)
+    if actor.is_admin or role is None:
+        return []
+    missing = [p for p in role.permissions if not has_platform_permission(model, actor, p)]
+    for object_name, granted in role.objects.items():
+        held = object_permission(model, actor, object_name).model_dump()
+        missing += [
+            f"{verb} on {object_name}"
+            for verb, allowed in granted.model_dump().items()
+            if allowed and not held[verb]
+        ]
+    holder = replace(actor, role=role.api_name)
+    for obj in model.objects:
+        for field in obj.fields:
+            theirs = field_access(model, holder, obj.api_name, field.api_name)
+            mine = field_access(model, actor, obj.api_name, field.api_name)
+            if _ACCESS_RANK[theirs] > _ACCESS_RANK[mine]:
+                missing.append(f"{theirs} {obj.api_name}.{field.api_name}")
+    return missing
+
+
+def _check_grant(session: TenantSession, role_name: str | None) -> None:
+    """Refuse (403) a role that grants more than the actor holds."""
+    missing = _beyond_grant(session, role_name)
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise PermissionDenied(
+            f"you may not grant the role {role_name!r}: it holds what you do not ({shown})"
+        )
+
+
+async def _check_target(session: TenantSession, user_id: uuid.UUID) -> None:
+    """Refuse (403) a non-administrator changing an administrator, or a user whose role
+    holds more than they do; 404 when no user has the id."""
+    row = (
+        await session.conn.execute(
+            sa.select(users.c.is_admin, users.c.role).where(users.c.id == user_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("no user has this id")
+    if session.actor.is_admin:
+        return
+    if row.is_admin:
+        raise PermissionDenied("only administrators may change administrators")
+    if _beyond_grant(session, row.role):
+        raise PermissionDenied("this user's role holds more than yours; you may not change them")
+
+
 async def _check_fields(
     session: TenantSession, body: dict[str, Any], user_id: uuid.UUID | None
 ) -> dict[str, Any]:
@@ -82,6 +142,7 @@ async def _check_fields(
     role = values.get("role")
     if role is not None and not any(r.api_name == role for r in session.ct.model.roles):
         errors.append(FieldError("role", "unknown-role", f"role {role!r} does not exist"))
+    _check_grant(session, role)
     if values.get("manager_id") is not None:
         try:
             manager = uuid.UUID(values["manager_id"])
@@ -111,9 +172,27 @@ async def _check_fields(
 
 @router.get("")
 async def list_users(state: StateDep, identity: IdentityDep) -> dict[str, Any]:
+    """Every user: their accounts for user administrators, a directory (id, name, active)
+    for everyone else."""
     async with state.tenant(identity, writes=False) as session:
-        rows = await session.conn.execute(sa.select(*_SHOWN).order_by(users.c.email))
-        return {"users": [_user(r) for r in rows]}
+        if has_platform_permission(session.ct.model, session.actor, "manage_users"):
+            rows = await session.conn.execute(sa.select(*_SHOWN).order_by(users.c.email))
+            return {"users": [_user(r) for r in rows]}
+        rows = await session.conn.execute(
+            sa.select(users.c.id, users.c.full_name, users.c.email, users.c.is_active).order_by(
+                users.c.full_name, users.c.id
+            )
+        )
+        return {"users": [_directory_entry(r) for r in rows]}
+
+
+def _directory_entry(row: Any) -> dict[str, Any]:
+    """What every colleague sees of a user: id, name and whether they are active. A user
+    named by their e-mail (the default) is shown by its local part, not the address."""
+    name = row.full_name
+    if name == row.email:
+        name = name.split("@")[0]
+    return {"id": str(row.id), "full_name": name, "is_active": row.is_active}
 
 
 @router.post("", status_code=201)
@@ -163,6 +242,7 @@ async def change_user(
     uid = path_id(user_id, "user")
     async with state.tenant(identity) as session:
         _require_user_admin(session)
+        await _check_target(session, uid)
         values = await _check_fields(session, body, uid)
         if values.get("is_active") is False:
             values["token_epoch"] = users.c.token_epoch + 1  # deactivation revokes sessions
