@@ -45,8 +45,8 @@ async def measure(db: Database, runs: int) -> tuple[list[float], int]:
 
 async def noop_plan(db: Database, runs: int) -> list[float]:
     """The plan of the installed pack against itself: load, validate, merge, diff, impact."""
+    from metacrm.checks.packs import check_pack
     from metacrm.metadata.diff import diff
-    from metacrm.metadata.pack_checks import check_pack
     from metacrm.metadata.packs import merge_pack
     from metacrm.metadata.store import current_version, load_model
 

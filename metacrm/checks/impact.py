@@ -9,12 +9,12 @@ the new model still uses it (`broken`). `refuse_breaking` raises on the broken o
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from metacrm.errors import FieldError, FormulaError, MetadataInvalid
 from metacrm.formula.parser import Source, parse
+from metacrm.metadata.expressions import walk
 from metacrm.metadata.model import MetadataModel
 from metacrm.metadata.plan import AlterField, DropField, DropObject, Plan
 
@@ -39,64 +39,7 @@ class Impact:
         }
 
 
-# ---------------------------------------------------------------- expressions
-
-
-def expressions(
-    model: MetadataModel, *, conditions_only: bool = False
-) -> Iterator[tuple[str, str, str, str]]:
-    """(object, path, expression, kind) of every expression in `model`.
-
-    With `conditions_only`, only those outside the objects' own formulas, defaults and
-    validation rules (the ones the formula checker's `check_model` does not cover).
-    """
-    for obj in model.objects:
-        base = f"objects/{obj.api_name}"
-        for rule in obj.field_rules:
-            yield obj.api_name, f"{base}/field_rules/{rule.api_name}/when", rule.when, "field rule"
-        if conditions_only:
-            continue
-        for f in obj.fields:
-            here = f"{base}/fields/{f.api_name}"
-            if f.type == "formula":
-                yield obj.api_name, f"{here}/expression", f.expression, "formula"
-            if f.type == "rollup" and f.filter:
-                yield f.child_object, f"{here}/filter", f.filter, "roll-up filter"
-            if getattr(f, "default_expression", None):
-                yield obj.api_name, f"{here}/default_expression", f.default_expression, "default"
-        for rule in obj.validation_rules:
-            yield (
-                obj.api_name,
-                f"{base}/validation_rules/{rule.api_name}/condition",
-                rule.condition,
-                "validation rule",
-            )
-    for rule in model.sharing_rules:
-        yield rule.object, f"sharing_rules/{rule.api_name}/criteria", rule.criteria, "sharing rule"
-    for view in model.list_views:
-        if view.filter:
-            yield view.object, f"list_views/{view.api_name}/filter", view.filter, "list view"
-    for rule in model.stage_rules:
-        for stage in rule.stages:
-            if stage.entry_condition:
-                yield (
-                    rule.object,
-                    f"stage_rules/{rule.api_name}/stages/{stage.value}/entry_condition",
-                    stage.entry_condition,
-                    "stage rule",
-                )
-    for flow in model.approval_flows:
-        base = f"approval_flows/{flow.api_name}"
-        if flow.entry_condition:
-            yield flow.object, f"{base}/entry_condition", flow.entry_condition, "approval flow"
-        for step in flow.steps:
-            if step.condition:
-                yield (
-                    flow.object,
-                    f"{base}/steps/{step.api_name}/condition",
-                    step.condition,
-                    "approval flow",
-                )
+# ---------------------------------------------------------------- names read
 
 
 def _names(text: str) -> tuple[list[list[str]], set[str]]:
@@ -161,15 +104,15 @@ def dependents(
     def uses(obj: str, name: str | None) -> bool:
         return obj == object_name and (whole or name == field)
 
-    for obj_name, path, text, kind in expressions(model):
-        if whole and path.startswith(f"objects/{object_name}/"):
+    for site in walk(model):
+        if whole and site.path.startswith(f"objects/{object_name}/"):
             continue
-        refs = references(model, obj_name, text)
-        hit = any(uses(o, f) for o, f in refs) or (whole and obj_name == object_name)
+        refs = references(model, site.object, site.text)
+        hit = any(uses(o, f) for o, f in refs) or (whole and site.object == object_name)
         if hit and value is not None:
-            hit = value in _names(text)[1]
+            hit = value in _names(site.text)[1]
         if hit:
-            found.append((kind, path))
+            found.append((site.kind, site.path))
     if value is not None:
         return found + _value_dependents(model, object_name, field or "", value)
     for obj in model.objects:

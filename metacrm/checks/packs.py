@@ -1,16 +1,12 @@
-"""Semantic checks of a pack: references, formulas, seed records and pack tests, with file and pointer."""
+"""The checks of a pack: dependencies, the metadata pipeline, seed records and pack tests, by file and pointer."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
-from metacrm import formula
-from metacrm.errors import FieldError, FormulaError
-from metacrm.metadata.checks import check_documents, check_references
-from metacrm.metadata.model import (
-    MetadataModel,
-)
+from metacrm.checks import check_metadata
+from metacrm.errors import FieldError
+from metacrm.metadata.model import MetadataModel
 from metacrm.metadata.packs import (
     Pack,
     PackInvalid,
@@ -30,13 +26,15 @@ def semantic_problems(
     installed: dict[str, str],
     dependents: dict[str, dict[str, str]] | None = None,
     upgrade_from: str | None = None,
+    base: MetadataModel | None = None,
 ) -> list[PackProblem]:
-    """Every problem of installing `pack` to get `model` (the merged result).
+    """Every problem of installing `pack` on `base` to get `model` (the merged result).
 
     `installed` maps installed pack names to versions, `dependents` maps each installed
     pack to its own `depends`; `upgrade_from` is the installed version being replaced.
+    The problems of files that could not be read come first.
     """
-    problems: list[PackProblem] = []
+    problems: list[PackProblem] = list(pack.problems)
     for name, spec in pack.manifest.depends.items():
         pointer = f"/depends/{name}"
         if name not in installed:
@@ -87,35 +85,11 @@ def semantic_problems(
                     file, "/object", "unknown-object", f"object {ext.object!r} does not exist"
                 )
             )
-    errors = model_problems(model)
-    problems += [locate(pack, error) for error in errors]
+    report = check_metadata(model, old=base, unreadable=pack.unreadable)
+    problems += [locate(pack, error) for error in report.errors]
     problems += seed_problems(pack, model)
     problems += case_problems(pack, model)
     return _unique(problems)
-
-
-def model_problems(model: MetadataModel) -> list[FieldError]:
-    """References, then formulas and conditions, all collected (formulas of objects whose
-    references are broken are skipped: their errors would only repeat the first ones)."""
-    errors = check_references(model) + check_documents(model)
-    broken = {e.field.split("/")[1] for e in errors if e.field.startswith("objects/")}
-    sound = model.model_copy(
-        update={"objects": [o for o in model.objects if o.api_name not in broken]}
-    )
-    with contextlib.suppress(KeyError, AttributeError, TypeError):  # defensive
-        errors += formula.check_model(sound)
-    from metacrm.metadata.impact import expressions
-
-    for object_name, path, text, _context in expressions(model, conditions_only=True):
-        if object_name in broken or not model.has_object(object_name):
-            continue
-        try:
-            formula.check(text, model.object(object_name), model, context="filter", field=path)
-        except FormulaError as error:
-            errors += [FieldError(e.field, "formula", e.message) for e in error.errors]
-        except (KeyError, AttributeError, TypeError):  # pragma: no cover - defensive
-            pass
-    return errors
 
 
 def locate(pack: Pack, error: FieldError) -> PackProblem:
@@ -248,7 +222,12 @@ def check_pack(
     """The model `pack` produces on `base`; PackInvalid listing every problem."""
     model = merged if merged is not None else merge_pack(base, pack)
     problems = semantic_problems(
-        pack, model, installed=installed, dependents=dependents, upgrade_from=upgrade_from
+        pack,
+        model,
+        installed=installed,
+        dependents=dependents,
+        upgrade_from=upgrade_from,
+        base=base,
     )
     if problems:
         raise PackInvalid(f"the pack has {len(problems)} problem(s)", problems)

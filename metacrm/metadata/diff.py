@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from metacrm.errors import FieldError, MetadataInvalid
+from metacrm.metadata.layout_changes import layout_changes
 from metacrm.metadata.model import DOCUMENT_KINDS, FieldDef, MetadataModel, ObjectDef
 from metacrm.metadata.plan import (
     AddField,
@@ -18,7 +19,6 @@ from metacrm.metadata.plan import (
     RemoveDocument,
     UpdateObject,
 )
-from metacrm.ui_schema.impact import layout_changes
 
 _VARCHAR = ("text", "email", "phone", "url", "picklist")
 _NUMERIC = ("number", "currency", "percent")
@@ -49,8 +49,7 @@ def diff(old: MetadataModel, new: MetadataModel) -> Plan:
     drops += [DropObject(o) for o in old.objects if o.api_name not in new_names]
     for kind_name, (attribute, _cls) in DOCUMENT_KINDS.items():
         changes += _diff_documents(kind_name, old.documents(attribute), new.documents(attribute))
-    layout_ops, layout_problems = layout_changes(old, new)  # layouts losing fields; checks
-    changes, problems = changes + layout_ops, problems + layout_problems
+    changes += layout_changes(old, new)  # layouts and list views losing fields
     if problems:
         raise MetadataInvalid("the change cannot be planned", problems)
     return Plan(tuple(creates + changes + drops))

@@ -329,6 +329,15 @@ REFERENCE_TYPES = ("lookup", "master_detail")
 # ---------------------------------------------------------------- objects
 
 
+def needs_value(field: FieldDef) -> bool:
+    """Required at the object level and not filled by a default."""
+    return bool(
+        getattr(field, "required", False)
+        and getattr(field, "default", None) is None
+        and not getattr(field, "default_expression", None)
+    )
+
+
 class ValidationRule(Strict):
     """An error condition: when it is true for a record, the write is refused."""
 

@@ -9,7 +9,6 @@ from metacrm.metadata.model import (
     MetadataModel,
     ObjectDef,
 )
-from metacrm.metadata.pack_checks import check_pack
 from metacrm.metadata.packs import (
     DOCUMENT_FILES,
     Extension,
@@ -55,7 +54,6 @@ __all__ = [
     "PackInvalid",
     "PackProblem",
     "PackTest",
-    "check_pack",
     "export_files",
     "load_pack",
     "load_path",

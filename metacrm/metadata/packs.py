@@ -159,6 +159,10 @@ class Pack:
     files: dict[str, Any] = field(default_factory=dict)
     #: (kind, *names) -> (file, pointer): where each document, field and rule was written.
     origins: dict[tuple[str, ...], tuple[str, str]] = field(default_factory=dict)
+    #: Problems of files that could not be read (a pack loaded with `partial=True`).
+    problems: list[PackProblem] = field(default_factory=list)
+    #: Objects whose file could not be read: their problem is in `problems` already.
+    unreadable: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -429,19 +433,28 @@ def _file_kind(path: str) -> str | None:
 # ---------------------------------------------------------------- loading
 
 
-def load_pack(files: dict[str, Any]) -> Pack:
-    """A pack from its files; PackInvalid listing every schema and model problem."""
+def load_pack(files: dict[str, Any], *, partial: bool = False) -> Pack:
+    """A pack from its files; PackInvalid listing every schema and model problem.
+
+    With `partial`, a pack whose pack.json is sound loads without the files that are
+    not: their problems travel in `Pack.problems`, so that the checks of the rest of the
+    pack report theirs beside them (`metacrm.checks.packs`).
+    """
     problems: list[PackProblem] = []
     decoded = {path: _decode(path, content, problems) for path, content in sorted(files.items())}
     if "pack.json" not in decoded:
         problems.append(PackProblem("pack.json", "", "missing", "a pack needs a pack.json"))
     parsed: dict[str, Any] = {}
+    unreadable: set[str] = set()
     for path, data in decoded.items():
         kind = _file_kind(path)
         if kind is None:
             problems.append(PackProblem(path, "", "unknown-file", "not a file a pack may hold"))
             continue
-        if data is None or kind == "seed":
+        if kind == "seed":
+            continue
+        if data is None:
+            unreadable |= _object_named(kind, path, data)
             continue
         if kind in DOCUMENT_FILES or kind == "tests":
             data = data if isinstance(data, list) else [data]
@@ -453,12 +466,15 @@ def load_pack(files: dict[str, Any]) -> Pack:
             parsed[path] = _adapter(kind).validate_python(data)
         except ValidationError as error:
             problems += _schema_problems(path, kind, data) or _model_problems(path, error)
+            unreadable |= _object_named(kind, path, data)
     manifest = parsed.get("pack.json")
     if manifest is not None:
         problems += _manifest_problems(manifest, decoded)
-    if problems:
+    if problems and (manifest is None or not partial):
         raise PackInvalid(f"the pack has {len(problems)} problem(s)", problems)
-    pack = Pack(manifest=manifest, files=decoded)
+    pack = Pack(
+        manifest=manifest, files=decoded, problems=problems, unreadable=frozenset(unreadable)
+    )
     for path, value in parsed.items():
         kind = _file_kind(path)
         if kind == "object":
@@ -476,6 +492,14 @@ def load_pack(files: dict[str, Any]) -> Pack:
     for name in manifest.seed:
         pack.seed[name] = decoded.get(f"seed/{name}.jsonl") or []
     return pack
+
+
+def _object_named(kind: str, path: str, data: Any) -> set[str]:
+    """The object an unreadable object file defines (its api_name, else its file name)."""
+    if kind != "object":
+        return set()
+    name = data.get("api_name") if isinstance(data, dict) else None
+    return {name if isinstance(name, str) else path.rsplit("/", 1)[-1].removesuffix(".json")}
 
 
 def _note(pack: Pack, key: tuple[str, ...], path: str, base: str, raw: dict[str, Any]) -> None:
@@ -524,13 +548,14 @@ def _manifest_problems(manifest: Manifest, decoded: dict[str, Any]) -> list[Pack
     return problems
 
 
-def load_path(path: Path) -> Pack:
-    """A pack from a folder, a .zip file or a .json bundle."""
+def load_path(path: Path, *, partial: bool = False) -> Pack:
+    """A pack from a folder, a .zip file or a .json bundle (see `load_pack` for `partial`)."""
     if path.is_dir():
-        return load_pack(read_folder(path))
+        return load_pack(read_folder(path), partial=partial)
     if path.suffix == ".zip":
-        return load_pack(read_zip(path.read_bytes()))
-    return load_pack(read_bundle(json.loads(path.read_text(encoding="utf-8"))))
+        return load_pack(read_zip(path.read_bytes()), partial=partial)
+    bundle = read_bundle(json.loads(path.read_text(encoding="utf-8")))
+    return load_pack(bundle, partial=partial)
 
 
 def examples_dir() -> Path:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from metacrm.errors import FieldError
 from metacrm.metadata.model import FieldDef, ObjectDef
+from metacrm.metadata.security import ObjectPermission, Role
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -29,6 +31,11 @@ class Op:
     @property
     def risks(self) -> tuple[str, ...]:
         return ()
+
+    @property
+    def subject(self) -> str:
+        """The path in the model of what the step changes (where its risks are reported)."""
+        return "plan"
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -63,6 +70,10 @@ class DropObject(Op):
     @property
     def risks(self) -> tuple[str, ...]:
         return (f"drops table {self.object.api_name} and all its records",)
+
+    @property
+    def subject(self) -> str:
+        return f"objects/{self.object.api_name}"
 
     def describe(self) -> str:
         return f"- object {self.object.api_name}"
@@ -116,6 +127,10 @@ class DropField(Op):
     symbol: ClassVar[str] = "-"
 
     @property
+    def subject(self) -> str:
+        return f"objects/{self.object}/fields/{self.field.api_name}"
+
+    @property
     def risks(self) -> tuple[str, ...]:
         if self.field.computed and self.field.type != "auto_number":
             return ()
@@ -141,6 +156,10 @@ class AlterField(Op):
     @property
     def risks(self) -> tuple[str, ...]:
         return self.narrowing
+
+    @property
+    def subject(self) -> str:
+        return f"objects/{self.object}/fields/{self.new.api_name}"
 
     @property
     def removed_values(self) -> list[str]:
@@ -175,6 +194,16 @@ class PutDocument(Op):
     new: Any
     kind: ClassVar[str] = "put_document"
 
+    @property
+    def risks(self) -> tuple[str, ...]:
+        if isinstance(self.old, Role) and isinstance(self.new, Role):
+            return permission_losses(self.old, self.new)
+        return ()
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind_name}/{self.new.api_name}"
+
     def describe(self) -> str:
         symbol = "+" if self.old is None else "~"
         return f"{symbol} {self.kind_name} {self.new.api_name}"
@@ -190,6 +219,16 @@ class RemoveDocument(Op):
     kind: ClassVar[str] = "remove_document"
     symbol: ClassVar[str] = "-"
 
+    @property
+    def risks(self) -> tuple[str, ...]:
+        if isinstance(self.old, Role):
+            return permission_losses(self.old, Role(api_name=self.old.api_name))
+        return ()
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind_name}/{self.old.api_name}"
+
     def describe(self) -> str:
         return f"- {self.kind_name} {self.old.api_name}"
 
@@ -202,6 +241,8 @@ class Plan:
     """An ordered list of ops turning one metadata model into another."""
 
     ops: tuple[Op, ...]
+    #: What the metadata checks found worth saying that does not refuse the change.
+    warnings: tuple[FieldError, ...] = ()
 
     @property
     def destructive(self) -> bool:
@@ -215,8 +256,40 @@ class Plan:
         return "\n".join(op.describe() for op in self.ops) or "(no changes)"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "destructive": self.destructive,
             "ops": [op.to_dict() for op in self.ops],
             "summary": self.describe(),
         }
+        if self.warnings:
+            out["warnings"] = [w.as_dict() for w in self.warnings]
+        return out
+
+
+_ACCESS_RANK = {"hidden": 0, "read": 1, "edit": 2}
+
+
+def permission_losses(old: Role, new: Role) -> tuple[str, ...]:
+    """Who loses what when role `old` becomes `new`: object, field and platform permissions."""
+    name = old.api_name
+    losses: list[str] = []
+    for obj, before in old.objects.items():
+        after = new.objects.get(obj, ObjectPermission())
+        lost = [
+            p for p in type(before).model_fields if getattr(before, p) and not getattr(after, p)
+        ]
+        losses += [f"role {name} loses {p} on {obj}" for p in lost]
+    # A field not listed is editable (as far as the object is); hidden < read < edit.
+    for obj in dict.fromkeys([*old.fields, *new.fields]):
+        before_fields, after_fields = old.fields.get(obj, {}), new.fields.get(obj, {})
+        for field_name in dict.fromkeys([*before_fields, *after_fields]):
+            was = before_fields.get(field_name, "edit")
+            now = after_fields.get(field_name, "edit")
+            if _ACCESS_RANK[now] < _ACCESS_RANK[was]:
+                losses.append(f"role {name} loses {was} access to {obj}.{field_name} (now {now})")
+    losses += [
+        f"role {name} loses the platform permission {p}"
+        for p in old.permissions
+        if p not in new.permissions
+    ]
+    return tuple(losses)

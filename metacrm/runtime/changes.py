@@ -6,22 +6,20 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from metacrm import formula
+from metacrm.checks import check_metadata, impact
 from metacrm.errors import (
     Conflict,
     DestructiveChange,
     FieldError,
-    FormulaError,
     MetadataInvalid,
     SchemaBusy,
 )
-from metacrm.metadata.checks import check_documents, check_references
 from metacrm.metadata.diff import diff
 from metacrm.metadata.merge import Change
 from metacrm.metadata.model import MetadataModel
@@ -44,93 +42,69 @@ class Applied:
     plan: Plan
 
 
-def check_model(model: MetadataModel) -> None:
-    """Raise MetadataInvalid listing every reference and formula problem of `model`."""
-    problems = check_references(model) + check_documents(model)
-    if not problems:
-        problems = formula.check_model(model) + _expression_problems(model)
-    if problems:
-        raise MetadataInvalid(f"the metadata has {len(problems)} problem(s)", problems)
+@dataclass(frozen=True)
+class Proposal:
+    """A checked change: the plan (with the pipeline's warnings), what it impacts, and the
+    errors that refuse it (a dependent the change breaks is one error, not its symptoms)."""
+
+    old: MetadataModel
+    new: MetadataModel
+    plan: Plan
+    impacts: list[impact.Impact]
+    errors: list[FieldError]
+
+    def refuse(self, *, breaking: bool = True) -> None:
+        """Raise MetadataInvalid listing every error; with `breaking=False`, dependents the
+        change breaks are not refused (an impact analysis lists them instead)."""
+        errors = [e for e in self.errors if breaking or e.code != "breaks-dependent"]
+        if errors:
+            raise MetadataInvalid(f"the metadata has {len(errors)} problem(s)", errors)
 
 
-def _expressions(model: MetadataModel) -> list[tuple[str, str, str]]:
-    """(object, path, expression) of every boolean condition outside the objects' formulas."""
-    found = [
-        (o.api_name, f"objects/{o.api_name}/field_rules/{r.api_name}/when", r.when)
-        for o in model.objects
-        for r in o.field_rules
+def propose(old: MetadataModel, new: MetadataModel) -> Proposal:
+    """Check `new` as the successor of `old`, plan it, and analyse what it breaks.
+
+    Errors inside a dependent the plan breaks (a formula reading a dropped field) are
+    reported as that dependent breaking, so the impact lists the cause, not an
+    "unknown field".
+    """
+    report = check_metadata(new, old=old)
+    plan = replace(diff(old, new), warnings=report.warnings)
+    impacts = impact.analyse(old, new, plan)
+    broken = [i for i in impacts if i.broken]
+    errors = [
+        e
+        for e in report.errors
+        if not any(e.field == i.dependent or e.field.startswith(i.dependent + "/") for i in broken)
     ]
-    found += [
-        (r.object, f"sharing_rules/{r.api_name}/criteria", r.criteria) for r in model.sharing_rules
+    errors += [
+        FieldError(
+            i.dependent, "breaks-dependent", f"{i.kind} uses {i.subject}; change or remove it too"
+        )
+        for i in broken
     ]
-    found += [
-        (v.object, f"list_views/{v.api_name}/filter", v.filter)
-        for v in model.list_views
-        if v.filter
-    ]
-    for rule in model.stage_rules:
-        found += [
-            (
-                rule.object,
-                f"stage_rules/{rule.api_name}/stages/{s.value}/entry_condition",
-                s.entry_condition,
-            )
-            for s in rule.stages
-            if s.entry_condition
-        ]
-    for flow in model.approval_flows:
-        if flow.entry_condition:
-            found.append(
-                (
-                    flow.object,
-                    f"approval_flows/{flow.api_name}/entry_condition",
-                    flow.entry_condition,
-                )
-            )
-        found += [
-            (
-                flow.object,
-                f"approval_flows/{flow.api_name}/steps/{s.api_name}/condition",
-                s.condition,
-            )
-            for s in flow.steps
-            if s.condition
-        ]
-    return found
-
-
-def _expression_problems(model: MetadataModel) -> list[FieldError]:
-    """Each condition must type-check on its object (the "filter" context wants a boolean)."""
-    problems = []
-    for object_name, path, expression in _expressions(model):
-        try:
-            formula.check(
-                expression, model.object(object_name), model, context="filter", field=path
-            )
-        except FormulaError as error:
-            problems += error.errors
-    return problems
+    return Proposal(old, new, plan, impacts, list(dict.fromkeys(errors)))
 
 
 async def plan_change(conn: AsyncConnection, change: Change) -> tuple[MetadataModel, Plan]:
     """The proposed model and the plan reaching it, without applying anything."""
+    proposal = await propose_change(conn, change)
+    proposal.refuse()
+    await migrate_stage_rules(conn, proposal.old, proposal.new, apply=False)
+    return proposal.new, proposal.plan
+
+
+async def propose_change(conn: AsyncConnection, change: Change) -> Proposal:
+    """The proposal of `change` on the current model; refused by nothing yet."""
     old = await load_model(conn, await current_version(conn))
-    new = change(old)
-    check_model(new)
-    plan = diff(old, new)
-    await migrate_stage_rules(conn, old, new, apply=False)  # records in removed stages
-    return new, plan
+    return propose(old, change(old))
 
 
 def _refuse_unconfirmed(plan: Plan) -> None:
     risky = [op for op in plan.ops if op.destructive]
     raise DestructiveChange(
         "the change destroys or narrows data; review the plan and confirm it",
-        [
-            FieldError(op.to_dict().get("object", "") or "plan", "destructive", risk)
-            for op in risky
-            for risk in op.risks
-        ],
+        [FieldError(op.subject, "destructive", risk) for op in risky for risk in op.risks],
     )
 
 
@@ -189,8 +163,9 @@ async def _apply_once(
         version = await current_version(conn)
         old = await load_model(conn, version)
         new = change(old)
-        check_model(new)
-        plan = diff(old, new)
+        proposal = propose(old, new)
+        proposal.refuse()
+        plan = proposal.plan
         if plan.destructive and not confirm:
             _refuse_unconfirmed(plan)
         if plan.empty:

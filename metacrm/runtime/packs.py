@@ -18,11 +18,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from metacrm.checks import impact
+from metacrm.checks.packs import check_pack
 from metacrm.errors import Conflict, FieldError, MetacrmError, NotFound, RecordInvalid
-from metacrm.metadata import impact
 from metacrm.metadata.diff import diff
 from metacrm.metadata.model import MetadataModel
-from metacrm.metadata.pack_checks import check_pack
 from metacrm.metadata.pack_upgrade import uninstall_model, upgrade_model
 from metacrm.metadata.packs import (
     Expectation,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from metacrm.metadata.layouts import FieldPlacement, Layout
-from metacrm.metadata.model import FieldDef, FieldRule, MetadataModel, ObjectDef
+from metacrm.metadata.model import FieldDef, FieldRule, MetadataModel, ObjectDef, needs_value
 from metacrm.runtime.permissions import field_access, object_permission
 from metacrm.ui_schema.conditions import condition_schema
 from metacrm.ui_schema.json_schema import field_schema
@@ -28,15 +28,6 @@ _WIDGET_OPTIONS: dict[str, dict[str, Any]] = {
     "rich_text": {"multi": True, "x-widget": "rich_text"},
 }
 _TEXTUAL = ("text", "long_text", "email", "phone", "url")
-
-
-def needs_value(field: FieldDef) -> bool:
-    """Required at the object level and not filled by a default."""
-    return (
-        getattr(field, "required", False)
-        and getattr(field, "default", None) is None
-        and not getattr(field, "default_expression", None)
-    )
 
 
 def value_schema(

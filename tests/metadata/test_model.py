@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from metacrm.checks import check_metadata
 from metacrm.errors import MetadataInvalid
-from metacrm.metadata.checks import check_references
 from metacrm.metadata.model import MetadataModel, ObjectDef, label_text
 from metacrm.metadata.names import RESERVED_WORDS, SYSTEM_FIELDS, api_name_problem, check_identifier
 from metacrm.metadata.schema import parse, parse_field
@@ -133,7 +133,7 @@ def test_duplicate_fields_objects_and_rules_are_reported_with_paths() -> None:
             ]
         },
     )
-    found = {(e.field, e.code) for e in check_references(model)}
+    found = {(e.field, e.code) for e in check_metadata(model).errors}
     assert ("objects/a", "duplicate") in found
     assert ("objects/a/fields/x", "duplicate") in found
     assert ("objects/b/validation_rules/r", "duplicate") in found
@@ -160,7 +160,7 @@ def test_unknown_lookup_and_rollup_targets_are_reported() -> None:
             ]
         },
     )
-    found = {(e.field, e.code) for e in check_references(model)}
+    found = {(e.field, e.code) for e in check_metadata(model).errors}
     assert found == {
         ("objects/a/fields/link/target", "unknown-object"),
         ("objects/a/fields/master/target", "self-master"),
@@ -239,7 +239,7 @@ def test_constant_defaults_must_be_valid_values() -> None:
             ]
         },
     )
-    found = [(e.field, e.code) for e in check_references(model)]
+    found = [(e.field, e.code) for e in check_metadata(model).errors]
     assert found == [
         ("objects/a/fields/n/default", "bad-default"),
         ("objects/a/fields/t/default", "bad-default"),

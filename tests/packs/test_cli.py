@@ -41,7 +41,10 @@ def test_pack_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 0 and "seed records: account 6" in out, out
     code, out = run(capsys, "pack", "plan", "crm-core", "--tenant", "acme", *data)
     assert out.startswith("upgrade crm-core 1.1.0:")
+    # 1.1 makes opportunity.probability read-only for sales reps: a loss to confirm.
     code, out = run(capsys, "pack", "upgrade", "crm-core", "--tenant", "acme", *data)
+    assert code == 2 and "role sales_rep loses edit access to opportunity.probability" in out
+    code, out = run(capsys, "pack", "upgrade", "crm-core", "--tenant", "acme", "--confirm", *data)
     assert code == 0, out
     code, out = run(capsys, "pack", "install", "education", "--tenant", "acme", *data)
     assert code == 0, out

@@ -42,8 +42,15 @@ async def test_upgrade_from_1_0_keeps_tenant_additions(tenant: TenantClient) -> 
         "/api/v1/packs/plan", params={"example": "crm-core", "action": "upgrade"}
     )
     assert plan.status_code == 200, plan.text
-    assert not plan.json()["applied"] and not plan.json()["plan"]["destructive"]
+    assert not plan.json()["applied"]
+    # The only loss: sales reps may no longer edit opportunity.probability (set by stage).
+    risks = [r for op in plan.json()["plan"]["ops"] for r in op.get("risks", [])]
+    assert risks == ["role sales_rep loses edit access to opportunity.probability (now read)"]
     r = await tenant.post("/api/v1/packs/upgrade", params={"example": "crm-core"})
+    assert r.status_code == 409, r.text
+    r = await tenant.post(
+        "/api/v1/packs/upgrade", params={"example": "crm-core", "confirm": "true"}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["from_version"], body["version"]) == ("1.0.0", "1.1.0")
@@ -223,9 +230,16 @@ async def test_impact_lists_dependents(tenant: TenantClient) -> None:
     stage = next(f for f in opportunity["fields"] if f["api_name"] == "stage")
     stage["values"] = [v for v in stage["values"] if v["value"] != "lost"]
     r = await tenant.post("/api/v1/metadata/impact", json={"objects": [opportunity]})
-    # The stage rule still names 'lost': the model check refuses, listing it.
+    # The stage rule still names 'lost': the impact lists it as broken (and a plan would
+    # refuse it), rather than failing on the value it no longer finds.
+    assert r.status_code == 200, r.text
+    broken = {i["dependent"] for i in r.json()["impact"] if i["broken"]}
+    assert "stage_rules/opportunity_path/stages/lost" in broken
+    r = await tenant.post("/api/v1/metadata/plan", json={"objects": [opportunity]})
     assert r.status_code == 422
-    assert any("stage_rules/opportunity_path" in e["field"] for e in r.json()["errors"])
+    assert ("stage_rules/opportunity_path/stages/lost", "breaks-dependent") in {
+        (e["field"], e["code"]) for e in r.json()["errors"]
+    }
     r = await tenant.get("/api/v1/packs/crm-core/uninstall-plan")
     kinds = {i["kind"] for i in r.json()["impact"]}
     assert {"layout", "list view", "stage rule", "role", "sharing rule"} <= kinds

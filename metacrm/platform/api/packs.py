@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from metacrm.errors import FieldError, MetadataInvalid, NotFound
-from metacrm.metadata import impact
 from metacrm.metadata.diff import diff
 from metacrm.metadata.merge import merge_document
 from metacrm.metadata.pack_upgrade import export_files
@@ -30,7 +29,7 @@ from metacrm.metadata.store import current_version, load_model
 from metacrm.platform.body import read_body, read_json, read_object
 from metacrm.platform.state import AdminDep, AppState, StateDep
 from metacrm.runtime import packs as installer
-from metacrm.runtime.changes import plan_change
+from metacrm.runtime.changes import propose_change
 from metacrm.runtime.tenant_tables import create_tenant_tables
 
 router = APIRouter(prefix="/packs", tags=["packs"])
@@ -48,10 +47,10 @@ async def _read_pack(request: Request, state: AppState, example: str | None) -> 
         folder = examples_dir() / example
         if not example.replace("-", "").isalnum() or not (folder / "pack.json").is_file():
             raise NotFound(f"no bundled example pack named {example[:64]!r}")
-        return load_path(folder)
+        return load_path(folder, partial=True)
     if request.headers.get("content-type", "").startswith("application/zip"):
-        return load_pack(read_zip(await read_body(request, _limit(state))))
-    return load_pack(read_bundle(await read_json(request, _limit(state))))
+        return load_pack(read_zip(await read_body(request, _limit(state))), partial=True)
+    return load_pack(read_bundle(await read_json(request, _limit(state))), partial=True)
 
 
 async def _run(
@@ -221,7 +220,6 @@ async def impact_of(request: Request, state: StateDep, identity: AdminDep) -> di
     """Like POST /metadata/plan, with everything that depends on what the plan removes."""
     change = merge_document(await read_object(request, state.settings.max_body_bytes * 16))
     async with state.db.tenant(identity.storage, writes=False) as conn:
-        old = await load_model(conn, await current_version(conn))
-        new, plan = await plan_change(conn, change)
-    impacts = impact.analyse(old, new, plan)
-    return {**plan.to_dict(), "impact": [i.as_dict() for i in impacts]}
+        proposal = await propose_change(conn, change)
+    proposal.refuse(breaking=False)  # what the change breaks is the answer here
+    return {**proposal.plan.to_dict(), "impact": [i.as_dict() for i in proposal.impacts]}
