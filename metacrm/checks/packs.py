@@ -150,6 +150,8 @@ def seed_problems(pack: Pack, model: MetadataModel) -> list[PackProblem]:
     problems = []
     for name, rows in pack.seed.items():
         file = f"seed/{name}.jsonl"
+        if name in pack.unreadable:
+            continue  # its object file's problem is reported
         if not model.has_object(name):
             problems.append(PackProblem(file, "", "unknown-object", f"no object {name!r}"))
             continue
@@ -175,12 +177,16 @@ def seed_problems(pack: Pack, model: MetadataModel) -> list[PackProblem]:
                     problems.append(
                         PackProblem(file, pointer, "unknown-field", f"{name} has no field {key!r}")
                     )
-                elif isinstance(value, dict) and "$ref" in value:
+                elif isinstance(value, dict) and value.get("$ref") not in pack.unreadable:
                     problems += _ref_problems(file, pointer, value, model)
     return problems
 
 
-def _ref_problems(file: str, pointer: str, ref: dict[str, Any], model: MetadataModel) -> list:
+def _ref_problems(
+    file: str, pointer: str, ref: dict[str, Any], model: MetadataModel
+) -> list[PackProblem]:
+    if "$ref" not in ref:
+        return []
     target = ref.get("$ref")
     keys = [k for k in ref if k != "$ref"]
     if not isinstance(target, str) or not model.has_object(target):
