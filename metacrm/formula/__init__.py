@@ -5,18 +5,20 @@ from __future__ import annotations
 from metacrm.formula.checker import CheckedExpr, check, check_field, check_model
 from metacrm.formula.evaluator import evaluate
 from metacrm.formula.functions import REGISTRY
-from metacrm.formula.to_sql import compile_filter, field_sql, to_sql
+from metacrm.formula.to_sql import TargetFilter, compile_filter, field_sql, path_sql, to_sql
 from metacrm.formula.types import CONTEXTS
 
 __all__ = [
     "CONTEXTS",
     "REGISTRY",
     "CheckedExpr",
+    "TargetFilter",
     "check",
     "check_field",
     "check_model",
     "compile_filter",
     "evaluate",
     "field_sql",
+    "path_sql",
     "to_sql",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,26 +13,55 @@ from metacrm.formula.checker import CheckedExpr, check, check_field
 from metacrm.formula.dialect import as_real, both, lit, typed
 from metacrm.formula.functions import REGISTRY, add_days, days_between
 from metacrm.formula.types import BOOL, Node
-from metacrm.metadata.model import FieldDef, MetadataModel, ObjectDef
+from metacrm.metadata.model import (
+    FieldDef,
+    FormulaField,
+    LookupField,
+    MasterDetailField,
+    MetadataModel,
+    ObjectDef,
+    RollupField,
+)
 
 TableFor = Callable[[str], sa.Table]
+#: The condition a record of an object (on table_for(object), not an alias) must meet to be
+#: reached through a lookup; None: every record may be reached.
+TargetFilter = Callable[[str], "sa.ColumnElement[bool] | None"]
 
 
 @dataclass(frozen=True)
 class Ctx:
-    """Where a tree is compiled: the row's table (or alias), how to find others, prior values."""
+    """Where a tree is compiled: the row's table (or alias), how to find others, prior values,
+    and which lookup hops must pass `target_filter` (None: all of them)."""
 
     table: Any
     table_for: TableFor
     prior: Mapping[str, Any] | None = None
+    target_filter: TargetFilter | None = None
+    filtered_hops: int | None = None
 
 
 def compile_node(node: Node, ctx: Ctx) -> Any:
     return _COMPILERS[node.kind](node, ctx)
 
 
-def _path(ctx: Ctx, hops: tuple[tuple[str, str], ...]) -> tuple[Any, Any, Any]:
-    """(from clause, its correlation condition, last alias) joining the lookup targets.
+def _reachable(ctx: Ctx, alias: Any, target: str, index: int) -> Any:
+    """The condition on `alias` (hop number `index`, of object `target`) its record must meet
+    to be reached, or None: a hop the caller wrote passes the target filter; hops inside a
+    formula field or a roll-up are that field's value, the same for every reader."""
+    if ctx.target_filter is None or (ctx.filtered_hops is not None and index >= ctx.filtered_hops):
+        return None
+    condition = ctx.target_filter(target)
+    if condition is None:
+        return None
+    table = ctx.table_for(target)
+    # Never correlated: the query around it may select from the same table (self-lookups).
+    return alias.c.id.in_(sa.select(table.c.id).where(condition).correlate(None))
+
+
+def _path(ctx: Ctx, hops: tuple[tuple[str, str], ...]) -> tuple[Any, list[Any], Any]:
+    """(from clause, its conditions, last alias) joining the lookup targets: the first
+    condition correlates the path to ctx's row, the others keep out unreachable targets.
 
     Targets are aliased, so self-lookups (account.parent) work.
     """
@@ -41,16 +70,21 @@ def _path(ctx: Ctx, hops: tuple[tuple[str, str], ...]) -> tuple[Any, Any, Any]:
     for index in range(1, len(hops)):
         previous, current = aliases[index - 1], aliases[index]
         joined = joined.join(current, current.c.id == previous.c[hops[index][0]])
-    return joined, aliases[0].c.id == ctx.table.c[hops[0][0]], aliases[-1]
+    conditions = [aliases[0].c.id == ctx.table.c[hops[0][0]]]
+    for index, (alias, (_, target)) in enumerate(zip(aliases, hops, strict=True)):
+        reachable = _reachable(ctx, alias, target, index)
+        if reachable is not None:
+            conditions.append(reachable)
+    return joined, conditions, aliases[-1]
 
 
 def _column(ctx: Ctx, hops: tuple[tuple[str, str], ...], name: str) -> Any:
-    """The value of column `name` of the record reached through `hops` from ctx's row:
-    one scalar subquery, correlated to ctx's row only."""
+    """The value of column `name` of the record reached through `hops` from ctx's row
+    (null when a hop is empty or unreachable): one scalar subquery, correlated to ctx's row."""
     if not hops:
         return ctx.table.c[name]
-    joined, correlation, last = _path(ctx, hops)
-    return sa.select(last.c[name]).select_from(joined).where(correlation).scalar_subquery()
+    joined, conditions, last = _path(ctx, hops)
+    return sa.select(last.c[name]).select_from(joined).where(*conditions).scalar_subquery()
 
 
 def _field(node: Node, ctx: Ctx) -> Any:
@@ -64,13 +98,16 @@ def _rollup(node: Node, ctx: Ctx) -> Any:
     path_conditions: list[Any] = []
     if not hops:
         owner_id = ctx.table.c.id
-    elif len(hops) == 1:
+    elif len(hops) == 1 and _unfiltered(ctx):
         owner_id = ctx.table.c[hops[0][0]]
-    else:
-        joined, correlation, last = _path(ctx, hops[:-1])
+    elif _unfiltered(ctx):
+        joined, path_conditions, last = _path(ctx, hops[:-1])
         froms.append(joined)
-        path_conditions.append(correlation)
         owner_id = last.c[hops[-1][0]]
+    else:  # join the owner itself, so that an unreachable owner has no children
+        joined, path_conditions, last = _path(ctx, hops)
+        froms.append(joined)
+        owner_id = last.c.id
     inner = Ctx(child, ctx.table_for)
     args = list(node.args)
     value = compile_node(args.pop(0), inner) if node.extra["has_value"] else None
@@ -92,7 +129,16 @@ def _rollup(node: Node, ctx: Ctx) -> Any:
     return typed(query.scalar_subquery(), node.type)
 
 
+def _unfiltered(ctx: Ctx) -> bool:
+    return ctx.target_filter is None or ctx.filtered_hops == 0
+
+
 def _round(node: Node, ctx: Ctx) -> Any:
+    if "field" in node.extra and not _unfiltered(ctx):
+        # An inlined formula field: only the hops written before it are the caller's.
+        written = node.extra["field"].count(".")
+        if ctx.filtered_hops is None or written < ctx.filtered_hops:
+            ctx = replace(ctx, filtered_hops=written)
     inner = compile_node(node.args[0], ctx)
     if node.type.numeric and node.args[0].type.kind != "null":
         scale = node.type.scale
@@ -131,7 +177,7 @@ def _concat(node: Node, ctx: Ctx) -> Any:
 def _cmp(node: Node, ctx: Ctx) -> Any:
     a, b = (compile_node(n, ctx) for n in node.args)
     op = node.value
-    compare = {
+    compare: Callable[[Any, Any], Any] = {
         "==": lambda x, y: x == y,
         "!=": lambda x, y: x != y,
         "<": lambda x, y: x < y,
@@ -216,17 +262,25 @@ def to_sql(
     table_for: TableFor,
     *,
     prior: Mapping[str, Any] | None = None,
+    target_filter: TargetFilter | None = None,
 ) -> sa.ColumnElement[Any]:
     """The SQL of `checked` over the row of table_for(checked.object).
 
     Select it with `.select_from(table)`: lookups and roll-ups are correlated subqueries.
     `prior` (validation context) gives PRIORVALUE/ISCHANGED their old values as parameters;
-    without it the record counts as new.
+    without it the record counts as new. With `target_filter`, every lookup the expression
+    itself crosses reaches only targets meeting it; one that does not reads as an empty
+    lookup. Formula fields and roll-ups keep their own value, whoever reads it.
     """
-    expr = compile_node(checked.node, Ctx(table_for(checked.object), table_for, prior))
+    return _compile(checked, Ctx(table_for(checked.object), table_for, prior, target_filter))
+
+
+def _compile(checked: CheckedExpr, ctx: Ctx) -> sa.ColumnElement[Any]:
+    expr = compile_node(checked.node, ctx)
     if checked.node.kind == "lit" and checked.node.type.kind != "boolean":
         return typed(expr, checked.node.type)
-    return expr
+    result: sa.ColumnElement[Any] = expr
+    return result
 
 
 def field_sql(
@@ -243,10 +297,55 @@ def field_sql(
 
 
 def compile_filter(
-    expression: str, obj: ObjectDef, model: MetadataModel, table_for: TableFor
+    expression: str,
+    obj: ObjectDef,
+    model: MetadataModel,
+    table_for: TableFor,
+    *,
+    target_filter: TargetFilter | None = None,
 ) -> sa.ColumnElement[Any]:
-    """The API's `where=`: a condition on `obj`, compiled to SQL (errors name field 'where')."""
+    """The API's `where=`: a condition on `obj`, compiled to SQL (errors name field 'where').
+
+    `target_filter` keeps the lookups it crosses to the targets the reader may reach.
+    """
     checked = check(expression, obj, model, context="filter", field="where")
     if checked.node.type.kind == "null":
         raise FormulaError("a filter must be a condition, not None", field="where")
-    return to_sql(checked, table_for)
+    return to_sql(checked, table_for, target_filter=target_filter)
+
+
+def path_sql(
+    obj: ObjectDef,
+    path: str,
+    model: MetadataModel,
+    table_for: TableFor,
+    *,
+    target_filter: TargetFilter | None = None,
+) -> sa.ColumnElement[Any]:
+    """The value of a field path (`account.name`, a field of any type) of obj's row: one
+    scalar subquery through its lookups, null when a hop is empty or fails `target_filter`.
+    A formula or roll-up at the end is the target's own value, as its readers see it."""
+    *links, name = path.split(".")
+    hops: list[tuple[str, str]] = []
+    target = obj
+    for link in links:
+        field = target.field(link)
+        if not isinstance(field, LookupField | MasterDetailField):
+            raise FormulaError(f"{link!r} is not a lookup field", field="path")
+        hops.append((link, field.target))
+        target = model.object(field.target)
+    if not hops:
+        raise FormulaError(f"{path[:64]!r} crosses no lookup", field="path")
+    ctx = Ctx(table_for(obj.api_name), table_for, target_filter=target_filter)
+    joined, conditions, last = _path(ctx, tuple(hops))
+    end = target.field(name) if target.has_field(name) else None
+    value: Any
+    if isinstance(end, FormulaField):
+        value = _compile(check_field(target, end, model), Ctx(last, table_for))
+    elif isinstance(end, RollupField):
+        value = _compile(check(name, target, model, context="formula"), Ctx(last, table_for))
+    else:
+        value = last.c[name]
+    query = sa.select(value).select_from(joined).where(*conditions)
+    subquery: sa.ColumnElement[Any] = query.scalar_subquery()
+    return subquery

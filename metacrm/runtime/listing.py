@@ -19,12 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from metacrm import formula
 from metacrm.errors import FieldError, FormulaError, QueryInvalid
 from metacrm.metadata.values import ValueProblem, check_text
+from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, UNSORTABLE, CompiledObject, CompiledTenant
 from metacrm.runtime.permissions import (
+    linked,
+    lookup_filter,
     object_readable,
     path_readable,
     readable,
     record_filter,
+    user_binding,
 )
 from metacrm.runtime.serialize import json_value, row_to_record
 
@@ -59,18 +63,19 @@ def written_paths(expression: str) -> list[tuple[list[str], int, int]]:
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.Name | ast.Attribute):
             start, parts = node, []
-            while isinstance(node, ast.Attribute):
-                parts.append(node.attr)
-                node = node.value
-            if isinstance(node, ast.Name) and node.id not in ("None", "True", "False"):
+            current: ast.expr = node
+            while isinstance(current, ast.Attribute):
+                parts.append(current.attr)
+                current = current.value
+            if isinstance(current, ast.Name) and current.id not in ("None", "True", "False"):
                 line = start.lineno - 1
                 text = lines[line - 1] if 0 < line <= len(lines) else ""
                 column = len(text.encode()[: start.col_offset].decode(errors="ignore")) + 1
-                found.append(([node.id, *reversed(parts)], line, column))
+                found.append(([current.id, *reversed(parts)], line, column))
             return
         if isinstance(node, ast.Call):
-            for child in [*node.args, *(k.value for k in node.keywords)]:
-                visit(child)
+            for argument in [*node.args, *(k.value for k in node.keywords)]:
+                visit(argument)
             return
         for child in ast.iter_child_nodes(node):
             visit(child)
@@ -79,17 +84,14 @@ def written_paths(expression: str) -> list[tuple[list[str], int, int]]:
     return found
 
 
-def _refuse_hidden(ct: CompiledTenant, co: CompiledObject, where: str, actor: Any) -> None:
+def _refuse_hidden(ct: CompiledTenant, co: CompiledObject, where: str, actor: Actor) -> None:
     """A field the caller may not read is reported exactly as an unknown one would be."""
     for parts, line, column in written_paths(where):
         current = co
         for i, part in enumerate(parts):
-            if (
-                i < len(parts) - 1
-                and part in current.references
-                and path_readable(ct, actor, current, part)
-            ):
-                current = ct.object(current.references[part].target)
+            target = linked(ct, current, part) if i < len(parts) - 1 else None
+            if target is not None and path_readable(ct, actor, current, part):
+                current = target
                 continue
             if part in current.fields and not path_readable(ct, actor, current, part):
                 message = f"unknown field {part!r} on object {current.name!r}"
@@ -109,22 +111,25 @@ def _check_texts(query: ListQuery) -> None:
 
 
 def _filter(
-    ct: CompiledTenant, co: CompiledObject, where: str, actor: Any
+    ct: CompiledTenant, co: CompiledObject, where: str, actor: Actor
 ) -> sa.ColumnElement[bool]:
     """The `where` filter as SQL, its literals checked like any text written to a field.
 
-    Every field path it names must be readable by the caller: no side channel. What
-    the caller may read depends on the role only, so the checked SQL is kept per role.
+    Every field path it names must be readable by the caller, and every lookup it
+    crosses reaches only live records the caller may read: no side channel. What the
+    caller may read depends on the role, and on the user only through one parameter, so
+    the SQL is kept per role with a placeholder user: execute it with `user_binding`.
     """
     key = ("where", co.name, where, actor.is_admin, actor.role)
     return ct.views.get_or_build(key, lambda: _checked_filter(ct, co, where, actor))
 
 
 def _checked_filter(
-    ct: CompiledTenant, co: CompiledObject, where: str, actor: Any
+    ct: CompiledTenant, co: CompiledObject, where: str, actor: Actor
 ) -> sa.ColumnElement[bool]:
     _refuse_hidden(ct, co, where, actor)
-    clause = formula.compile_filter(where, co.obj, ct.model, ct.table_for)
+    reachable = lookup_filter(ct, actor, bound=False)
+    clause = formula.compile_filter(where, co.obj, ct.model, ct.table_for, target_filter=reachable)
     for element in sa.sql.visitors.iterate(clause):
         value = getattr(element, "value", None)
         if isinstance(element, sa.BindParameter) and isinstance(value, str):
@@ -168,7 +173,7 @@ def _sort_keys(
 
 
 def _selection(
-    ct: CompiledTenant, co: CompiledObject, fields: str | None, actor: Any
+    ct: CompiledTenant, co: CompiledObject, fields: str | None, actor: Actor
 ) -> list[sa.ColumnElement[Any]]:
     """The labelled columns of the `fields` parameter (id always included)."""
     visible = readable(ct, actor, co)
@@ -191,33 +196,28 @@ def _selection(
 
 
 def _expansion(
-    ct: CompiledTenant, co: CompiledObject, path: str, actor: Any
+    ct: CompiledTenant, co: CompiledObject, path: str, actor: Actor
 ) -> sa.ColumnElement[Any]:
     """`account.name`: one lookup level, as a correlated subquery on the target.
 
     The target's field and record permissions apply: a record the caller may not
-    see expands to null.
+    see, or one in the recycle bin, expands to null.
     """
     link_name, _, target_field = path.partition(".")
-    link = co.references.get(link_name)
-    if link is None or "." in target_field:
+    target = linked(ct, co, link_name)
+    if target is None or "." in target_field:
         raise _invalid(
             "fields", "bad-path", f"{path[:64]!r} is not a lookup field followed by one field"
         )
-    target = ct.object(link.target)
     visible = object_readable(ct, actor, target) and path_readable(ct, actor, co, path)
     if not target.has(target_field) or target_field == "deleted_at" or not visible:
         raise _invalid(
-            "fields", "unknown-field", f"{link.target} has no field {target_field[:64]!r}"
+            "fields", "unknown-field", f"{target.name} has no field {target_field[:64]!r}"
         )
-    t = target.table
-    query = sa.select(target.sql(target_field)).where(
-        t.c.id == co.table.c[link_name], t.c.deleted_at.is_(None)
+    value = formula.path_sql(
+        co.obj, path, ct.model, ct.table_for, target_filter=lookup_filter(ct, actor)
     )
-    access = record_filter(ct, actor, target, "read")
-    if access is not None:
-        query = query.where(access)
-    return query.scalar_subquery().label(path)
+    return sa.type_coerce(value, target.sql(target_field).type).label(path)
 
 
 def _order_clause(column: sa.ColumnElement[Any], descending: bool) -> sa.ColumnElement[Any]:
@@ -294,7 +294,7 @@ async def list_records(
     co: CompiledObject,
     query: ListQuery,
     *,
-    actor: Any,
+    actor: Actor,
     cursor_key: bytes,
 ) -> dict[str, Any]:
     """One page of the records `actor` may see, and the next page's cursor (None at the end)."""
@@ -330,7 +330,7 @@ async def list_records(
     statement = statement.order_by(*[_order_clause(co.sql(n), d) for n, d in keys]).limit(
         query.limit + 1
     )
-    rows = (await conn.execute(statement)).mappings().all()
+    rows = (await conn.execute(statement, user_binding(actor))).mappings().all()
     next_cursor = None
     if len(rows) > query.limit:
         rows = rows[: query.limit]
