@@ -14,7 +14,7 @@ from metacrm.metadata.model import label_text
 from metacrm.metadata.names import SYSTEM_FIELDS
 from metacrm.metadata.values import ValueProblem, coerce
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
-from metacrm.runtime.permissions import object_readable, record_filter
+from metacrm.runtime.permissions import reachable_ids
 
 
 def coerce_input(
@@ -102,20 +102,17 @@ async def reference_errors(
             continue
         target_co = ct.object(field.target)
         target = target_co.table
-        query = sa.select(target.c.id).where(
-            target.c.id == target_id, target.c.deleted_at.is_(None)
-        )
-        if object_readable(ct, actor, target_co):
-            access = record_filter(ct, actor, target_co, "read")
-            if access is not None:
-                query = query.where(access)
-            found = await conn.scalar(query)
-        else:
-            found = None
+        # A detail is written under its master: that takes edit access to the master.
+        master = field.type == "master_detail"
+        query = reachable_ids(ct, actor, target_co, "edit" if master else "read")
+        found = await conn.scalar(query.where(target.c.id == target_id))
         if found is None:
+            record = "record you may edit" if master else "record"
             errors.append(
                 FieldError(
-                    prefix + name, "lookup-target", f"no {field.target} record has id {target_id}"
+                    prefix + name,
+                    "lookup-target",
+                    f"no {field.target} {record} has id {target_id}",
                 )
             )
     return errors
