@@ -39,7 +39,7 @@ def delay_after(failures: int) -> dt.timedelta | None:
     if failures < FREE_FAILURES:
         return None
     doublings = min(failures - FREE_FAILURES, 32)
-    return min(FIRST_DELAY * 2**doublings, MAX_DELAY)
+    return min(FIRST_DELAY * (1 << doublings), MAX_DELAY)
 
 
 async def authenticate(

@@ -7,7 +7,7 @@ import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
@@ -119,6 +119,7 @@ class AppState:
 
 async def _caller(conn: AsyncConnection, identity: Identity) -> tuple[Actor, int]:
     """The acting user and the tenant's metadata version; Unauthenticated when revoked."""
+    row: Any  # one of two selects, told apart by identity.api_key_id
     if identity.api_key_id is None:
         row = (await conn.execute(_CALLER, {"user_id": identity.user_id})).first()
         if row is None or not row.is_active or row.token_epoch != identity.token_epoch:

@@ -38,7 +38,7 @@ _SHOWN = (
     users.c.created_at,
 )
 _ACCESS_RANK = {"hidden": 0, "read": 1, "edit": 2}
-_EDITABLE = {
+_EDITABLE: dict[str, type | tuple[type, ...]] = {
     "full_name": str,
     "is_admin": bool,
     "is_active": bool,
@@ -128,7 +128,8 @@ async def _check_fields(
     session: TenantSession, body: dict[str, Any], user_id: uuid.UUID | None
 ) -> dict[str, Any]:
     """The editable properties of `body`, checked: types, the role exists, no manager loop."""
-    errors, values = [], {}
+    errors: list[FieldError] = []
+    values: dict[str, Any] = {}
     for key, value in body.items():
         if key not in _EDITABLE:
             errors.append(FieldError(key[:64], "unknown-field", "not an editable user property"))
@@ -258,7 +259,7 @@ async def change_user(
 @router.post("/{user_id}/password", status_code=204)
 async def change_password(
     user_id: str, request: Request, state: StateDep, identity: IdentityDep
-) -> JSONResponse:
+) -> Response:
     """Set a password: yours (with `current_password`) or, as an administrator, anyone's.
 
     Every token issued before stops working.
