@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "metacrm"
 #: Bottom to top; a module may import from its own layer or any layer before it.
 LAYERS = ("errors", "types", "metadata", "formula", "checks", "runtime", "ui_schema", "platform")
 #: Modules at the package's top level that sit in the bottom layer with errors and types.
-BOTTOM = {"errors": 0, "types": 0, "__init__": 0}
+BOTTOM = {"errors": 0, "types": 0, "i18n": 0, "__init__": 0}
 
 
 def rank(module: str) -> int | None:
