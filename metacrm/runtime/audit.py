@@ -8,10 +8,19 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.errors import FieldError
-from metacrm.runtime.hooks import WriteContext
+from metacrm.runtime.hooks import Write
 from metacrm.runtime.records import new_id, utcnow
 from metacrm.runtime.serialize import json_value
 from metacrm.runtime.tenant_tables import audit_log, field_history
+
+#: The audit action of each kind of record write.
+ACTIONS = {
+    "create": "record.create",
+    "update": "record.update",
+    "delete": "record.delete",
+    "restore": "record.restore",
+    "transfer": "owner.transfer",
+}
 
 
 async def record(
@@ -29,6 +38,7 @@ async def record(
         audit_log.insert().values(
             id=new_id(),
             at=utcnow(),
+            # `actor` is an Actor; the login service passes a stand-in with user_id and ip.
             user_id=getattr(actor, "user_id", None) or user_id,
             api_key_id=getattr(actor, "api_key_id", None),
             ip=getattr(actor, "ip", None),
@@ -40,43 +50,44 @@ async def record(
     )
 
 
-# ---------------------------------------------------------------- the write hook
+class Audit:
+    """The write hook: audit every record write; keep the history of tracked fields."""
+
+    blocking = False
+
+    async def check(self, write: Write) -> list[FieldError]:
+        return []
+
+    async def after(self, write: Write) -> None:
+        record_id = write.record_id
+        detail = {"fields": sorted(write.changes)} if write.changes else None
+        await record(
+            write.conn,
+            ACTIONS[write.kind],
+            actor=write.actor,
+            object_name=write.co.name,
+            record_id=record_id,
+            detail=detail,
+        )
+        if write.kind != "update" or write.before is None or not write.co.tracked:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "id": new_id(),
+                "object": write.co.name,
+                "record_id": record_id,
+                "field": name,
+                "old_value": json_value(write.before.get(name)),
+                "new_value": json_value(value),
+                "user_id": write.actor.user_id,
+                "at": now,
+            }
+            for name, value in write.changes.items()
+            if name in write.co.tracked and write.before.get(name) != value
+        ]
+        if rows:
+            await write.conn.execute(field_history.insert(), rows)
 
 
-async def check(ctx: WriteContext) -> list[FieldError]:
-    return []
-
-
-async def after(ctx: WriteContext) -> None:
-    """Audit every record write; keep the history of fields that track it."""
-    record_id = ctx.after.get("id") or (ctx.before or {}).get("id")
-    action = ctx.notes.get("audit_action") or f"record.{ctx.kind}"
-    detail = {"fields": sorted(ctx.changes)} if ctx.changes else None
-    await record(
-        ctx.conn,
-        action,
-        actor=ctx.actor,
-        object_name=ctx.co.name,
-        record_id=record_id,
-        detail=detail,
-    )
-    if ctx.kind != "update" or ctx.before is None:
-        return
-    now = utcnow()
-    rows = [
-        {
-            "id": new_id(),
-            "object": ctx.co.name,
-            "record_id": record_id,
-            "field": name,
-            "old_value": json_value(ctx.before.get(name)),
-            "new_value": json_value(value),
-            "user_id": ctx.actor.user_id,
-            "at": now,
-        }
-        for name, value in ctx.changes.items()
-        if getattr(ctx.co.fields.get(name), "track_history", False)
-        and ctx.before.get(name) != value
-    ]
-    if rows:
-        await ctx.conn.execute(field_history.insert(), rows)
+AUDIT = Audit()

@@ -27,7 +27,7 @@ from metacrm.metadata.plan import Plan
 from metacrm.metadata.store import current_version, load_model, record_version
 from metacrm.runtime import audit
 from metacrm.runtime.ddl import apply_plan
-from metacrm.runtime.stages import migrate_stage_rules
+from metacrm.runtime.process.migration import migrate_stage_rules
 
 Transaction = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 

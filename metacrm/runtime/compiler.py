@@ -8,8 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from metacrm import formula
-from metacrm.metadata.model import FieldDef, MetadataModel, ObjectDef
+from metacrm.formula import CheckedExpr
+from metacrm.metadata.model import FieldDef, FieldRule, MetadataModel, ObjectDef, ValidationRule
 from metacrm.metadata.names import SYSTEM_FIELDS
+from metacrm.metadata.process import ApprovalFlow, StageRule
 from metacrm.runtime.columns import (
     NAMING_CONVENTION,
     ExactDecimal,
@@ -41,6 +43,21 @@ class CompiledObject:
     index_fields: dict[str, str]
     #: (child object, link field) pairs of records pointing at this object.
     children: list[tuple[str, FieldDef]] = field(default_factory=list)
+    #: Active validation rules, each with its condition checked.
+    validation_rules: tuple[tuple[ValidationRule, CheckedExpr], ...] = ()
+    #: Field name -> its default expression, checked.
+    default_expressions: dict[str, CheckedExpr] = field(default_factory=dict)
+    #: Active field rules, each with its `when` checked.
+    field_rules: tuple[tuple[FieldRule, CheckedExpr], ...] = ()
+    #: The stage rules and approval flows of this object.
+    stage_rules: tuple[StageRule, ...] = ()
+    approval_flows: tuple[ApprovalFlow, ...] = ()
+    #: (context, expression) -> checked, for every condition and field update of them.
+    process_expressions: dict[tuple[str, str], CheckedExpr] = field(default_factory=dict)
+    #: Whether the database computes fields of a written record (formula, roll-up).
+    computed: bool = False
+    #: Fields whose changes are kept in the field history.
+    tracked: frozenset[str] = frozenset()
     _sql: dict[str, sa.ColumnElement[Any]] = field(default_factory=dict)
 
     @property
@@ -114,6 +131,8 @@ def compile_tenant(model: MetadataModel, version: int) -> CompiledTenant:
         )
     tenant = CompiledTenant(version=version, model=model, objects=objects)
     for compiled in objects.values():
+        _compile_rules(compiled, model)
+    for compiled in objects.values():
         for link in compiled.references.values():
             objects[link.target].children.append((compiled.name, link))
     for compiled in objects.values():
@@ -127,3 +146,49 @@ def compile_tenant(model: MetadataModel, version: int) -> CompiledTenant:
             else:
                 compiled._sql[name] = table.c[name]
     return tenant
+
+
+def _compile_rules(compiled: CompiledObject, model: MetadataModel) -> None:
+    """Check once, per version, every expression a write of the object evaluates."""
+    obj = compiled.obj
+    compiled.validation_rules = tuple(
+        (rule, formula.check(rule.condition, obj, model, context="validation"))
+        for rule in obj.validation_rules
+        if rule.active
+    )
+    compiled.default_expressions = {
+        name: formula.check(f.default_expression, obj, model, context="default")
+        for name, f in compiled.writable.items()
+        if getattr(f, "default", None) is None and getattr(f, "default_expression", None)
+    }
+    compiled.field_rules = tuple(
+        (rule, formula.check(rule.when, obj, model, context="filter"))
+        for rule in obj.field_rules
+        if rule.active
+    )
+    compiled.stage_rules = tuple(r for r in model.stage_rules if r.object == obj.api_name)
+    compiled.approval_flows = tuple(f for f in model.approval_flows if f.object == obj.api_name)
+    compiled.computed = any(f.type in ("formula", "rollup") for f in obj.fields)
+    compiled.tracked = frozenset(
+        f.api_name for f in obj.fields if getattr(f, "track_history", False)
+    )
+    wanted: set[tuple[str, str]] = set()
+    for rule in compiled.stage_rules:
+        for stage in rule.stages:
+            if stage.entry_condition:
+                wanted.add(("validation", stage.entry_condition))
+            wanted |= {("default", e) for a in stage.on_entry for e in (a.set or {}).values()}
+    for flow in compiled.approval_flows:
+        if flow.entry_condition:
+            wanted.add(("validation", flow.entry_condition))
+        for step in flow.steps:
+            if step.condition:
+                wanted.add(("validation", step.condition))
+            approvers = [*step.approvers, *([step.escalate_to] if step.escalate_to else [])]
+            wanted |= {("default", a.expression) for a in approvers if a.expression}
+        for actions in (flow.on_submit, flow.on_approve, flow.on_reject, flow.on_recall):
+            wanted |= {("default", e) for a in actions for e in (a.set or {}).values()}
+    compiled.process_expressions = {
+        (context, text): formula.check(text, obj, model, context=context)
+        for context, text in sorted(wanted)
+    }

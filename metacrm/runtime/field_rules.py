@@ -9,8 +9,8 @@ it will be after the write, evaluated by the formula engine (lookup paths loaded
 - `hidden`: the write may not set the field to a value;
 - `allowed_values`: the field's value must be one of `values` (or empty).
 
-The layout the writer sees for the record (`ui_schema.selection.select_layout`) adds
-its `required` placements. The form documents carry the same rules, so a form and the
+The layout the writer sees for the record (`runtime.layouts.select_layout`) adds its
+`required` placements, and its `read_only` ones for writers without system rights. The form documents carry the same rules, so a form and the
 API accept and refuse the same records.
 """
 
@@ -20,12 +20,13 @@ from typing import Any
 
 from metacrm import formula
 from metacrm.errors import FieldError
+from metacrm.formula import CheckedExpr
 from metacrm.metadata.model import FieldRule, label_text
 from metacrm.metadata.values import ValueProblem, coerce
-from metacrm.runtime.hooks import WriteContext
+from metacrm.runtime.hooks import Write
+from metacrm.runtime.layouts import select_layout
 from metacrm.runtime.permissions import field_access
 from metacrm.runtime.validation import load_paths
-from metacrm.ui_schema.selection import select_layout
 
 _BLANK: tuple[Any, ...] = (None, "", [])
 
@@ -34,13 +35,12 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str | list) and not value)
 
 
-async def _applies(ctx: WriteContext, rule: FieldRule) -> bool:
-    checked = formula.check(rule.when, ctx.co.obj, ctx.ct.model, context="filter")
-    values = await load_paths(ctx.conn, ctx.ct, ctx.co, ctx.after, checked.paths)
+async def _applies(write: Write, checked: CheckedExpr) -> bool:
+    values = await load_paths(write.conn, write.ct, write.co, write.after, checked.paths)
     prior = None
-    if ctx.before is not None:
-        prior = await load_paths(ctx.conn, ctx.ct, ctx.co, ctx.before, checked.paths)
-    return formula.evaluate(checked, values, prior=prior, is_new=ctx.kind == "create") is True
+    if write.before is not None:
+        prior = await load_paths(write.conn, write.ct, write.co, write.before, checked.paths)
+    return formula.evaluate(checked, values, prior=prior, is_new=write.kind == "create") is True
 
 
 def _default(field: Any) -> Any:
@@ -53,25 +53,23 @@ def _default(field: Any) -> Any:
         return None
 
 
-def _rule_error(ctx: WriteContext, rule: FieldRule, name: str) -> FieldError | None:
-    field = ctx.co.fields.get(name)
+def _rule_error(write: Write, rule: FieldRule, name: str) -> FieldError | None:
+    field = write.co.fields.get(name)
     if field is None or field.computed:
         return None
     label = label_text(field.label, fallback=name)
-    value = ctx.after.get(name)
-    changed = name in ctx.changes and (
-        ctx.before is None or ctx.changes[name] != ctx.before.get(name)
-    )
-    path = ctx.prefix + name
+    value = write.after.get(name)
+    changed = write.changed(name)
+    path = write.prefix + name
     match rule.effect:
         case "required" if _blank(value):
             return FieldError(path, "required", f"{label} is required ({rule.api_name})")
-        case "hidden" if changed and not _blank(ctx.changes[name]):
+        case "hidden" if changed and not _blank(write.changes[name]):
             return FieldError(
                 path, "hidden", f"{label} cannot be set while {rule.when} ({rule.api_name})"
             )
         case "read_only" if changed:
-            if ctx.before is None and (_blank(value) or value == _default(field)):
+            if write.before is None and (_blank(value) or value == _default(field)):
                 return None
             return FieldError(
                 path, "read-only", f"{label} cannot change while {rule.when} ({rule.api_name})"
@@ -90,52 +88,63 @@ def _rule_error(ctx: WriteContext, rule: FieldRule, name: str) -> FieldError | N
     return None
 
 
-async def check(ctx: WriteContext) -> list[FieldError]:
-    if ctx.kind not in ("create", "update"):
-        return []
-    errors: list[FieldError] = []
-    reported: set[str] = set()
-    for rule in ctx.co.obj.field_rules:
-        if not rule.active or not await _applies(ctx, rule):
-            continue
-        for name in rule.fields:
-            if name in reported:
+class FieldRules:
+    """The write hook: field rules, then the writer's layout."""
+
+    blocking = False
+
+    async def check(self, write: Write) -> list[FieldError]:
+        if write.kind not in ("create", "update"):
+            return []
+        errors: list[FieldError] = []
+        reported: set[str] = set()
+        for rule, checked in write.co.field_rules:
+            if not await _applies(write, checked):
                 continue
-            error = _rule_error(ctx, rule, name)
-            if error is not None:
-                errors.append(error)
-                reported.add(name)
-    errors += _layout_errors(ctx, reported)
-    return errors
+            for name in rule.fields:
+                if name in reported:
+                    continue
+                error = _rule_error(write, rule, name)
+                if error is not None:
+                    errors.append(error)
+                    reported.add(name)
+        errors += _layout_errors(write, reported)
+        return errors
+
+    async def after(self, write: Write) -> None:
+        return None
 
 
-def _layout_errors(ctx: WriteContext, reported: set[str]) -> list[FieldError]:
+FIELD_RULES = FieldRules()
+
+
+def _layout_errors(write: Write, reported: set[str]) -> list[FieldError]:
     """Fields the writer's layout marks required, when they are empty, and fields it
     marks read-only, when a non-administrator changes them."""
-    model, obj = ctx.ct.model, ctx.co.obj
+    model, obj = write.ct.model, write.co.obj
     if not any(layout.object == obj.api_name for layout in model.layouts):
         return []  # generated layouts add no requirement
-    layout = select_layout(model, obj, ctx.actor, record=ctx.after)
+    layout = select_layout(model, obj, write.actor, record=write.after)
     errors = []
     for section in layout.sections:
         for placement in section.fields:
             name = placement.field
-            if placement.read_only and name not in reported and _changed_by_user(ctx, name):
+            if placement.read_only and name not in reported and _changed_by_user(write, name):
                 reported.add(name)
                 message = f"{name} is read-only (layout {layout.api_name})"
-                errors.append(FieldError(ctx.prefix + name, "read-only", message))
+                errors.append(FieldError(write.prefix + name, "read-only", message))
                 continue
             if not placement.required or placement.hidden or name in reported:
                 continue
-            field = ctx.co.writable.get(name)
-            if field is None or not _blank(ctx.after.get(name)):
+            field = write.co.writable.get(name)
+            if field is None or not _blank(write.after.get(name)):
                 continue
-            if field_access(model, ctx.actor, obj.api_name, name) == "hidden":
+            if field_access(model, write.actor, obj.api_name, name) == "hidden":
                 continue
             reported.add(name)
             errors.append(
                 FieldError(
-                    ctx.prefix + name,
+                    write.prefix + name,
                     "required",
                     f"{label_text(field.label, fallback=name)} is required "
                     f"(layout {layout.api_name})",
@@ -144,15 +153,11 @@ def _layout_errors(ctx: WriteContext, reported: set[str]) -> list[FieldError]:
     return errors
 
 
-def _changed_by_user(ctx: WriteContext, name: str) -> bool:
-    if getattr(ctx.actor, "is_admin", False) or name not in ctx.changes:
+def _changed_by_user(write: Write, name: str) -> bool:
+    if write.intent.privileged or name not in write.changes:
         return False
-    if ctx.kind == "update":
-        return ctx.changes[name] != (ctx.before or {}).get(name)
-    field = ctx.co.fields.get(name)
+    if write.kind == "update":
+        return write.changes[name] != (write.before or {}).get(name)
+    field = write.co.fields.get(name)
     default = getattr(field, "default", None)
-    return ctx.changes[name] is not None and ctx.changes[name] != default  # defaults are fine
-
-
-async def after(ctx: WriteContext) -> None:
-    return None
+    return write.changes[name] is not None and write.changes[name] != default  # defaults are fine

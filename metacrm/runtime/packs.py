@@ -35,10 +35,11 @@ from metacrm.metadata.packs import (
 from metacrm.metadata.plan import Plan
 from metacrm.metadata.store import current_version, load_model
 from metacrm.metadata.values import ValueProblem, coerce
-from metacrm.runtime import records
+from metacrm.runtime import writes
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.changes import apply_change
 from metacrm.runtime.compiler import CompiledTenant, compile_tenant
+from metacrm.runtime.hooks import Intent, Origin
 from metacrm.runtime.tenant_tables import create_tenant_tables, pack_events
 
 Transaction = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
@@ -451,6 +452,7 @@ async def load_seed(
     Every refused record is reported (file and line); any refusal fails the install.
     """
     links = _Links(conn, ct)
+    intent = Intent(actor, origin=Origin.PACK)
     problems: list[PackProblem] = []
     counts: dict[str, int] = {}
     for object_name, rows in pack.seed.items():
@@ -461,13 +463,13 @@ async def load_seed(
             try:
                 body = {k: v for k, v in row.items() if k != "$then"}
                 data = await links.record(body, file, pointer)
-                record = await records.create(conn, ct, co, data, actor)
+                record = await writes.create(conn, ct, co, data, intent)
                 # Later steps of a record's life (stage moves), each a normal update.
                 for j, step in enumerate(row.get("$then", [])):
                     pointer = f"/{i}/$then/{j}"
                     data = await links.record(step, file, pointer)
                     record_id = uuid.UUID(str(record["id"]))
-                    record = await records.update(conn, ct, co, record_id, data, actor)
+                    record = await writes.update(conn, ct, co, record_id, data, intent)
                 counts[object_name] = counts.get(object_name, 0) + 1
             except PackInvalid as error:
                 problems += error.problems
@@ -529,7 +531,7 @@ def _judge(
 
 async def run_tests(conn: AsyncConnection, ct: CompiledTenant, pack: Pack) -> list[CaseResult]:
     """Run each pack test in a savepoint that is rolled back: tests cannot see each other."""
-    actor = Actor(user_id=SYSTEM_USER, is_admin=True)
+    intent = Intent(Actor(user_id=SYSTEM_USER, is_admin=True), origin=Origin.PACK)
     links = _Links(conn, ct)
     results = []
     for test in pack.tests:
@@ -540,7 +542,7 @@ async def run_tests(conn: AsyncConnection, ct: CompiledTenant, pack: Pack) -> li
             record, error = None, None
             try:
                 data = await links.record(test.record, "tests", f"/{test.api_name}/record")
-                record = await records.create(conn, ct, co, data, actor)
+                record = await writes.create(conn, ct, co, data, intent)
             except RecordInvalid as invalid:
                 error = invalid
             messages += _judge(test.expect, record, error)
@@ -551,8 +553,8 @@ async def run_tests(conn: AsyncConnection, ct: CompiledTenant, pack: Pack) -> li
                 step_error, updated = None, None
                 try:
                     data = await links.record(step.update, "tests", f"/{test.api_name}/then/{n}")
-                    updated = await records.update(
-                        conn, ct, co, uuid.UUID(str(record["id"])), data, actor
+                    updated = await writes.update(
+                        conn, ct, co, uuid.UUID(str(record["id"])), data, intent
                     )
                 except RecordInvalid as invalid:
                     step_error = invalid

@@ -1,4 +1,8 @@
-"""Checks a record's values against its object: types, required, lookups and rules."""
+"""Checks a record's values against its object: conversion, required, lookups and rules.
+
+Two write hooks live here: `FIELD_CHECKS` (required fields, lookup targets) and
+`VALIDATION_RULES` (the object's validation rules, checked once per metadata version).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ from metacrm.errors import FieldError, RecordInvalid
 from metacrm.metadata.model import label_text
 from metacrm.metadata.names import SYSTEM_FIELDS
 from metacrm.metadata.values import ValueProblem, coerce
+from metacrm.runtime.actor import Actor, Language
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
+from metacrm.runtime.hooks import Write
 from metacrm.runtime.permissions import reachable_ids
 
 
@@ -46,17 +52,15 @@ def coerce_input(
     return values, errors
 
 
-def apply_defaults(
-    ct: CompiledTenant, co: CompiledObject, values: dict[str, Any], *, skip: set[str] = frozenset()
-) -> None:
+def apply_defaults(co: CompiledObject, values: dict[str, Any], *, skip: set[str]) -> None:
     """Fill fields absent from a new record with their default (constant or expression)."""
     for name, field in co.writable.items():
         if name in values or name in skip:
             continue
         if getattr(field, "default", None) is not None:
             values[name] = coerce(field, field.default)
-        elif field.default_expression:
-            checked = formula.check(field.default_expression, co.obj, ct.model, context="default")
+        elif name in co.default_expressions:
+            checked = co.default_expressions[name]
             try:
                 values[name] = coerce(field, formula.evaluate(checked, values, is_new=True))
             except ValueProblem as problem:  # the expression gave no valid value of the field
@@ -90,11 +94,13 @@ async def reference_errors(
     ct: CompiledTenant,
     co: CompiledObject,
     values: dict[str, Any],
-    actor: Any,
+    actor: Actor,
     *,
+    system: bool = False,
     prefix: str = "",
 ) -> list[FieldError]:
-    """A `lookup-target` error for each lookup naming no live record the actor can see."""
+    """A `lookup-target` error for each lookup naming no live record the actor can see
+    (any live record, for a write with system rights)."""
     errors = []
     for name, field in co.references.items():
         target_id = values.get(name)
@@ -104,10 +110,13 @@ async def reference_errors(
         target = target_co.table
         # A detail is written under its master: that takes edit access to the master.
         master = field.type == "master_detail"
-        query = reachable_ids(ct, actor, target_co, "edit" if master else "read")
+        if system:
+            query = sa.select(target.c.id).where(target.c.deleted_at.is_(None))
+        else:
+            query = reachable_ids(ct, actor, target_co, "edit" if master else "read")
         found = await conn.scalar(query.where(target.c.id == target_id))
         if found is None:
-            record = "record you may edit" if master else "record"
+            record = "record you may edit" if master and not system else "record"
             errors.append(
                 FieldError(
                     prefix + name,
@@ -126,13 +135,12 @@ async def rule_errors(
     *,
     prior: dict[str, Any] | None,
     prefix: str = "",
+    language: Language = "en",
 ) -> list[FieldError]:
-    """An error for every active validation rule whose condition holds for `record`."""
+    """An error for every active validation rule whose condition holds for `record`,
+    with the rule's message in `language`."""
     errors = []
-    for rule in co.obj.validation_rules:
-        if not rule.active:
-            continue
-        checked = formula.check(rule.condition, co.obj, ct.model, context="validation")
+    for rule, checked in co.validation_rules:
         values = await load_paths(conn, ct, co, record, checked.paths)
         prior_values = None
         if prior is not None:
@@ -140,7 +148,9 @@ async def rule_errors(
         if formula.evaluate(checked, values, prior=prior_values, is_new=prior is None) is True:
             errors.append(
                 FieldError(
-                    prefix + (rule.field or rule.api_name), rule.api_name, label_text(rule.message)
+                    prefix + (rule.field or rule.api_name),
+                    rule.api_name,
+                    label_text(rule.message, language),
                 )
             )
     return errors
@@ -186,3 +196,66 @@ def _safe(name: str) -> str:
     """A field name from input, made safe to echo in an error."""
     cleaned = "".join(c if c.isprintable() else "?" for c in name[:64])
     return cleaned + ("…" if len(name) > 64 else "")
+
+
+# ------------------------------------------------------------------ the write hooks
+
+
+class FieldChecks:
+    """Required fields hold a value and lookups name live records the writer can see."""
+
+    blocking = True
+
+    async def check(self, write: Write) -> list[FieldError]:
+        if write.kind == "create":
+            # Fields whose input was refused are not also reported as missing.
+            names = set(write.co.writable) - write.refused
+            errors = required_errors(write.co, write.after, only=names, prefix=write.prefix)
+            looked_up = write.changes
+        elif write.kind == "update":
+            errors = required_errors(
+                write.co, write.after, only=set(write.changes), prefix=write.prefix
+            )
+            looked_up = {k: v for k, v in write.changes.items() if write.changed(k)}
+        else:
+            return []
+        if looked_up.keys() & write.co.references.keys():
+            errors += await reference_errors(
+                write.conn,
+                write.ct,
+                write.co,
+                looked_up,
+                write.actor,
+                system=write.intent.system,
+                prefix=write.prefix,
+            )
+        return errors
+
+    async def after(self, write: Write) -> None:
+        return None
+
+
+class ValidationRules:
+    """The object's validation rules: an error for each whose condition holds."""
+
+    blocking = False
+
+    async def check(self, write: Write) -> list[FieldError]:
+        if write.kind not in ("create", "update") or not write.co.validation_rules:
+            return []
+        return await rule_errors(
+            write.conn,
+            write.ct,
+            write.co,
+            write.after,
+            prior=write.before,
+            prefix=write.prefix,
+            language=write.actor.language,
+        )
+
+    async def after(self, write: Write) -> None:
+        return None
+
+
+FIELD_CHECKS = FieldChecks()
+VALIDATION_RULES = ValidationRules()

@@ -17,7 +17,8 @@ from metacrm.platform.api.common import if_match_version, path_id, record_respon
 from metacrm.platform.auth import Identity
 from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
-from metacrm.runtime import records, sharing
+from metacrm.runtime import records, sharing, writes
+from metacrm.runtime.hooks import Intent
 from metacrm.runtime.listing import ListQuery, list_records
 from metacrm.runtime.tenant_tables import idempotency_keys
 
@@ -101,7 +102,7 @@ async def create_record(
                 replay = await _replay(conn, caller, idempotency_key, fingerprint)
                 if replay is not None:
                     return replay
-            record = await records.create(conn, ct, co, raw_body, actor)
+            record = await writes.create(conn, ct, co, raw_body, Intent(actor))
             location = f"/api/v1/data/{object_name}/{record['id']}"
             if idempotency_key:
                 await conn.execute(
@@ -184,7 +185,7 @@ async def batch_records(
         raise RecordInvalid("the batch is invalid", errors)
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        results = await records.batch(conn, ct, co, items, actor, upsert_on=upsert_on)
+        results = await writes.batch(conn, ct, co, items, Intent(actor), upsert_on=upsert_on)
     return {"results": results}
 
 
@@ -210,13 +211,13 @@ async def update_record(
     body = await read_object(request, state.settings.max_body_bytes)
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        record = await records.update(
+        record = await writes.update(
             conn,
             ct,
             co,
             path_id(record_id),
             body,
-            actor,
+            Intent(actor),
             if_match=if_match_version(if_match),
         )
     return record_response(record)
@@ -232,8 +233,8 @@ async def delete_record(
 ) -> Response:
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        await records.delete(
-            conn, ct, co, path_id(record_id), actor, if_match=if_match_version(if_match)
+        await writes.delete(
+            conn, ct, co, path_id(record_id), Intent(actor), if_match=if_match_version(if_match)
         )
     return Response(status_code=204)
 
@@ -246,8 +247,8 @@ async def transfer_owner(
     body = await read_object(request, state.settings.max_body_bytes)
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        record = await records.transfer_owner(
-            conn, ct, co, path_id(record_id), body.get("owner_id"), actor
+        record = await writes.transfer_owner(
+            conn, ct, co, path_id(record_id), body.get("owner_id"), Intent(actor)
         )
     return record_response(record)
 
@@ -288,5 +289,5 @@ async def restore_record(
 ) -> Response:
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        record = await records.restore(conn, ct, co, path_id(record_id), actor)
+        record = await writes.restore(conn, ct, co, path_id(record_id), Intent(actor))
     return record_response(record)

@@ -6,14 +6,31 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import JSONResponse
 
 from metacrm.errors import FieldError, NotFound, PermissionDenied, RecordInvalid
 from metacrm.platform.api.common import if_match_version, path_id, record_response
 from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
-from metacrm.runtime import approvals, records, stages
+from metacrm.runtime import analytics, records
+from metacrm.runtime.actor import Actor
+from metacrm.runtime.compiler import CompiledObject, CompiledTenant
+from metacrm.runtime.hooks import Intent, Origin
 from metacrm.runtime.permissions import object_permission, readable, record_filter
+from metacrm.runtime.process import (
+    assignments,
+    delegation,
+    escalation,
+    history,
+    runs,
+    stages,
+    tasks,
+    warnings,
+)
+from metacrm.runtime.process import (
+    inbox as approval_queries,
+)
 
 router = APIRouter(tags=["process"])
 
@@ -50,12 +67,14 @@ def _when(body: dict[str, Any], name: str) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-async def _visible(conn: Any, ct: Any, co: Any, record_id: Any, actor: Any) -> None:
+async def _visible(
+    conn: AsyncConnection, ct: CompiledTenant, co: CompiledObject, record_id: Any, actor: Actor
+) -> None:
     """404 unless the caller may see this very record (not only its object)."""
     await records.fetch(conn, co, record_id, access=record_filter(ct, actor, co, "read"))
 
 
-def _readable(ct: Any, actor: Any, object_name: str) -> None:
+def _readable(ct: CompiledTenant, actor: Actor, object_name: str) -> None:
     permission = object_permission(ct.model, actor, object_name)
     if not (permission.read or permission.view_all):
         raise PermissionDenied(f"you may not read {object_name} records")
@@ -88,9 +107,8 @@ async def move_stage(
             ct,
             co,
             path_id(record_id),
-            actor,
+            Intent(actor, origin=Origin.STAGE, reason=reason),
             to=to,
-            reason=reason,
             fields=fields,
             rule=_text(body, "rule", limit=63),
             if_match=if_match_version(if_match),
@@ -106,7 +124,7 @@ async def stage_history(
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
         await _visible(conn, ct, co, path_id(record_id), actor)
-        return await stages.history(conn, ct, co, path_id(record_id))
+        return await history.history(conn, co, path_id(record_id))
 
 
 @router.get("/data/{object_name}/{record_id}/stage-tasks")
@@ -116,13 +134,14 @@ async def stage_tasks(
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
         await _visible(conn, ct, co, path_id(record_id), actor)
-        return {"tasks": await stages.list_tasks(conn, co, path_id(record_id))}
+        return {"tasks": await tasks.list_tasks(conn, co, path_id(record_id))}
 
 
 @router.post("/stage-tasks/{task_id}/done")
 async def complete_stage_task(task_id: str, state: StateDep, identity: IdentityDep) -> Any:
-    async with state.tenant(identity) as (conn, _ct, actor):
-        return await stages.complete_task(conn, actor, path_id(task_id, "stage task"))
+    """Complete a stage task: its assignee (or role), who may also edit the record."""
+    async with state.tenant(identity) as (conn, ct, actor):
+        return await tasks.complete_task(conn, ct, actor, path_id(task_id, "stage task"))
 
 
 @router.get("/analytics/funnel/{rule_name}")
@@ -143,14 +162,14 @@ async def funnel(
         if rule.field not in shown or (amount is not None and amount not in shown):
             raise NotFound(f"no stage rule named {rule_name[:64]!r}")
         access = record_filter(ct, actor, co, "read")
-        return await stages.funnel(conn, ct, rule, amount, access)
+        return await analytics.funnel(conn, ct, rule, amount, access)
 
 
 @router.get("/process/warnings")
 async def process_warnings(state: StateDep, identity: IdentityDep) -> dict[str, Any]:
     """Warnings about the stage rules (stages no allowed move reaches)."""
     async with state.tenant(identity, writes=False) as (_conn, ct, _actor):
-        return {"warnings": [w.as_dict() for w in stages.warnings(ct.model)]}
+        return {"warnings": [w.as_dict() for w in warnings.warnings(ct.model)]}
 
 
 # ------------------------------------------------------------------ approvals
@@ -160,13 +179,12 @@ async def process_warnings(state: StateDep, identity: IdentityDep) -> dict[str, 
 async def submit(
     object_name: str, record_id: str, request: Request, state: StateDep, identity: IdentityDep
 ) -> JSONResponse:
-    """Submit the record for approval: `{"flow"?, "comment"?}`."""
+    """Submit the record for approval: `{"flow"?, "comment"?}`; needs edit access to it."""
     body = await read_object(request, state.settings.max_body_bytes)
     _only(body, {"flow", "comment"})
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        await _visible(conn, ct, co, path_id(record_id), actor)
-        run = await approvals.submit(
+        run = await runs.submit(
             conn,
             ct,
             co,
@@ -188,7 +206,7 @@ async def record_approvals(
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
         await _visible(conn, ct, co, path_id(record_id), actor)
-        return {"approvals": await approvals.for_record(conn, co, path_id(record_id))}
+        return {"approvals": await approval_queries.for_record(conn, co, path_id(record_id))}
 
 
 @router.get("/approvals")
@@ -205,13 +223,13 @@ async def inbox(
             user_id = path_id(assigned_to, "user")
             if user_id != actor.user_id and not actor.is_admin:
                 raise PermissionDenied("only administrators may read another user's approvals")
-        return {"tasks": await approvals.inbox(conn, user_id, status=status)}
+        return {"tasks": await approval_queries.inbox(conn, user_id, status=status)}
 
 
 @router.get("/approvals/delegations")
 async def list_delegations(state: StateDep, identity: IdentityDep) -> dict[str, Any]:
     async with state.tenant(identity, writes=False) as (conn, _ct, actor):
-        return {"delegations": await approvals.list_delegations(conn, actor)}
+        return {"delegations": await delegation.list_delegations(conn, actor)}
 
 
 @router.post("/approvals/delegations", status_code=201)
@@ -220,7 +238,7 @@ async def add_delegation(request: Request, state: StateDep, identity: IdentityDe
     body = await read_object(request, state.settings.max_body_bytes)
     _only(body, {"delegate", "starts_at", "ends_at", "user"})
     async with state.tenant(identity) as (conn, _ct, actor):
-        return await approvals.add_delegation(
+        return await delegation.add_delegation(
             conn,
             actor,
             delegate=_text(body, "delegate", required=True, limit=320),
@@ -233,7 +251,7 @@ async def add_delegation(request: Request, state: StateDep, identity: IdentityDe
 @router.delete("/approvals/delegations/{delegation_id}", status_code=204)
 async def remove_delegation(delegation_id: str, state: StateDep, identity: IdentityDep) -> Response:
     async with state.tenant(identity) as (conn, _ct, actor):
-        await approvals.remove_delegation(conn, actor, path_id(delegation_id, "delegation"))
+        await delegation.remove_delegation(conn, actor, path_id(delegation_id, "delegation"))
     return Response(status_code=204)
 
 
@@ -243,7 +261,7 @@ async def run_due(state: StateDep, identity: IdentityDep) -> dict[str, int]:
     async with state.tenant(identity) as (conn, ct, actor):
         if not actor.is_admin:
             raise PermissionDenied("only administrators may run due approvals")
-        return await approvals.process_due(conn, ct)
+        return await escalation.process_due(conn, ct)
 
 
 @router.get("/approvals/{approval_id}")
@@ -252,11 +270,13 @@ async def get_approval(approval_id: str, state: StateDep, identity: IdentityDep)
         return await _run_for(conn, ct, actor, approval_id)
 
 
-async def _run_for(conn: Any, ct: Any, actor: Any, approval_id: str) -> Any:
+async def _run_for(
+    conn: AsyncConnection, ct: CompiledTenant, actor: Actor, approval_id: str
+) -> dict[str, Any]:
     """The run, if the caller takes part in it or may see its record; else 404, so that
     nobody learns which approval ids exist."""
     try:
-        run = await approvals.get(conn, path_id(approval_id, "approval"))
+        run = await approval_queries.get(conn, path_id(approval_id, "approval"))
         involved = actor.is_admin or str(actor.user_id) == run["submitted_by"]
         involved = involved or any(t["assignee_id"] == str(actor.user_id) for t in run["tasks"])
         if not involved:
@@ -275,7 +295,7 @@ async def _decide(
     _only(body, {"comment", "step"})
     async with state.tenant(identity) as (conn, ct, actor):
         await _run_for(conn, ct, actor, approval_id)
-        return await approvals.decide(
+        return await runs.decide(
             conn,
             ct,
             path_id(approval_id, "approval"),
@@ -306,7 +326,7 @@ async def recall(approval_id: str, request: Request, state: StateDep, identity: 
     _only(body, {"comment"})
     async with state.tenant(identity) as (conn, ct, actor):
         await _run_for(conn, ct, actor, approval_id)
-        return await approvals.recall(
+        return await runs.recall(
             conn, ct, path_id(approval_id, "approval"), actor, comment=_text(body, "comment")
         )
 
@@ -321,9 +341,8 @@ async def reassign(
     task_id = _text(body, "task_id", limit=64)
     async with state.tenant(identity) as (conn, ct, actor):
         await _run_for(conn, ct, actor, approval_id)
-        return await approvals.reassign(
+        return await assignments.reassign(
             conn,
-            ct,
             path_id(approval_id, "approval"),
             actor,
             to=_text(body, "to", required=True, limit=320),
@@ -341,9 +360,8 @@ async def add_approver(
     _only(body, {"user", "step", "comment"})
     async with state.tenant(identity) as (conn, ct, actor):
         await _run_for(conn, ct, actor, approval_id)
-        return await approvals.add_approver(
+        return await assignments.add_approver(
             conn,
-            ct,
             path_id(approval_id, "approval"),
             actor,
             user=_text(body, "user", required=True, limit=320),

@@ -1,0 +1,76 @@
+"""Due times of approval tasks: reminders that fell due, and escalation of overdue tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from metacrm.metadata.process import ApprovalFlow
+from metacrm.runtime.compiler import CompiledTenant
+from metacrm.runtime.process.approvers import resolve
+from metacrm.runtime.process.work import OPEN, event, lock_run, open_task
+from metacrm.runtime.records import fetch, utcnow
+from metacrm.runtime.tenant_tables import approval_tasks, approvals
+
+
+async def process_due(
+    conn: AsyncConnection, ct: CompiledTenant, *, now: dt.datetime | None = None
+) -> dict[str, int]:
+    """Record reminders that fell due and escalate overdue tasks to their step's target.
+
+    Nothing calls this on a timer yet (there is no job queue): an operator or a
+    scheduler calls `POST /api/v1/approvals/run-due`.
+    """
+    now = now or utcnow()
+    t, a = approval_tasks, approvals
+    reminded = escalated = 0
+    rows = await conn.execute(
+        sa.select(t.c.id, t.c.approval_id, t.c.step)
+        .join(a, a.c.id == t.c.approval_id)
+        .where(t.c.status == OPEN, a.c.status == OPEN, t.c.remind_at <= now)
+    )
+    for task_id, approval_id, step in list(rows):
+        await conn.execute(t.update().where(t.c.id == task_id).values(remind_at=None))
+        await event(conn, approval_id, None, "reminder", step=step, now=now)
+        reminded += 1
+    rows = await conn.execute(
+        sa.select(t.c.id, t.c.approval_id)
+        .join(a, a.c.id == t.c.approval_id)
+        .where(
+            t.c.status == OPEN, a.c.status == OPEN, t.c.due_at <= now, t.c.escalated_at.is_(None)
+        )
+    )
+    for task_id, approval_id in list(rows):
+        run = await lock_run(conn, approval_id)
+        task = (await conn.execute(sa.select(t).where(t.c.id == task_id))).mappings().one()
+        if run["status"] != OPEN or task["status"] != OPEN:
+            continue
+        flow = ApprovalFlow.model_validate(run["definition"])
+        step = next(s for s in flow.steps if s.api_name == task["step"])
+        await conn.execute(t.update().where(t.c.id == task_id).values(escalated_at=now))
+        target = None
+        if step.escalate_to is not None:
+            co = ct.object(run["object"])
+            record = await fetch(conn, co, run["record_id"])
+            found = await resolve(conn, ct, co, step.escalate_to, record, run["submitted_by"])
+            target = next((u for u in found if u != run["submitted_by"]), None)
+        if target is not None and target != task["assignee_id"]:
+            await conn.execute(
+                t.update()
+                .where(t.c.id == task_id, t.c.status == OPEN)
+                .values(status="reassigned", decided_at=now)
+            )
+            await open_task(conn, run, step, run["phase"], target, flow, now, delegate=False)
+        await event(
+            conn,
+            approval_id,
+            None,
+            "escalate",
+            step=task["step"],
+            now=now,
+            detail={"from": str(task["assignee_id"]), "to": str(target) if target else None},
+        )
+        escalated += 1
+    return {"reminded": reminded, "escalated": escalated}

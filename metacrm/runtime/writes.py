@@ -1,0 +1,587 @@
+"""The one write path: every change to a record runs the same hooks, in the same order.
+
+Create, update, delete, restore, owner transfer and batch upsert live here; stage
+moves, approval actions, pack seeds (and later automation, imports, merges, erasure)
+call them with an `Intent` saying what the write is for. Each write:
+
+1. loads the record under the writer's record access (404 when they cannot see it,
+   403 when they may only read it) and converts the input under their field
+   permissions (a hidden field looks unknown, a read-only one is refused);
+2. runs `HOOKS` in order: field checks, field rules, validation rules, stage gates,
+   approval locks; every problem is reported at once (a blocking hook stops the
+   list when it finds one);
+3. writes the row, then runs the hooks' `after` steps in the same transaction
+   (stage history and tasks, the audit log and field history);
+4. records a `RecordEvent`, handed to subscribers once the transaction commits.
+
+A write with system rights (`Intent.system`: actions an administrator defined in
+metadata) skips record and field permissions, layouts and locks, never the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+from types import MappingProxyType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from metacrm.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    PermissionDenied,
+    RecordInvalid,
+    StaleVersion,
+)
+from metacrm.metadata.security import ObjectPermission
+from metacrm.metadata.values import ValueProblem, coerce
+from metacrm.runtime.audit import AUDIT
+from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, CompiledObject, CompiledTenant
+from metacrm.runtime.events import RecordEvent, outbox_of
+from metacrm.runtime.field_rules import FIELD_RULES
+from metacrm.runtime.hooks import Intent, Write, WriteHook
+from metacrm.runtime.permissions import field_access, object_permission, require_object
+from metacrm.runtime.process.gates import STAGE_GATES
+from metacrm.runtime.process.locks import APPROVAL_LOCKS
+from metacrm.runtime.records import active_user, editable, fetch, new_id, shown, utcnow
+from metacrm.runtime.tenant_tables import sequences
+from metacrm.runtime.validation import (
+    FIELD_CHECKS,
+    VALIDATION_RULES,
+    apply_defaults,
+    coerce_input,
+)
+
+#: The hooks every record write runs, in this order, whatever path it comes by.
+HOOKS: tuple[WriteHook, ...] = (
+    FIELD_CHECKS,
+    FIELD_RULES,
+    VALIDATION_RULES,
+    STAGE_GATES,
+    APPROVAL_LOCKS,
+    AUDIT,
+)
+
+
+async def _check(write: Write, errors: list[FieldError]) -> None:
+    """Run every hook's check after the conversion `errors`; refuse the write on any
+    problem, else take in what the hooks add to it (a stage's field updates)."""
+    for hook in HOOKS:
+        errors += await hook.check(write)
+        if errors and hook.blocking:
+            break
+    if errors:
+        name = write.co.name
+        if write.kind == "delete":
+            raise Conflict(f"the {name} record cannot be deleted", errors)
+        if write.kind == "restore":
+            raise Conflict(f"the {name} record cannot be restored", errors)
+        raise RecordInvalid(f"the {name} record is invalid", errors)
+    if write.derived:
+        write.changes |= write.derived
+        write.after |= write.derived
+
+
+async def _finish(write: Write) -> None:
+    """After the row is written: the hooks' `after` steps, then the after-commit event."""
+    for hook in HOOKS:
+        await hook.after(write)
+    outbox = outbox_of(write.conn)
+    if outbox is None:
+        return
+    if write.kind == "create":
+        changed = frozenset(write.changes)
+    else:
+        changed = frozenset(n for n in write.changes if write.changed(n))
+    outbox.add(
+        RecordEvent(
+            object=write.co.name,
+            record_id=write.record_id,
+            kind=write.kind,
+            before=MappingProxyType(dict(write.before)) if write.before is not None else None,
+            after=None if write.kind == "delete" else MappingProxyType(dict(write.after)),
+            changed=changed,
+            intent=write.intent,
+        )
+    )
+
+
+def _field_errors(
+    ct: CompiledTenant, co: CompiledObject, data: dict[str, Any], intent: Intent, prefix: str
+) -> list[FieldError]:
+    """Refuse writing fields the actor may not edit (hidden ones look unknown)."""
+    if intent.privileged:
+        return []
+    errors = []
+    for name in data:
+        if name not in co.writable:
+            continue
+        access = field_access(ct.model, intent.actor, co.name, name)
+        if access == "hidden":
+            errors.append(
+                FieldError(prefix + name, "unknown-field", f"{co.name} has no field {name}")
+            )
+        elif access == "read":
+            errors.append(FieldError(prefix + name, "read-only", f"you may not change {name}"))
+    return errors
+
+
+def _convert(
+    ct: CompiledTenant, co: CompiledObject, data: dict[str, Any], intent: Intent, prefix: str
+) -> tuple[dict[str, Any], list[FieldError], frozenset[str]]:
+    """Stored values of the input the writer may give, every problem, and the input
+    fields whose value was refused."""
+    errors = _field_errors(ct, co, data, intent, prefix)
+    refused = {e.field.removeprefix(prefix) for e in errors}
+    values, problems = coerce_input(
+        co, {k: v for k, v in data.items() if k not in refused}, prefix=prefix
+    )
+    return values, errors + problems, frozenset(data.keys() - values.keys())
+
+
+async def _owner_from(
+    conn: AsyncConnection,
+    value: Any,
+    intent: Intent,
+    permission: ObjectPermission | None,
+    prefix: str,
+) -> uuid.UUID:
+    """The owner a create names: only administrators and modify-all holders may name one."""
+    if not (intent.privileged or (permission is not None and permission.modify_all)):
+        raise RecordInvalid(
+            "owner_id", [FieldError(prefix + "owner_id", "read-only", "owner_id cannot be written")]
+        )
+    return await active_user(conn, value, prefix + "owner_id")
+
+
+async def create(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    data: dict[str, Any],
+    intent: Intent,
+    *,
+    prefix: str = "",
+) -> dict[str, Any]:
+    """Validate and insert one record; returns it as the writer may see it."""
+    actor = intent.actor
+    permission = None if intent.system else require_object(ct.model, actor, co.name, "create")
+    data, errors, owner = dict(data), [], actor.user_id
+    if "owner_id" in data:
+        try:
+            owner = await _owner_from(conn, data.pop("owner_id"), intent, permission, prefix)
+        except RecordInvalid as invalid:
+            errors += invalid.errors
+    values, problems, refused = _convert(ct, co, data, intent, prefix)
+    errors += problems
+    apply_defaults(co, values, skip=set(data))
+    now, record_id = utcnow(), new_id()
+    changes = dict(values)
+    values |= {
+        "id": record_id,
+        "owner_id": owner,
+        "created_at": now,
+        "created_by": actor.user_id,
+        "updated_at": now,
+        "updated_by": actor.user_id,
+        "version": 1,
+    }
+    write = Write(conn, ct, co, intent, "create", None, values, changes, prefix, refused=refused)
+    await _check(write, errors)
+    values |= await _next_numbers(conn, co)
+    await _execute(conn, co, co.table.insert().values(values), prefix)
+    await _finish(write)
+    return await _written(conn, ct, co, record_id, values, intent)
+
+
+async def update(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    data: dict[str, Any],
+    intent: Intent,
+    *,
+    if_match: int | None = None,
+    prefix: str = "",
+) -> dict[str, Any]:
+    """Validate and apply a partial change; StaleVersion when `if_match` is not current.
+    A change that gives every field the value it holds writes nothing."""
+    current, pending = await editable(conn, ct, co, record_id, intent.actor, system=intent.system)
+    if if_match is not None and current["version"] != if_match:
+        raise StaleVersion(f"the record is at version {current['version']}, not {if_match}")
+    changes, errors, refused = _convert(ct, co, data, intent, prefix)
+    if not errors and all(current.get(k) == v for k, v in changes.items()):
+        return shown(ct, co, current, intent.actor)
+    write = Write(
+        conn,
+        ct,
+        co,
+        intent,
+        "update",
+        current,
+        current | changes,
+        changes,
+        prefix,
+        refused=refused,
+        pending_approval=pending,
+    )
+    await _check(write, errors)
+    stamps = {
+        "updated_at": utcnow(),
+        "updated_by": intent.actor.user_id,
+        "version": current["version"] + 1,
+    }
+    table = co.table
+    statement = (
+        table.update()
+        .where(table.c.id == record_id, table.c.version == current["version"])
+        .values(write.changes | stamps)
+    )
+    result = await _execute(conn, co, statement, prefix)
+    if result.rowcount != 1:  # a concurrent writer won (SQLite has no row lock)
+        raise StaleVersion("the record changed while it was being updated")
+    write.after |= stamps
+    await _finish(write)
+    return await _written(conn, ct, co, record_id, write.after, intent)
+
+
+async def transfer_owner(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    new_owner: Any,
+    intent: Intent,
+) -> dict[str, Any]:
+    """Give a record to another user: its owner, an administrator or a modify-all holder
+    may, unless a pending approval locks it."""
+    actor = intent.actor
+    current, pending = await editable(conn, ct, co, record_id, actor, system=intent.system)
+    permission = object_permission(ct.model, actor, co.name)
+    if not (intent.privileged or permission.modify_all or current["owner_id"] == actor.user_id):
+        raise PermissionDenied(
+            "only the owner, a modify-all holder or an administrator may transfer it"
+        )
+    owner = await active_user(conn, new_owner, "owner_id")
+    changes: dict[str, Any] = {"owner_id": owner}
+    write = Write(
+        conn,
+        ct,
+        co,
+        intent,
+        "transfer",
+        current,
+        current | changes,
+        changes,
+        pending_approval=pending,
+    )
+    await _check(write, [])
+    stamps = {
+        "updated_at": utcnow(),
+        "updated_by": actor.user_id,
+        "version": current["version"] + 1,
+    }
+    t = co.table
+    result = await conn.execute(
+        t.update()
+        .where(t.c.id == record_id, t.c.version == current["version"])
+        .values(changes | stamps)
+    )
+    if result.rowcount != 1:
+        raise StaleVersion("the record changed while it was being transferred")
+    write.after |= stamps
+    await _finish(write)
+    return await _written(conn, ct, co, record_id, write.after, intent)
+
+
+async def _written(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    values: dict[str, Any],
+    intent: Intent,
+) -> dict[str, Any]:
+    """The record as written: from the values themselves when the database computes
+    none of its fields (one query fewer per write), else read back."""
+    if co.computed:
+        return shown(ct, co, await fetch(conn, co, record_id), intent.actor)
+    return shown(
+        ct, co, {n: values.get(n) for n in (*SHOWN_SYSTEM_FIELDS, *co.fields)}, intent.actor
+    )
+
+
+async def delete(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    intent: Intent,
+    *,
+    if_match: int | None = None,
+) -> None:
+    """Move a record and its detail records to the recycle bin, minding lookups to it."""
+    if not intent.system:
+        require_object(ct.model, intent.actor, co.name, "delete")
+    current, pending = await editable(conn, ct, co, record_id, intent.actor, system=intent.system)
+    if if_match is not None and current["version"] != if_match:
+        raise StaleVersion(f"the record is at version {current['version']}, not {if_match}")
+    write = Write(conn, ct, co, intent, "delete", current, current, {}, pending_approval=pending)
+    await _check(write, [])
+    await _soft_delete(conn, ct, co, [record_id], intent, utcnow())
+    await _finish(write)
+
+
+async def restore(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    intent: Intent,
+) -> dict[str, Any]:
+    """Bring a record, and the details deleted with it, back from the recycle bin."""
+    if not intent.system:
+        require_object(ct.model, intent.actor, co.name, "delete")
+    current, _pending = await editable(
+        conn, ct, co, record_id, intent.actor, system=intent.system, deleted=True
+    )
+    for name, link in co.references.items():
+        if link.type == "master_detail" and current.get(name) is not None:
+            master = ct.table_for(link.target)
+            alive = await conn.scalar(
+                sa.select(master.c.id).where(
+                    master.c.id == current[name], master.c.deleted_at.is_(None)
+                )
+            )
+            if alive is None:
+                raise Conflict(f"restore the {link.target} record {current[name]} first")
+    write = Write(conn, ct, co, intent, "restore", current, current, {})
+    await _check(write, [])
+    try:
+        async with conn.begin_nested():
+            await _restore(conn, ct, co, [record_id], current["deleted_at"], intent)
+    except IntegrityError as error:
+        field = _violated_field(co, error)
+        raise Conflict(
+            "a live record now holds the same unique value" + (f" in {field}" if field else "")
+        ) from None
+    record = await fetch(conn, co, record_id)
+    write.after = record
+    await _finish(write)
+    return shown(ct, co, record, intent.actor)
+
+
+async def _next_numbers(conn: AsyncConnection, co: CompiledObject) -> dict[str, str]:
+    numbers = {}
+    for field in co.auto_numbers:
+        seq = sequences
+        value = await conn.scalar(
+            seq.update()
+            .where(seq.c.object == co.name, seq.c.field == field.api_name)
+            .values(next_value=seq.c.next_value + 1)
+            .returning(seq.c.next_value - 1)
+        )
+        prefix, rest = field.format.split("{", 1)
+        zeros, suffix = rest.split("}", 1)
+        numbers[field.api_name] = f"{prefix}{value:0{len(zeros)}d}{suffix}"
+    return numbers
+
+
+async def _execute(conn: AsyncConnection, co: CompiledObject, statement: Any, prefix: str) -> Any:
+    """Execute an insert or update; a unique-index violation becomes a field error.
+
+    Inside a batch (a `prefix` names the record) a savepoint keeps the transaction usable
+    so that later records are still checked; alone, the whole request fails anyway.
+    """
+    try:
+        if prefix:
+            async with conn.begin_nested():
+                return await conn.execute(statement)
+        return await conn.execute(statement)
+    except IntegrityError as error:
+        field = _violated_field(co, error)
+        if field is None:
+            raise Conflict("the change conflicts with existing data") from None
+        raise RecordInvalid(
+            f"the {co.name} record is invalid",
+            [FieldError(prefix + field, "unique", f"another {co.name} record has this {field}")],
+        ) from None
+
+
+def _violated_field(co: CompiledObject, error: IntegrityError) -> str | None:
+    """Which field's unique index a database error names (both dialects)."""
+    constraint = getattr(getattr(error.orig, "__cause__", None), "constraint_name", None)
+    if constraint in co.index_fields:
+        return co.index_fields[constraint]
+    message = str(error.orig)
+    for name in co.index_fields.values():
+        if f"{co.name}.{name}" in message or f"({name})" in message:
+            return name
+    return None
+
+
+async def _soft_delete(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    ids: list[uuid.UUID],
+    intent: Intent,
+    stamp: dt.datetime,
+    depth: int = 0,
+) -> None:
+    if depth > 20:
+        raise Conflict("master-detail chain too deep to delete")
+    for child_name, link in co.children:
+        child = ct.object(child_name)
+        t = child.table
+        live = sa.and_(t.c[link.api_name].in_(ids), t.c.deleted_at.is_(None))
+        if link.type == "master_detail":
+            child_ids = list((await conn.execute(sa.select(t.c.id).where(live))).scalars())
+            if child_ids:
+                await _soft_delete(conn, ct, child, child_ids, intent, stamp, depth + 1)
+        elif link.on_delete == "restrict":
+            blocking = await conn.scalar(sa.select(sa.func.count()).select_from(t).where(live))
+            if blocking:
+                raise Conflict(
+                    f"{blocking} {child_name} records refer to this record through "
+                    f"{link.api_name}; reassign or delete them first",
+                    [
+                        FieldError(
+                            f"{child_name}.{link.api_name}", "restrict", "records refer to it"
+                        )
+                    ],
+                )
+        else:
+            await conn.execute(
+                t.update()
+                .where(live)
+                .values(
+                    {
+                        link.api_name: None,
+                        "version": t.c.version + 1,
+                        "updated_at": stamp,
+                        "updated_by": intent.actor.user_id,
+                    }
+                )
+            )
+    t = co.table
+    await conn.execute(
+        t.update()
+        .where(t.c.id.in_(ids), t.c.deleted_at.is_(None))
+        .values(deleted_at=stamp, updated_by=intent.actor.user_id, version=t.c.version + 1)
+    )
+
+
+async def _restore(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    ids: list[uuid.UUID],
+    stamp: dt.datetime,
+    intent: Intent,
+) -> None:
+    t = co.table
+    await conn.execute(
+        t.update()
+        .where(t.c.id.in_(ids))
+        .values(
+            deleted_at=None,
+            updated_at=utcnow(),
+            updated_by=intent.actor.user_id,
+            version=t.c.version + 1,
+        )
+    )
+    for child_name, link in co.children:
+        if link.type != "master_detail":
+            continue
+        child = ct.object(child_name)
+        c = child.table
+        child_ids = list(
+            (
+                await conn.execute(
+                    sa.select(c.c.id).where(c.c[link.api_name].in_(ids), c.c.deleted_at == stamp)
+                )
+            ).scalars()
+        )
+        if child_ids:
+            await _restore(conn, ct, child, child_ids, stamp, intent)
+
+
+async def batch(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    records: list[dict[str, Any]],
+    intent: Intent,
+    *,
+    upsert_on: str | None = None,
+) -> list[dict[str, Any]]:
+    """Create, or upsert by an external-id field, many records; all or none."""
+    existing: dict[Any, uuid.UUID] = {}
+    if upsert_on is not None:
+        if upsert_on not in co.external_ids:
+            raise RecordInvalid(
+                "upsert needs an external-id field",
+                [
+                    FieldError(
+                        "upsert_on",
+                        "not-external-id",
+                        f"{upsert_on!r} is not an external-id field of {co.name}",
+                    )
+                ],
+            )
+        keys = [r.get(upsert_on) for r in records if isinstance(r, dict)]
+        keys = [k for k in keys if k is not None]
+        if len(set(map(str, keys))) != len(keys):
+            raise RecordInvalid(
+                "the batch names the same external id twice",
+                [FieldError("records", "duplicate-key", f"each {upsert_on} may appear once")],
+            )
+        field = co.fields[upsert_on]
+        coerced = []
+        for key in keys:
+            with contextlib.suppress(ValueProblem):
+                coerced.append(coerce(field, key))
+        t = co.table
+        if coerced:
+            rows = await conn.execute(
+                sa.select(t.c[upsert_on], t.c.id).where(
+                    t.c[upsert_on].in_(coerced), t.c.deleted_at.is_(None)
+                )
+            )
+            existing = {str(k): i for k, i in rows}
+    results: list[dict[str, Any]] = []
+    errors: list[FieldError] = []
+    for index, data in enumerate(records):
+        prefix = f"records/{index}/"
+        if not isinstance(data, dict):
+            errors.append(
+                FieldError(f"records/{index}", "type", "each record must be a JSON object")
+            )
+            continue
+        try:
+            key = data.get(upsert_on) if upsert_on else None
+            target = existing.get(str(key)) if key is not None else None
+            if target is not None:
+                record = await update(conn, ct, co, target, data, intent, prefix=prefix)
+                results.append({"index": index, "id": record["id"], "created": False})
+            else:
+                record = await create(conn, ct, co, data, intent, prefix=prefix)
+                results.append({"index": index, "id": record["id"], "created": True})
+        except RecordInvalid as invalid:
+            errors += invalid.errors
+        except NotFound:
+            # A record the caller cannot see holds the key: say no more than a unique clash.
+            message = f"another {co.name} record has this {upsert_on}"
+            errors.append(FieldError(prefix + str(upsert_on), "unique", message))
+        except PermissionDenied as denied:
+            errors.append(FieldError(prefix + str(upsert_on), "permission-denied", denied.detail))
+    if errors:
+        raise RecordInvalid("the batch was refused; nothing was written", errors)
+    return results
