@@ -35,11 +35,10 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
+        moment: dt.datetime = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=dt.UTC)
+        return moment.astimezone(dt.UTC)
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
@@ -54,13 +53,13 @@ class ExactDecimal(TypeDecorator[Decimal]):
 
     def __init__(self, precision: int | None = None, scale: int | None = None) -> None:
         super().__init__(precision=precision, scale=scale, asdecimal=True)
-        self.scale = scale
+        self.precision, self.scale = precision, scale
         self._quantum = None if scale is None else Decimal(1).scaleb(-scale)
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(sa.Float(asdecimal=False))
-        return dialect.type_descriptor(sa.Numeric(self.impl.precision, self.scale))
+        return dialect.type_descriptor(sa.Numeric(self.precision, self.scale))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
@@ -72,10 +71,8 @@ class ExactDecimal(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        if isinstance(value, float):
-            value = Decimal(repr(value))
-        value = Decimal(value)
-        return value if self._quantum is None else value.quantize(self._quantum)
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        return number if self._quantum is None else number.quantize(self._quantum)
 
 
 class MultiValue(TypeDecorator[list[str]]):

@@ -135,9 +135,10 @@ def dependents(
             for rule in obj.validation_rules:
                 if rule.field == field:
                     found.append(("validation rule", f"{base}/validation_rules/{rule.api_name}"))
-            for rule in obj.field_rules:
-                if field in rule.fields:
-                    found.append(("field rule", f"{base}/field_rules/{rule.api_name}/fields"))
+            for field_rule in obj.field_rules:
+                if field in field_rule.fields:
+                    path = f"{base}/field_rules/{field_rule.api_name}/fields"
+                    found.append(("field rule", path))
     found += _document_dependents(model, object_name, field, uses)
     for pack, owned in (packs or {}).items():
         if any(uses(o, f) or (o == object_name and f is None and whole) for o, f in owned):
@@ -183,9 +184,9 @@ def _document_dependents(
         used |= {name for action in (*flow.on_approve, *flow.on_reject) for name in _sets(action)}
         if whole or field in used:
             found.append(("approval flow", f"approval_flows/{flow.api_name}"))
-    for rule in model.sharing_rules:
-        if whole and rule.object == object_name:
-            found.append(("sharing rule", f"sharing_rules/{rule.api_name}"))
+    for sharing in model.sharing_rules:
+        if whole and sharing.object == object_name:
+            found.append(("sharing rule", f"sharing_rules/{sharing.api_name}"))
     for role in model.roles:
         if whole and object_name in role.objects:
             found.append(("role", f"roles/{role.api_name}/objects/{object_name}"))
@@ -202,9 +203,10 @@ def _value_dependents(
         obj = model.object(object_name)
         if obj.has_field(field) and getattr(obj.field(field), "default", None) in (value, [value]):
             found.append(("default", f"objects/{object_name}/fields/{field}/default"))
-        for rule in obj.field_rules:
-            if field in rule.fields and value in (rule.values or []):
-                found.append(("field rule", f"objects/{object_name}/field_rules/{rule.api_name}"))
+        for field_rule in obj.field_rules:
+            if field in field_rule.fields and value in (field_rule.values or []):
+                path = f"objects/{object_name}/field_rules/{field_rule.api_name}"
+                found.append(("field rule", path))
     for rule in model.stage_rules:
         if rule.object == object_name and rule.field == field:
             for stage in rule.stages:

@@ -13,7 +13,13 @@ from typing import Any
 from metacrm.checks.context import Context
 from metacrm.errors import FieldError
 from metacrm.metadata.layouts import Layout, ListView
-from metacrm.metadata.model import MetadataModel, ObjectDef, needs_value
+from metacrm.metadata.model import (
+    MetadataModel,
+    ObjectDef,
+    choice_values,
+    link_target,
+    needs_value,
+)
 from metacrm.metadata.names import SYSTEM_FIELDS
 
 
@@ -80,7 +86,7 @@ def layout_problems(layout: Layout, model: MetadataModel) -> list[FieldError]:
                 FieldError(path, "wrong-type", f"{layout.when.field!r} must be a picklist field")
             )
         else:
-            known = set(obj.field(layout.when.field).value_names())
+            known = set(choice_values(obj.field(layout.when.field)))
             for k, value in enumerate(layout.when.values):
                 if value not in known:
                     problems.append(
@@ -104,7 +110,7 @@ def _related_problems(
     if not child.has_field(related.field):
         return [_unknown(f"{path}/field", child, related.field)]
     link = child.field(related.field)
-    if link.type not in ("lookup", "master_detail") or link.target != layout.object:
+    if link_target(link) != layout.object:
         return [
             FieldError(
                 f"{path}/field",

@@ -56,14 +56,14 @@ def semantic_problems(
                 )
             )
     for other, depends in (dependents or {}).items():
-        spec = depends.get(pack.name)
-        if other != pack.name and spec is not None and not satisfies(pack.version, spec):
+        wanted = depends.get(pack.name)
+        if other != pack.name and wanted is not None and not satisfies(pack.version, wanted):
             problems.append(
                 PackProblem(
                     "pack.json",
                     "/version",
                     "version-conflict",
-                    f"installed pack {other!r} needs {pack.name} {spec}, not {pack.version}",
+                    f"installed pack {other!r} needs {pack.name} {wanted}, not {pack.version}",
                 )
             )
     if upgrade_from is not None:

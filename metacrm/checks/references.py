@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from metacrm.checks.context import Context
-from metacrm.metadata.model import FieldDef, ObjectDef, RollupField
+from metacrm.metadata.model import FieldDef, ObjectDef, RollupField, choice_values, link_target
 from metacrm.metadata.process import ApprovalFlow, Approver, ProcessAction, StageRule
 from metacrm.metadata.values import ValueProblem, coerce
 
@@ -60,15 +60,16 @@ def _object(ctx: Context, obj: ObjectDef) -> None:
     masters = 0
     for field in obj.fields:
         path = f"{base}/fields/{field.api_name}"
-        if field.type in ("lookup", "master_detail"):
-            if field.target not in ctx.objects and field.target not in ctx.unreadable:
+        target = link_target(field)
+        if target is not None:
+            if target not in ctx.objects and target not in ctx.unreadable:
                 ctx.error(
                     f"{path}/target",
                     "unknown-object",
-                    f"target object {field.target!r} does not exist",
+                    f"target object {target!r} does not exist",
                 )
             masters += field.type == "master_detail"
-            if field.type == "master_detail" and field.target == obj.api_name:
+            if field.type == "master_detail" and target == obj.api_name:
                 ctx.error(f"{path}/target", "self-master", "an object cannot be its own master")
         if isinstance(field, RollupField):
             _rollup(ctx, obj, field, path)
@@ -112,7 +113,7 @@ def _rollup(ctx: Context, obj: ObjectDef, field: RollupField, path: str) -> None
     if not ctx.need_field(f"{path}/child_field", child, field.child_field):
         return
     link = child.field(field.child_field)
-    if link.type not in ("lookup", "master_detail") or link.target != obj.api_name:
+    if link_target(link) != obj.api_name:
         ctx.error(
             f"{path}/child_field",
             "not-a-link",
@@ -145,7 +146,7 @@ def _field_rules(ctx: Context, obj: ObjectDef) -> None:
                 if field.type not in ("picklist", "multi_picklist"):
                     ctx.error(path, "wrong-type", f"{name!r} must be a picklist field")
                     continue
-                known = set(field.value_names())
+                known = set(choice_values(field))
                 for j, value in enumerate(rule.values or []):
                     if value not in known:
                         ctx.error(
@@ -186,7 +187,7 @@ def _stage_rule(ctx: Context, rule: StageRule) -> None:
     base = f"stage_rules/{rule.api_name}"
     obj = ctx.need_object(f"{base}/object", rule.object)
     picklist = ctx.need_field(f"{base}/field", obj, rule.field, "picklist")
-    values = set(obj.field(rule.field).value_names()) if picklist and obj else set()
+    values = set(choice_values(obj.field(rule.field))) if picklist and obj else set()
     stages = {s.value for s in rule.stages}
     for stage in rule.stages:
         path = f"{base}/stages/{stage.value}"

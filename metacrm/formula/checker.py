@@ -29,7 +29,7 @@ from metacrm.formula.types import (
     T,
     num,
 )
-from metacrm.metadata.model import FieldDef, MetadataModel, ObjectDef
+from metacrm.metadata.model import FieldDef, MetadataModel, ObjectDef, choice_values
 
 BOOLEAN_CONTEXTS = ("validation", "filter", "rollup_filter")
 DEFAULT_SCALE = 2  #: decimals of a numeric formula field without `scale`
@@ -120,7 +120,7 @@ class Checker:
         if method is None:
             message = _FORBIDDEN.get(type(node), f"{type(node).__name__} is not allowed")
             raise self.error(message, node)
-        out = method(node)
+        out: Node = method(node)
         out.line, out.column = self.source.position(node)
         return out
 
@@ -157,7 +157,7 @@ class Checker:
         if (
             not number.is_finite()
             or len(number.as_tuple().digits) > MAX_NUMBER_DIGITS
-            or abs(number.as_tuple().exponent) > MAX_NUMBER_DIGITS
+            or abs(int(number.as_tuple().exponent)) > MAX_NUMBER_DIGITS
         ):
             raise self.error(f"number literals are limited to {MAX_NUMBER_DIGITS} digits", node)
         exponent = number.as_tuple().exponent
@@ -503,7 +503,9 @@ class Checker:
             raise self.error(f'{name} of text needs a literal like "2024-01-31"', node)
         return Node("call", t, args=args, value=fn.name)
 
-    def _argument(self, fn: Function, spec: tuple, arg: Node, raw: ast.AST, index: int) -> None:
+    def _argument(
+        self, fn: Function, spec: tuple[Any, ...], arg: Node, raw: ast.AST, index: int
+    ) -> None:
         pname, cls = spec[0], spec[1]
         if cls == "int":
             low, high = _INT_BOUNDS.get(fn.name, (0, 18))
@@ -555,7 +557,7 @@ class Checker:
         hops = subject.extra["hops"]
         obj = self.model.object(hops[-1][1]) if hops else self.obj
         fdef = obj.field(subject.value)
-        if args[1].value not in fdef.value_names():
+        if args[1].value not in choice_values(fdef):
             raise self.error(
                 f"{args[1].value!r} is not a value of picklist {fdef.api_name!r}", node.args[1]
             )

@@ -31,12 +31,13 @@ def sql_type(t: T) -> sa.types.TypeEngine[Any]:
     """The SQLAlchemy type that binds and reads values of type `t`."""
     if t.numeric:
         return FormulaNumber()
-    return {
+    types: dict[str, sa.types.TypeEngine[Any]] = {
         "boolean": FormulaBoolean(),
         "date": sa.Date(),
         "datetime": UTCDateTime(),
         "id": sa.Uuid(),
-    }.get(t.kind, sa.Text())
+    }
+    return types.get(t.kind, sa.Text())
 
 
 class switch(FunctionElement[Any]):
@@ -54,7 +55,7 @@ class switch(FunctionElement[Any]):
 def _compile_switch(element: switch, compiler: Any, **kw: Any) -> str:
     sqlite_expr, pg_expr = list(element.clauses)
     chosen = pg_expr if compiler.dialect.name == "postgresql" else sqlite_expr
-    return "(" + compiler.process(chosen, **kw) + ")"
+    return "(" + str(compiler.process(chosen, **kw)) + ")"
 
 
 def both(sqlite_expr: Any, pg_expr: Any, t: T) -> sa.ColumnElement[Any]:
@@ -65,7 +66,7 @@ def both(sqlite_expr: Any, pg_expr: Any, t: T) -> sa.ColumnElement[Any]:
 def typed(expr: Any, t: T) -> sa.ColumnElement[Any]:
     """`expr` read back as type `t` (grouped, so operators around it keep their meaning)."""
     if t.kind == "boolean" and isinstance(getattr(expr, "type", None), sa.Boolean):
-        return expr
+        return expr  # type: ignore[no-any-return]
     if isinstance(expr, sa.ClauseElement):
         expr = expr.self_group()
     return sa.type_coerce(expr, sql_type(t))

@@ -219,8 +219,8 @@ def _neg(node: Node) -> Closure:
 def _call(node: Node) -> Closure:
     fn = REGISTRY[node.value]
     args = [compile_node(n) for n in node.args]
+    assert fn.py is not None
     impl = fn.py(node.args) if fn.py_nodes else fn.py
-    assert impl is not None
     if fn.lazy:
         return lambda env: impl(*[(lambda c=c: c(env)) for c in args])
     if fn.strict:
@@ -256,7 +256,7 @@ def _ischanged(node: Node) -> Closure:
     def run(env: Env) -> bool:
         if env.is_new or env.prior is None:
             return False
-        return current(env) != norm(env.prior.get(name))
+        return bool(current(env) != norm(env.prior.get(name)))
 
     return run
 

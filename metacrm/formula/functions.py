@@ -98,7 +98,9 @@ def unify(types: list[T], what: str) -> T:
     raise ArgumentTypeError(f"{what} mix types: {', '.join(sorted(kinds))}")
 
 
-def same(start: int = 0, step: int = 1, last: bool = False, what: str = "the arguments"):
+def same(
+    start: int = 0, step: int = 1, last: bool = False, what: str = "the arguments"
+) -> Callable[[list[Node]], T]:
     def rule(nodes: list[Node]) -> T:
         picked = nodes[start::step]
         if last and len(nodes) % 2 == 0:
@@ -134,7 +136,8 @@ def text_ok(value: str) -> str:
 def to_date(value: Any) -> dt.date:
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).date()
-    return value
+    day: dt.date = value
+    return day
 
 
 def utc(value: dt.datetime) -> dt.datetime:
@@ -254,7 +257,9 @@ def py_or(*thunks: Callable[[], Any]) -> bool | None:
     return result
 
 
-def py_if(cond: Callable[[], Any], then: Callable[[], Any], other=lambda: None) -> Any:
+def py_if(
+    cond: Callable[[], Any], then: Callable[[], Any], other: Callable[[], Any] = lambda: None
+) -> Any:
     return then() if cond() is True else other()
 
 
@@ -750,7 +755,7 @@ register("PRIORVALUE", "validation", "field", lambda n: n[0].type,
 
 
 def _concat(a: list[SQL]) -> SQL:
-    out = sa.func.coalesce(a[0], "")
+    out: SQL = sa.func.coalesce(a[0], "")
     for x in a[1:]:
         out = out.concat(sa.func.coalesce(x, ""))
     return out

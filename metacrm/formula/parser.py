@@ -18,11 +18,12 @@ class Source:
 
     def position(self, node: ast.AST | None) -> tuple[int, int]:
         """1-based (line, column) in characters (ast counts UTF-8 bytes)."""
-        if node is None or not hasattr(node, "lineno"):
+        line: int | None = getattr(node, "lineno", None)
+        if line is None:
             return 1, 1
-        line = node.lineno
+        start: int = getattr(node, "col_offset", 0)
         text = self._lines[line - 1] if 0 < line <= len(self._lines) else ""
-        offset = node.col_offset - 1 if line == 1 else node.col_offset
+        offset = start - 1 if line == 1 else start
         column = len(text.encode("utf-8")[: max(offset, 0)].decode("utf-8", "replace")) + 1
         return line, column
 

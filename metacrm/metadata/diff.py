@@ -6,7 +6,15 @@ from typing import Any
 
 from metacrm.errors import FieldError, MetadataInvalid
 from metacrm.metadata.layout_changes import layout_changes
-from metacrm.metadata.model import DOCUMENT_KINDS, FieldDef, MetadataModel, ObjectDef
+from metacrm.metadata.model import (
+    DOCUMENT_KINDS,
+    NUMERIC_FIELDS,
+    FieldDef,
+    MetadataModel,
+    ObjectDef,
+    choice_values,
+    link_target,
+)
 from metacrm.metadata.plan import (
     AddField,
     AlterField,
@@ -93,15 +101,14 @@ def _diff_fields(old: ObjectDef, new: ObjectDef) -> tuple[list[Op], list[Op], li
 def _type_change_problem(old: FieldDef, new: FieldDef) -> str | None:
     """Why `old` cannot become `new` in place, or None when it can."""
     if old.type == new.type:
-        if old.type in ("lookup", "master_detail") and old.target != new.target:
+        if old.type in ("lookup", "master_detail") and link_target(old) != link_target(new):
             return "the target of a lookup cannot change; add a new field instead"
         return None
     families = ((*_VARCHAR, "long_text"), _NUMERIC)
     if any(old.type in family and new.type in family for family in families):
         return None
-    if old.type == "lookup" and new.type == "master_detail" and old.target == new.target:
-        return None
-    if old.type == "master_detail" and new.type == "lookup" and old.target == new.target:
+    links = {old.type, new.type} == {"lookup", "master_detail"}
+    if links and link_target(old) == link_target(new):
         return None
     return (
         f"a {old.type} field cannot become a {new.type} field in place; "
@@ -119,7 +126,7 @@ def _narrowing(obj: str, old: FieldDef, new: FieldDef) -> tuple[str, ...]:
         risks.append(f"{name} becomes a short text: longer values no longer fit")
     elif old_len and new_len and new_len < old_len:
         risks.append(f"{name} shrinks from {old_len} to {new_len} characters")
-    if old.type in _NUMERIC and new.type in _NUMERIC:
+    if isinstance(old, NUMERIC_FIELDS) and isinstance(new, NUMERIC_FIELDS):
         if new.scale < old.scale:
             risks.append(f"{name} loses decimals ({old.scale} -> {new.scale})")
         if new.precision - new.scale < old.precision - old.scale:
@@ -127,7 +134,7 @@ def _narrowing(obj: str, old: FieldDef, new: FieldDef) -> tuple[str, ...]:
     if old.type != new.type and new.type in ("picklist", "email", "phone", "url"):
         risks.append(f"existing {name} values may not be valid {new.type} values")
     if old.type in ("picklist", "multi_picklist") and old.type == new.type:
-        removed = [v for v in old.value_names() if v not in set(new.value_names())]
+        removed = [v for v in choice_values(old) if v not in set(choice_values(new))]
         if removed:
             risks.append(f"removes values {removed} of {name}; records holding them are cleared")
     return tuple(risks)

@@ -329,6 +329,22 @@ REFERENCE_TYPES = ("lookup", "master_detail")
 # ---------------------------------------------------------------- objects
 
 
+#: Field classes by what they hold, to narrow a FieldDef with isinstance.
+NUMERIC_FIELDS = (NumberField, CurrencyField, PercentField)
+CHOICE_FIELDS = (PicklistField, MultiPicklistField)
+LINK_FIELDS = (LookupField, MasterDetailField)
+
+
+def link_target(field: FieldDef) -> str | None:
+    """The object a lookup or master-detail field points to (None for other fields)."""
+    return field.target if isinstance(field, LINK_FIELDS) else None
+
+
+def choice_values(field: FieldDef, *, active_only: bool = False) -> list[str]:
+    """The values of a picklist or multi-picklist field (none for other fields)."""
+    return field.value_names(active_only=active_only) if isinstance(field, CHOICE_FIELDS) else []
+
+
 def needs_value(field: FieldDef) -> bool:
     """Required at the object level and not filled by a default."""
     return bool(
@@ -438,7 +454,8 @@ class MetadataModel(Strict):
 
     def documents(self, kind: str) -> list[Any]:
         """The documents of a kind: 'objects' or one of DOCUMENT_KINDS' attributes."""
-        return getattr(self, kind)
+        documents: list[Any] = getattr(self, kind)
+        return documents
 
     def document(self, kind: str, api_name: str) -> Any:
         for doc in self.documents(kind):

@@ -136,17 +136,19 @@ def upgrade_model(
     for name in {*old_ext, *new_ext}:
         if not model.has_object(name):
             continue
-        obj = model.object(name)
-        before, after = old_ext.get(name, Extension(object=name)), new_ext.get(name)
-        after = after or Extension(object=name)
+        extended = model.object(name)
+        ext_before = old_ext.get(name, Extension(object=name))
+        ext_after = new_ext.get(name) or Extension(object=name)
         update = {
-            part: _merge_in_place(getattr(obj, part), getattr(before, part), getattr(after, part))
+            part: _merge_in_place(
+                getattr(extended, part), getattr(ext_before, part), getattr(ext_after, part)
+            )
             for part in _PARTS
         }
-        model = model.with_object(obj.model_copy(update=update))
+        model = model.with_object(extended.model_copy(update=update))
     for kind in DOCUMENT_FILES:
-        now = model.documents(kind)
-        merged = _merge_in_place(now, old.documents(kind), pack.documents.get(kind, []))
+        docs = model.documents(kind)
+        merged = _merge_in_place(docs, old.documents(kind), pack.documents.get(kind, []))
         model = model.model_copy(update={kind: merged})
     return model
 

@@ -111,7 +111,7 @@ _FILE_KINDS: dict[str, Any] = {
     "object": ObjectDef,
     "extension": Extension,
     "tests": list[PackTest],
-    **{attribute: list[cls] for attribute, cls in _CLASSES.items()},
+    **{attribute: list[cls] for attribute, cls in _CLASSES.items()},  # type: ignore[valid-type]
 }
 
 
@@ -183,7 +183,8 @@ class Pack:
 
 
 def document_data(document: Any) -> dict[str, Any]:
-    return document.model_dump(mode="json", exclude_defaults=True)
+    data: dict[str, Any] = document.model_dump(mode="json", exclude_defaults=True)
+    return data
 
 
 def contents_model(contents: dict[str, Any]) -> tuple[MetadataModel, list[Extension]]:
@@ -467,10 +468,10 @@ def load_pack(files: dict[str, Any], *, partial: bool = False) -> Pack:
         except ValidationError as error:
             problems += _schema_problems(path, kind, data) or _model_problems(path, error)
             unreadable |= _object_named(kind, path, data)
-    manifest = parsed.get("pack.json")
+    manifest: Manifest | None = parsed.get("pack.json")
     if manifest is not None:
         problems += _manifest_problems(manifest, decoded)
-    if problems and (manifest is None or not partial):
+    if manifest is None or (problems and not partial):
         raise PackInvalid(f"the pack has {len(problems)} problem(s)", problems)
     pack = Pack(
         manifest=manifest, files=decoded, problems=problems, unreadable=frozenset(unreadable)

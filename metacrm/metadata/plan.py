@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from metacrm.errors import FieldError
-from metacrm.metadata.model import FieldDef, ObjectDef
+from metacrm.metadata.model import FieldDef, ObjectDef, choice_values
 from metacrm.metadata.security import ObjectPermission, Role
 
 
 def _dump(model: Any) -> dict[str, Any]:
-    return model.model_dump(mode="json", exclude_defaults=True, exclude_none=True) | {
+    data: dict[str, Any] = model.model_dump(mode="json", exclude_defaults=True, exclude_none=True)
+    return data | {
         "api_name": model.api_name,
         **({"type": model.type} if hasattr(model, "type") else {}),
     }
@@ -165,8 +166,8 @@ class AlterField(Op):
     def removed_values(self) -> list[str]:
         """Picklist values the change removes (their data is cleared on apply)."""
         if self.old.type in ("picklist", "multi_picklist") and self.new.type == self.old.type:
-            kept = set(self.new.value_names())
-            return [v for v in self.old.value_names() if v not in kept]
+            kept = set(choice_values(self.new))
+            return [v for v in choice_values(self.old) if v not in kept]
         return []
 
     def changed(self) -> list[str]:

@@ -78,7 +78,7 @@ def parse(kind: type[T], document: Any, *, base: str = "") -> T:
         ) from None
 
 
-_FIELD = TypeAdapter(FieldDef)
+_FIELD: TypeAdapter[FieldDef] = TypeAdapter(FieldDef)  # type: ignore[arg-type]
 
 
 def parse_field(document: Any, *, base: str = "") -> FieldDef:

@@ -63,7 +63,7 @@ async def load_model(conn: AsyncConnection, version: int) -> MetadataModel:
     """The model as it was at `version` (the empty model at version 0)."""
     if version == 0:
         return MetadataModel()
-    document = (
+    document: dict[str, Any] = (
         await conn.execute(
             sa.select(metadata_versions.c.document).where(metadata_versions.c.version == version)
         )
@@ -103,4 +103,7 @@ async def list_versions(conn: AsyncConnection, *, limit: int = 100) -> list[Vers
         .order_by(t.c.version.desc())
         .limit(limit)
     )
-    return [VersionInfo(*row) for row in rows]
+    return [
+        VersionInfo(row.version, row.created_at, row.author_id, row.source, row.comment, row.plan)
+        for row in rows
+    ]

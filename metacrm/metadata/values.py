@@ -5,13 +5,29 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from metacrm.metadata.model import FieldDef
+from metacrm.metadata.model import (
+    CurrencyField,
+    EmailField,
+    FieldDef,
+    LongTextField,
+    MultiPicklistField,
+    NumberField,
+    PercentField,
+    PhoneField,
+    PicklistField,
+    TextField,
+    UrlField,
+)
+
+_Texts = TextField | LongTextField | EmailField | PhoneField | UrlField
+_Numbers = NumberField | CurrencyField | PercentField
 
 # re.ASCII: `\d` would otherwise match any script's digits ("１２", "١٢"), which Decimal reads.
 _DECIMAL_TEXT = re.compile(r"^[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})$", re.ASCII)
@@ -38,7 +54,7 @@ def check_text(value: str) -> str:
     return value
 
 
-def _text(field: FieldDef, value: Any) -> str:
+def _text(field: _Texts, value: Any) -> str:
     if not isinstance(value, str):
         raise ValueProblem("type", f"expected text, got {_kind(value)}")
     check_text(value)
@@ -49,7 +65,7 @@ def _text(field: FieldDef, value: Any) -> str:
     return value
 
 
-def _decimal(field: FieldDef, value: Any) -> Decimal:
+def _decimal(field: _Numbers, value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | Decimal | float | str):
         raise ValueProblem("type", f"expected a number, got {_kind(value)}")
     if isinstance(value, str):
@@ -73,13 +89,13 @@ def _decimal(field: FieldDef, value: Any) -> Decimal:
     return number
 
 
-def _boolean(field: FieldDef, value: Any) -> bool:
+def _boolean(field: object, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueProblem("type", f"expected true or false, got {_kind(value)}")
     return value
 
 
-def _date(field: FieldDef, value: Any) -> dt.date:
+def _date(field: object, value: Any) -> dt.date:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
     if not isinstance(value, str) or not _DATE.match(value):
@@ -90,7 +106,7 @@ def _date(field: FieldDef, value: Any) -> dt.date:
         raise ValueProblem("type", f"{value!r} is not a real date") from None
 
 
-def _datetime(field: FieldDef, value: Any) -> dt.datetime:
+def _datetime(field: object, value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
         moment = value
     else:
@@ -108,7 +124,7 @@ def _datetime(field: FieldDef, value: Any) -> dt.datetime:
         raise ValueProblem("type", "date-time out of range") from None
 
 
-def _email(field: FieldDef, value: Any) -> str:
+def _email(field: _Texts, value: Any) -> str:
     text = _text(field, value)
     try:
         return validate_email(text, check_deliverability=False).normalized
@@ -116,14 +132,14 @@ def _email(field: FieldDef, value: Any) -> str:
         raise ValueProblem("email", f"not a valid e-mail address: {error}") from None
 
 
-def _phone(field: FieldDef, value: Any) -> str:
+def _phone(field: _Texts, value: Any) -> str:
     text = _text(field, value)
     if not _PHONE.match(text) or sum(c.isdigit() for c in text) < 3:
         raise ValueProblem("phone", "not a valid phone number")
     return text
 
 
-def _url(field: FieldDef, value: Any) -> str:
+def _url(field: _Texts, value: Any) -> str:
     text = _text(field, value)
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
@@ -131,7 +147,7 @@ def _url(field: FieldDef, value: Any) -> str:
     return text
 
 
-def _picklist(field: FieldDef, value: Any) -> str:
+def _picklist(field: PicklistField, value: Any) -> str:
     if not isinstance(value, str):
         raise ValueProblem("type", f"expected text, got {_kind(value)}")
     if value not in field.value_names(active_only=True):
@@ -141,7 +157,7 @@ def _picklist(field: FieldDef, value: Any) -> str:
     return value
 
 
-def _multi_picklist(field: FieldDef, value: Any) -> list[str] | None:
+def _multi_picklist(field: MultiPicklistField, value: Any) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueProblem("type", f"expected a list of values, got {_kind(value)}")
     active = field.value_names(active_only=True)
@@ -155,7 +171,7 @@ def _multi_picklist(field: FieldDef, value: Any) -> list[str] | None:
     return sorted(value, key=active.index) or None
 
 
-def _reference(field: FieldDef, value: Any) -> uuid.UUID:
+def _reference(field: object, value: Any) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
     if not isinstance(value, str) or len(value) > 36:
@@ -166,7 +182,7 @@ def _reference(field: FieldDef, value: Any) -> uuid.UUID:
         raise ValueProblem("type", f"{_short(value)} is not a record id") from None
 
 
-def _json(field: FieldDef, value: Any) -> Any:
+def _json(field: object, value: Any) -> Any:
     _check_json_text(value, depth=0)
     return _plain_json(value)
 
@@ -198,7 +214,8 @@ def _check_json_text(value: Any, depth: int) -> None:
             _check_json_text(item, depth + 1)
 
 
-_COERCERS = {
+#: Field type -> coercer; each takes the field class of its type.
+_COERCERS: dict[str, Callable[[Any, Any], Any]] = {
     "text": _text,
     "long_text": _text,
     "number": _decimal,
