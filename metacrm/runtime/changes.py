@@ -157,7 +157,9 @@ async def _apply_once(
     async with transaction() as conn:
         if conn.dialect.name == "postgresql":
             # One change at a time per tenant; SQLite's BEGIN IMMEDIATE already serialises.
-            schema = conn.sync_connection.get_execution_options()["schema_translate_map"][None]
+            sync = conn.sync_connection
+            assert sync is not None  # an AsyncConnection in use has its sync connection
+            schema = sync.get_execution_options()["schema_translate_map"][None]
             await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(schema))))
             await conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
         version = await current_version(conn)
