@@ -235,3 +235,32 @@ async def test_recall_racing_approval_has_one_outcome(tenant: TenantClient) -> N
             assert (final, record["status"]) == ("recalled", "draft")
         else:
             assert (final, record["status"]) == ("approved", "approved")
+
+
+async def test_funnel_sums_a_currency_formula(tenant: TenantClient) -> None:
+    weighted = {
+        "api_name": "weighted",
+        "type": "formula",
+        "returns": "currency",
+        "expression": "amount * 2",
+    }
+    await setup(
+        tenant, objects=[OPPORTUNITY | {"fields": [*OPPORTUNITY["fields"], weighted]}, QUOTE]
+    )
+    for name, amount in (("a", "100"), ("b", "50")):
+        await tenant.create("opportunity", {"name": name, "stage": "qualify", "amount": amount})
+    await _opportunity(tenant, "c", "250", "propose")
+    response = await tenant.get(
+        "/api/v1/analytics/funnel/opportunity_path", params={"amount": "weighted"}
+    )
+    assert response.status_code == 200, response.text
+    funnel = response.json()
+    assert funnel["amount_field"] == "weighted"
+    by_stage = {s["stage"]: s for s in funnel["stages"]}
+    assert Decimal(by_stage["qualify"]["amount"]) == Decimal("300")
+    assert Decimal(by_stage["propose"]["amount"]) == Decimal("500")
+    # A text formula is still refused.
+    response = await tenant.get(
+        "/api/v1/analytics/funnel/opportunity_path", params={"amount": "name"}
+    )
+    assert response.status_code == 422

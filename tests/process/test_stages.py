@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import TenantClient
-from tests.process.support import codes, setup
+from tests.process.support import BIG_DISCOUNT, DEAL_DESK, codes, setup
 
 
 async def test_gates_refuse_then_allow(tenant: TenantClient) -> None:
@@ -115,3 +115,50 @@ async def test_create_must_start_in_an_initial_stage(tenant: TenantClient) -> No
     )
     assert response.status_code == 422
     assert ("records/1/stage", "illegal-move") in codes(response)
+
+
+async def test_moving_to_the_current_stage_changes_nothing(tenant: TenantClient) -> None:
+    await setup(tenant)
+    opp = await tenant.create("opportunity", {"name": "Acme", "stage": "qualify"})
+    url = f"/api/v1/data/opportunity/{opp['id']}"
+    response = await tenant.post(f"{url}/stage", json={"to": "qualify"})
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == opp["version"]
+    assert (await tenant.get(url)).json()["version"] == opp["version"]
+    history = (await tenant.get(f"{url}/stage-history")).json()["rules"][0]
+    assert [(t["from"], t["to"]) for t in history["transitions"]] == [(None, "qualify")]
+
+
+async def _negotiating(user: TenantClient, amount: str) -> str:
+    opp = await user.create("opportunity", {"name": "Deal", "stage": "qualify"})
+    url = f"/api/v1/data/opportunity/{opp['id']}"
+    fields = {"amount": amount, "close_date": "2030-01-01"}
+    response = await user.post(f"{url}/stage", json={"to": "propose", "fields": fields})
+    assert response.status_code == 200, response.text
+    for task in (await user.get(f"{url}/stage-tasks")).json()["tasks"]:
+        if not task["optional"]:
+            await user.post(f"/api/v1/stage-tasks/{task['id']}/done")
+    response = await user.post(
+        f"{url}/stage", json={"to": "negotiate", "fields": {"next_step": "x"}}
+    )
+    assert response.status_code == 200, response.text
+    return url
+
+
+async def test_a_required_approval_applies_only_when_its_flow_accepts_the_record(
+    tenant: TenantClient,
+) -> None:
+    # The deal desk only takes deals above 10000: smaller ones may close without it.
+    desk = DEAL_DESK | {"entry_condition": "amount > 10000"}
+    await setup(tenant, approval_flows=[desk, BIG_DISCOUNT])
+    small = await _negotiating(tenant, "5000")
+    response = await tenant.post(f"{small}/stage", json={"to": "won"})
+    assert response.status_code == 200, response.text
+    assert response.json()["stage"] == "won"
+
+    big = await _negotiating(tenant, "50000")
+    response = await tenant.post(f"{big}/stage", json={"to": "won"})
+    assert codes(response) == {("stage", "approval-required")}
+    # The gate judges the record as it will be: lowering the amount in the move lifts it.
+    response = await tenant.post(f"{big}/stage", json={"to": "won", "fields": {"amount": "9000"}})
+    assert response.status_code == 200, response.text
