@@ -1,7 +1,7 @@
 """Process metadata: stage rules on a picklist, and approval flows.
 
 Both are documents of their own (`/api/v1/metadata/stage-rules`, `.../approval-flows`);
-the runtime enforces them in `metacrm/runtime/stages.py` and `metacrm/runtime/approvals.py`.
+the runtime enforces them in the `metacrm/runtime/process/` package.
 """
 
 from __future__ import annotations
