@@ -23,6 +23,7 @@ from metacrm.platform.api import ui as ui_api
 from metacrm.platform.db import Database
 from metacrm.platform.migrate import upgrade_system
 from metacrm.platform.openapi import static_document, tenant_document
+from metacrm.platform.params import CHECK_PARAMS
 from metacrm.platform.settings import Settings
 from metacrm.platform.state import AppState, IdentityDep, StateDep
 
@@ -68,14 +69,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         users.router,
         keys.router,
         tenants.router,
+        ui_api.router,
+        packs_api.router,
+        packs_api.history,
+        process_api.router,
     ):
-        app.include_router(router, prefix="/api/v1")
-    app.include_router(ui_api.router, prefix="/api/v1")
-    app.include_router(packs_api.router, prefix="/api/v1")
-    app.include_router(packs_api.history, prefix="/api/v1")
-    app.include_router(process_api.router, prefix="/api/v1")
+        # Every /api/v1 route refuses query parameters it does not declare.
+        app.include_router(router, prefix="/api/v1", dependencies=[CHECK_PARAMS])
 
-    @app.get("/api/v1/openapi.json", include_in_schema=False)
+    @app.get("/api/v1/openapi.json", include_in_schema=False, dependencies=[CHECK_PARAMS])
     async def openapi(state: StateDep, identity: IdentityDep) -> JSONResponse:
         """The live OpenAPI of the caller's tenant, as of its current metadata."""
         async with state.tenant(identity, writes=False) as (_conn, ct, actor):
@@ -90,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
 
-    @app.get("/api/v1/docs", include_in_schema=False)
+    @app.get("/api/v1/docs", include_in_schema=False, dependencies=[CHECK_PARAMS])
     async def docs() -> HTMLResponse:
         return HTMLResponse(_DOCS_PAGE)
 

@@ -50,6 +50,11 @@ def _list_parameters() -> list[dict[str, Any]]:
         ),
         param("limit", "Records per page.", {"type": "integer", "minimum": 1}),
         param("cursor", "The `next_cursor` of the previous page.", {"type": "string"}),
+        param(
+            "count",
+            "`true` adds `total`: how many records match, on every page, under your access.",
+            {"type": "boolean", "default": False},
+        ),
     ]
 
 
@@ -62,6 +67,7 @@ def _object_paths(name: str, label: str) -> dict[str, Any]:
         "properties": {
             "records": {"type": "array", "items": read},
             "next_cursor": {"type": ["string", "null"]},
+            "total": {"type": "integer", "description": "With `count=true` only."},
         },
     }
     record_response = {

@@ -45,6 +45,8 @@ class ListQuery:
     limit: int = 50
     cursor: str | None = None
     deleted: bool = False
+    #: Also answer `total`: every matching record the caller may see, on all pages.
+    count: bool = False
 
 
 def _invalid(param: str, code: str, message: str) -> QueryInvalid:
@@ -297,24 +299,18 @@ async def list_records(
     actor: Actor,
     cursor_key: bytes,
 ) -> dict[str, Any]:
-    """One page of the records `actor` may see, and the next page's cursor (None at the end)."""
+    """One page of the records `actor` may see, and the next page's cursor (None at the end);
+    with `query.count`, the `total` of them on every page."""
     _check_texts(query)
-    access = record_filter(ct, actor, co, "read")
+    access = record_filter(ct, actor, co, "read")  # first: 403 without the object permission
     keys = _sort_keys(co, query.order_by, {*SHOWN_SYSTEM_FIELDS, *readable(ct, actor, co)})
     columns = _selection(ct, co, query.fields, actor)
     if query.deleted:
         columns.append(co.sql("deleted_at").label("deleted_at"))
     # The sort keys ride along under labels no field can have, for the next cursor.
     key_columns = [co.sql(n).label(f"__k{i}") for i, (n, _) in enumerate(keys)]
-    statement = sa.select(*columns, *key_columns).select_from(co.table)
-    t = co.table
-    statement = statement.where(
-        t.c.deleted_at.is_not(None) if query.deleted else t.c.deleted_at.is_(None)
-    )
-    if query.where:
-        statement = statement.where(_filter(ct, co, query.where, actor))
-    if access is not None:
-        statement = statement.where(access)
+    conditions = _conditions(ct, co, query, actor, access)
+    statement = sa.select(*columns, *key_columns).select_from(co.table).where(*conditions)
     if query.cursor:
         payload = decode_cursor(cursor_key, query.cursor)
         signature = [query.where, query.order_by, query.deleted, co.name]
@@ -340,4 +336,25 @@ async def list_records(
             cursor_key, {"q": signature, "v": [json_value(v) for v in key_values]}
         )
     records = [row_to_record({k: v for k, v in r.items() if not k.startswith("__k")}) for r in rows]
-    return {"records": records, "next_cursor": next_cursor}
+    page: dict[str, Any] = {"records": records, "next_cursor": next_cursor}
+    if query.count:
+        total = sa.select(sa.func.count()).select_from(co.table).where(*conditions)
+        page["total"] = (await conn.execute(total, user_binding(actor))).scalar_one()
+    return page
+
+
+def _conditions(
+    ct: CompiledTenant,
+    co: CompiledObject,
+    query: ListQuery,
+    actor: Actor,
+    access: sa.ColumnElement[bool] | None,
+) -> list[sa.ColumnElement[bool]]:
+    """What a listed record meets, whatever the page: live or deleted, `where`, access."""
+    t = co.table
+    conditions = [t.c.deleted_at.is_not(None) if query.deleted else t.c.deleted_at.is_(None)]
+    if query.where:
+        conditions.append(_filter(ct, co, query.where, actor))
+    if access is not None:
+        conditions.append(access)
+    return conditions

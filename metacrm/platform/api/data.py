@@ -37,6 +37,7 @@ class ListParams:
     fields: TextParam = None
     limit: Annotated[int | None, Query()] = None
     cursor: Annotated[str | None, Query(max_length=4000)] = None
+    count: Annotated[bool, Query()] = False
 
 
 ListParamsDep = Annotated[ListParams, Depends()]
@@ -57,6 +58,7 @@ async def _list(
         limit=limit,
         cursor=params.cursor,
         deleted=deleted,
+        count=params.count,
     )
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
@@ -69,7 +71,7 @@ async def _list(
 async def list_object(
     object_name: str, state: StateDep, identity: IdentityDep, params: ListParamsDep
 ) -> dict[str, Any]:
-    """List live records: `where`, `order_by`, `fields`, `limit`, `cursor`."""
+    """List live records: `where`, `order_by`, `fields`, `limit`, `cursor`, `count`."""
     return await _list(state, identity, object_name, params, deleted=False)
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from metacrm.errors import PermissionDenied
+from metacrm.platform.params import OPEN_QUERY
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledTenant
@@ -30,7 +31,7 @@ def _readable(ct: CompiledTenant, actor: Actor, name: str) -> None:
         raise PermissionDenied(f"your role may not read {name} records")
 
 
-@router.get("/{object_name}/form")
+@router.get("/{object_name}/form", dependencies=[OPEN_QUERY])
 async def form(
     object_name: str,
     request: Request,
