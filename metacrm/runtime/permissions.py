@@ -251,6 +251,8 @@ def _role_clauses(
             continue
         if action == "edit" and rule.access != "edit":
             continue
+        # Deliberately no target filter: the criteria define access, so they run with system
+        # rights, and a lookup in them (`account.tier > 5`) sees every live or deleted target.
         clauses.append(formula.compile_filter(rule.criteria, co.obj, model, ct.table_for))
     return clauses
 
