@@ -232,7 +232,8 @@ def _after(column: sa.ColumnElement[Any], value: Any, descending: bool) -> sa.Co
     if value is None:
         return column.is_not(None) if descending else sa.false()
     if descending:
-        return column < value
+        before: sa.ColumnElement[Any] = column < value
+        return before
     return sa.or_(column > value, column.is_(None))
 
 
@@ -352,7 +353,9 @@ def _conditions(
 ) -> list[sa.ColumnElement[bool]]:
     """What a listed record meets, whatever the page: live or deleted, `where`, access."""
     t = co.table
-    conditions = [t.c.deleted_at.is_not(None) if query.deleted else t.c.deleted_at.is_(None)]
+    conditions: list[sa.ColumnElement[bool]] = [
+        t.c.deleted_at.is_not(None) if query.deleted else t.c.deleted_at.is_(None)
+    ]
     if query.where:
         conditions.append(_filter(ct, co, query.where, actor))
     if access is not None:
