@@ -134,13 +134,15 @@ async def test_a_where_through_an_invisible_lookup_reads_it_as_empty(world: Worl
 
 async def test_fields_through_a_lookup_follow_the_same_access(world: World) -> None:
     response = await world.bob.get(
-        "/api/v1/data/deal", params={"fields": "name,account.name,account.label,account.tier"}
+        "/api/v1/data/deal",
+        params={"fields": "name,account.name,account.label,account.tier,account.deal_count"},
     )
     by_name = {r["name"]: r for r in response.json()["records"]}
-    assert by_name["on secret"]["account.name"] is None
-    assert by_name["on secret"]["account.label"] is None
+    for field in ("account.name", "account.label", "account.tier", "account.deal_count"):
+        assert by_name["on secret"][field] is None, field
     assert by_name["on mine"]["account.name"] == "Bob Co"
     assert by_name["on mine"]["account.label"] == "Bob Co!"
+    assert by_name["on mine"]["account.deal_count"] == 1
     # A self-lookup: the parent of bob's account is alice's, so it expands to null.
     accounts = await world.admin.get("/api/v1/data/account", params={"fields": "name,parent.name"})
     parents = {r["name"]: r["parent.name"] for r in accounts.json()["records"]}
