@@ -16,11 +16,10 @@ from metacrm.formula.types import BOOL, Node
 from metacrm.metadata.model import (
     FieldDef,
     FormulaField,
-    LookupField,
-    MasterDetailField,
     MetadataModel,
     ObjectDef,
     RollupField,
+    link_target,
 )
 
 TableFor = Callable[[str], sa.Table]
@@ -329,11 +328,11 @@ def path_sql(
     hops: list[tuple[str, str]] = []
     target = obj
     for link in links:
-        field = target.field(link)
-        if not isinstance(field, LookupField | MasterDetailField):
+        target_name = link_target(target.field(link))
+        if target_name is None:
             raise FormulaError(f"{link!r} is not a lookup field", field="path")
-        hops.append((link, field.target))
-        target = model.object(field.target)
+        hops.append((link, target_name))
+        target = model.object(target_name)
     if not hops:
         raise FormulaError(f"{path[:64]!r} crosses no lookup", field="path")
     ctx = Ctx(table_for(obj.api_name), table_for, target_filter=target_filter)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from metacrm import formula
 from metacrm.errors import PermissionDenied
 from metacrm.formula import TargetFilter
-from metacrm.metadata.model import LookupField, MasterDetailField, MetadataModel, ObjectDef
+from metacrm.metadata.model import MetadataModel, ObjectDef, link_target
 from metacrm.metadata.names import SYSTEM_FIELDS
 from metacrm.metadata.security import ObjectPermission, Role, SharingRule
 from metacrm.runtime.actor import Actor
@@ -296,9 +296,8 @@ def linked(ct: CompiledTenant, co: CompiledObject, name: str) -> CompiledObject 
     """The object the lookup or master-detail field `name` of `co` points to (None: no such
     field)."""
     link = co.references.get(name)
-    if isinstance(link, LookupField | MasterDetailField):
-        return ct.object(link.target)
-    return None
+    target = link_target(link) if link is not None else None
+    return None if target is None else ct.object(target)
 
 
 def visible_definition(
