@@ -85,7 +85,7 @@ async def funnel(
         }
         if amount is not None:
             entry["amount"] = str(total)
-            if stage.probability is not None:
+            if stage.probability is not None and isinstance(total, Decimal):
                 entry["weighted_amount"] = str(
                     (total * stage.probability / 100).quantize(Decimal("0.01"))
                 )

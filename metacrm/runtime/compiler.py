@@ -9,19 +9,33 @@ import sqlalchemy as sa
 
 from metacrm import formula
 from metacrm.formula import CheckedExpr
-from metacrm.metadata.model import FieldDef, FieldRule, MetadataModel, ObjectDef, ValidationRule
+from metacrm.metadata.model import (
+    AutoNumberField,
+    FieldDef,
+    FieldRule,
+    FormulaField,
+    LookupField,
+    MasterDetailField,
+    MetadataModel,
+    ObjectDef,
+    RollupField,
+    StoredField,
+    ValidationRule,
+)
 from metacrm.metadata.names import SYSTEM_FIELDS
 from metacrm.metadata.process import ApprovalFlow, StageRule
 from metacrm.runtime.columns import (
     NAMING_CONVENTION,
-    ExactDecimal,
-    UTCDateTime,
     build_table,
     column_type,
     index_name,
     wants_index,
 )
 from metacrm.runtime.views import ViewCache
+from metacrm.types import ExactDecimal, UTCDateTime
+
+#: A field that names a record of another object.
+Link = LookupField | MasterDetailField
 
 #: System fields a record shows (deleted_at only in the recycle bin).
 SHOWN_SYSTEM_FIELDS = tuple(f for f in SYSTEM_FIELDS if f != "deleted_at")
@@ -37,12 +51,12 @@ class CompiledObject:
     table: sa.Table
     fields: dict[str, FieldDef]
     writable: dict[str, FieldDef]
-    references: dict[str, FieldDef]
-    auto_numbers: list[FieldDef]
+    references: dict[str, Link]
+    auto_numbers: list[AutoNumberField]
     external_ids: frozenset[str]
     index_fields: dict[str, str]
     #: (child object, link field) pairs of records pointing at this object.
-    children: list[tuple[str, FieldDef]] = field(default_factory=list)
+    children: list[tuple[str, Link]] = field(default_factory=list)
     #: Active validation rules, each with its condition checked.
     validation_rules: tuple[tuple[ValidationRule, CheckedExpr], ...] = ()
     #: Field name -> its default expression, checked.
@@ -91,16 +105,18 @@ class CompiledTenant:
 
 def _result_type(field: FieldDef, model: MetadataModel) -> sa.types.TypeEngine[Any]:
     """The Python-side type of a computed field's value."""
-    if field.type == "formula":
+    if isinstance(field, FormulaField):
         if field.returns in ("number", "currency", "percent"):
             return ExactDecimal(38, 2 if field.scale is None else field.scale)
-        return {
+        types: dict[str, sa.types.TypeEngine[Any]] = {
             "text": sa.String(),
             "boolean": sa.Boolean(),
             "date": sa.Date(),
             "datetime": UTCDateTime(),
-        }[field.returns]
-    if field.aggregate == "count":
+        }
+        return types[field.returns]
+    assert isinstance(field, RollupField)
+    if field.aggregate == "count" or field.field is None:
         return sa.Integer()
     child = model.object(field.child_object).field(field.field)
     if child.type == "formula":
@@ -120,8 +136,8 @@ def compile_tenant(model: MetadataModel, version: int) -> CompiledTenant:
             table=table,
             fields=fields,
             writable={n: f for n, f in fields.items() if not f.computed},
-            references={n: f for n, f in fields.items() if f.type in ("lookup", "master_detail")},
-            auto_numbers=[f for f in obj.fields if f.type == "auto_number"],
+            references={n: f for n, f in fields.items() if isinstance(f, Link)},
+            auto_numbers=[f for f in obj.fields if isinstance(f, AutoNumberField)],
             external_ids=frozenset(
                 n for n, f in fields.items() if getattr(f, "external_id", False)
             ),
@@ -159,7 +175,10 @@ def _compile_rules(compiled: CompiledObject, model: MetadataModel) -> None:
     compiled.default_expressions = {
         name: formula.check(f.default_expression, obj, model, context="default")
         for name, f in compiled.writable.items()
-        if getattr(f, "default", None) is None and getattr(f, "default_expression", None)
+        # A constant default wins over a default expression (not every field type has one).
+        if isinstance(f, StoredField)
+        and f.default_expression
+        and getattr(f, "default", None) is None
     }
     compiled.field_rules = tuple(
         (rule, formula.check(rule.when, obj, model, context="filter"))

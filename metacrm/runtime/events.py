@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.runtime.hooks import Intent, WriteKind
@@ -64,21 +64,11 @@ class Outbox:
     takes the events written inside it away."""
 
     events: list[RecordEvent] = field(default_factory=list)
-    _marks: list[int] = field(default_factory=list)
+    #: How many events there were when each open savepoint began.
+    marks: list[int] = field(default_factory=list)
 
     def add(self, record_event: RecordEvent) -> None:
         self.events.append(record_event)
-
-    def _savepoint(self, *_: Any) -> None:
-        self._marks.append(len(self.events))
-
-    def _release(self, *_: Any) -> None:
-        if self._marks:
-            self._marks.pop()
-
-    def _rollback(self, *_: Any) -> None:
-        if self._marks:
-            del self.events[self._marks.pop() :]
 
 
 def outbox_of(conn: AsyncConnection) -> Outbox | None:
@@ -87,25 +77,47 @@ def outbox_of(conn: AsyncConnection) -> Outbox | None:
     return found if isinstance(found, Outbox) else None
 
 
+def _outbox(sync: Connection) -> Outbox | None:
+    found = sync.info.get(_KEY)
+    return found if isinstance(found, Outbox) else None
+
+
+def _savepoint(sync: Connection, *_: Any) -> None:
+    outbox = _outbox(sync)
+    if outbox is not None:
+        outbox.marks.append(len(outbox.events))
+
+
+def _release(sync: Connection, *_: Any) -> None:
+    outbox = _outbox(sync)
+    if outbox is not None and outbox.marks:
+        outbox.marks.pop()
+
+
+def _rollback(sync: Connection, *_: Any) -> None:
+    outbox = _outbox(sync)
+    if outbox is not None and outbox.marks:
+        del outbox.events[outbox.marks.pop() :]
+
+
+_SAVEPOINT_LISTENERS = (
+    ("savepoint", _savepoint),
+    ("release_savepoint", _release),
+    ("rollback_savepoint", _rollback),
+)
+
+
 @asynccontextmanager
 async def collecting(conn: AsyncConnection) -> AsyncIterator[Outbox]:
     """Collect the events of the writes made on `conn` until the block ends; the caller
     publishes them once the transaction has committed."""
+    engine = conn.sync_engine
+    if not event.contains(engine, "savepoint", _savepoint):  # once per engine
+        for name, listener in _SAVEPOINT_LISTENERS:
+            event.listen(engine, name, listener)
     outbox = Outbox()
-    sync = conn.sync_connection
-    listeners = (
-        ("savepoint", outbox._savepoint),
-        ("release_savepoint", outbox._release),
-        ("rollback_savepoint", outbox._rollback),
-    )
-    if sync is not None:
-        for name, listener in listeners:
-            event.listen(sync, name, listener)
     conn.info[_KEY] = outbox
     try:
         yield outbox
     finally:
         conn.info.pop(_KEY, None)
-        if sync is not None:
-            for name, listener in listeners:
-                event.remove(sync, name, listener)

@@ -157,7 +157,7 @@ def _changed_by_user(write: Write, name: str) -> bool:
     if write.intent.privileged or name not in write.changes:
         return False
     if write.kind == "update":
-        return write.changes[name] != (write.before or {}).get(name)
+        return write.changed(name)
     field = write.co.fields.get(name)
     default = getattr(field, "default", None)
     return write.changes[name] is not None and write.changes[name] != default  # defaults are fine

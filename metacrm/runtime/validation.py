@@ -57,8 +57,9 @@ def apply_defaults(co: CompiledObject, values: dict[str, Any], *, skip: set[str]
     for name, field in co.writable.items():
         if name in values or name in skip:
             continue
-        if getattr(field, "default", None) is not None:
-            values[name] = coerce(field, field.default)
+        default = getattr(field, "default", None)  # not every field type has one
+        if default is not None:
+            values[name] = coerce(field, default)
         elif name in co.default_expressions:
             checked = co.default_expressions[name]
             try:
@@ -168,7 +169,8 @@ async def load_paths(
     for path in paths:
         if "." not in path:
             continue
-        current, value = co, record
+        current: CompiledObject = co
+        value: dict[str, Any] | None = record
         parts = path.split(".")
         for part in parts[:-1]:
             link = current.references.get(part)
@@ -182,8 +184,8 @@ async def load_paths(
                     current.table.c.id == _uuid(target_id)
                 )
             )
-            found = row.mappings().first()
-            value = dict(found) if found else None
+            hit = row.mappings().first()
+            value = dict(hit) if hit else None
         values[path] = value.get(parts[-1]) if value else None
     return values
 

@@ -442,7 +442,9 @@ async def _soft_delete(
         t = child.table
         live = sa.and_(t.c[link.api_name].in_(ids), t.c.deleted_at.is_(None))
         if link.type == "master_detail":
-            child_ids = list((await conn.execute(sa.select(t.c.id).where(live))).scalars())
+            child_ids: list[uuid.UUID] = list(
+                (await conn.execute(sa.select(t.c.id).where(live))).scalars()
+            )
             if child_ids:
                 await _soft_delete(conn, ct, child, child_ids, intent, stamp, depth + 1)
         elif link.on_delete == "restrict":
@@ -502,7 +504,7 @@ async def _restore(
             continue
         child = ct.object(child_name)
         c = child.table
-        child_ids = list(
+        child_ids: list[uuid.UUID] = list(
             (
                 await conn.execute(
                     sa.select(c.c.id).where(c.c[link.api_name].in_(ids), c.c.deleted_at == stamp)
@@ -555,7 +557,7 @@ async def batch(
                     t.c[upsert_on].in_(coerced), t.c.deleted_at.is_(None)
                 )
             )
-            existing = {str(k): i for k, i in rows}
+            existing = {str(row[upsert_on]): row["id"] for row in rows.mappings()}
     results: list[dict[str, Any]] = []
     errors: list[FieldError] = []
     for index, data in enumerate(records):

@@ -31,18 +31,19 @@ async def process_due(
         .join(a, a.c.id == t.c.approval_id)
         .where(t.c.status == OPEN, a.c.status == OPEN, t.c.remind_at <= now)
     )
-    for task_id, approval_id, step in list(rows):
-        await conn.execute(t.update().where(t.c.id == task_id).values(remind_at=None))
-        await event(conn, approval_id, None, "reminder", step=step, now=now)
+    for row in list(rows.mappings()):
+        await conn.execute(t.update().where(t.c.id == row["id"]).values(remind_at=None))
+        await event(conn, row["approval_id"], None, "reminder", step=row["step"], now=now)
         reminded += 1
-    rows = await conn.execute(
+    escalating = await conn.execute(
         sa.select(t.c.id, t.c.approval_id)
         .join(a, a.c.id == t.c.approval_id)
         .where(
             t.c.status == OPEN, a.c.status == OPEN, t.c.due_at <= now, t.c.escalated_at.is_(None)
         )
     )
-    for task_id, approval_id in list(rows):
+    for due in list(escalating.mappings()):
+        task_id, approval_id = due["id"], due["approval_id"]
         run = await lock_run(conn, approval_id)
         task = (await conn.execute(sa.select(t).where(t.c.id == task_id))).mappings().one()
         if run["status"] != OPEN or task["status"] != OPEN:

@@ -113,9 +113,9 @@ async def gate_errors(write: Write, rule: StageRule, old: Any, new: Any) -> list
             )
     elif source is not None:
         backward = rule.index(new) < rule.index(old)
-        allowed = rule.allowed_next(old)
-        if new not in allowed and not (backward and source.allow_back):
-            shown = ", ".join(allowed) or "nothing (it is closed)"
+        following = rule.allowed_next(old)
+        if new not in following and not (backward and source.allow_back):
+            shown = ", ".join(following) or "nothing (it is closed)"
             errors.append(
                 FieldError(field, "illegal-move", f"{old!r} may move to {shown}, not to {new!r}")
             )

@@ -84,7 +84,8 @@ async def history(
                 .order_by(h.c.moved_at, h.c.id)
             )
         ).mappings()
-        transitions, spent = [], {}
+        transitions: list[dict[str, Any]] = []
+        spent: dict[str, int] = {}
         entered = record["created_at"]
         for row in rows:
             entered = row["moved_at"]

@@ -60,14 +60,16 @@ async def for_record(
     """Every run of the record, oldest first."""
     await fetch(conn, co, record_id)
     a = approvals
-    ids = (
-        await conn.execute(
-            sa.select(a.c.id)
-            .where(a.c.object == co.name, a.c.record_id == record_id)
-            .order_by(a.c.submitted_at, a.c.id)
-        )
-    ).scalars()
-    return [await get(conn, i) for i in list(ids)]
+    ids: list[uuid.UUID] = list(
+        (
+            await conn.execute(
+                sa.select(a.c.id)
+                .where(a.c.object == co.name, a.c.record_id == record_id)
+                .order_by(a.c.submitted_at, a.c.id)
+            )
+        ).scalars()
+    )
+    return [await get(conn, i) for i in ids]
 
 
 async def inbox(

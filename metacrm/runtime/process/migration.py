@@ -43,7 +43,7 @@ async def migrate_stage_rules(
             continue
         table = build_table(obj, sa.MetaData(naming_convention=NAMING_CONVENTION))
         column = table.c[prior.field]
-        counts = dict(
+        counts: dict[str, int] = dict(
             (
                 await conn.execute(
                     sa.select(column, sa.func.count()).where(column.in_(removed)).group_by(column)
@@ -80,7 +80,9 @@ async def _map_records(
     now: dt.datetime,
 ) -> None:
     column = table.c[field]
-    ids = list((await conn.execute(sa.select(table.c.id).where(column == value))).scalars())
+    ids: list[uuid.UUID] = list(
+        (await conn.execute(sa.select(table.c.id).where(column == value))).scalars()
+    )
     await conn.execute(
         table.update()
         .where(column == value)

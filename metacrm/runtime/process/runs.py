@@ -230,14 +230,14 @@ async def _settle(
     tasks = await phase_tasks(conn, run["id"], run["phase"])
     co = ct.object(run["object"])
     e = approval_events
-    announced = set(
+    announced: set[str] = set(
         (
             await conn.execute(
                 sa.select(e.c.step).where(e.c.approval_id == run["id"], e.c.action.like("step_%"))
             )
         ).scalars()
     )
-    outcomes = []
+    outcomes: list[str | None] = []
     for index in flow.phases()[run["phase"]]:
         step = flow.steps[index]
         step_tasks = [x for x in tasks if x["step"] == step.api_name]

@@ -67,7 +67,7 @@ async def open_required(
             t.c.optional.is_(False),
         )
     )
-    return [(task, subject) for task, subject in rows]
+    return [(str(task), str(subject)) for task, subject in rows]
 
 
 async def list_tasks(
