@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import sqlalchemy as sa
 
@@ -82,10 +81,10 @@ async def authenticate(
             )
         ).first()
         ok = verify_password(row.password_hash if row else None, password[:1024])
-        actor = SimpleNamespace(user_id=row.id if row else None, ip=ip)
+        user_id = row.id if row else None
         if ok and row is not None and row.is_active:
             await conn.execute(login_throttle.delete().where(*pair))
-            await audit.record(conn, "login.success", actor=actor)
+            await audit.record(conn, "login.success", user_id=user_id, ip=ip)
             return Identity(
                 user_id=row.id, tenant=tenant_name, storage=storage, token_epoch=row.token_epoch
             )
@@ -103,6 +102,10 @@ async def authenticate(
                 login_throttle.insert().values(login=login, address=address, **values)
             )
         await audit.record(
-            conn, "login.failure", actor=actor, detail={"login": login, "failures": failures}
+            conn,
+            "login.failure",
+            user_id=user_id,
+            ip=ip,
+            detail={"login": login, "failures": failures},
         )
     raise refused

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.errors import FieldError
+from metacrm.runtime.actor import Actor
 from metacrm.runtime.hooks import Write
 from metacrm.runtime.records import new_id, utcnow
 from metacrm.runtime.serialize import json_value
@@ -27,21 +28,22 @@ async def record(
     conn: AsyncConnection,
     action: str,
     *,
-    actor: Any = None,
+    actor: Actor | None = None,
     user_id: uuid.UUID | None = None,
+    ip: str | None = None,
     object_name: str | None = None,
     record_id: uuid.UUID | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Append one entry: who (the actor, or `user_id`), what, on which record, from where."""
+    """Append one entry: who (the actor, or `user_id` from `ip` before anyone is logged
+    in), what, on which record, from where."""
     await conn.execute(
         audit_log.insert().values(
             id=new_id(),
             at=utcnow(),
-            # `actor` is an Actor; the login service passes a stand-in with user_id and ip.
-            user_id=getattr(actor, "user_id", None) or user_id,
-            api_key_id=getattr(actor, "api_key_id", None),
-            ip=getattr(actor, "ip", None),
+            user_id=actor.user_id if actor is not None else user_id,
+            api_key_id=actor.api_key_id if actor is not None else None,
+            ip=actor.ip if actor is not None else ip,
             action=action,
             object=object_name,
             record_id=record_id,
