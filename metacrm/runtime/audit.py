@@ -14,6 +14,7 @@ from metacrm.runtime.records import new_id, utcnow
 from metacrm.runtime.serialize import json_value
 from metacrm.runtime.tenant_tables import audit_log, field_history
 
+_INSERT = audit_log.insert()
 #: The audit action of each kind of record write.
 ACTIONS = {
     "create": "record.create",
@@ -37,18 +38,20 @@ async def record(
 ) -> None:
     """Append one entry: who (the actor, or `user_id` from `ip` before anyone is logged
     in), what, on which record, from where."""
+    # One statement object with the values as parameters: compiled and keyed once.
     await conn.execute(
-        audit_log.insert().values(
-            id=new_id(),
-            at=utcnow(),
-            user_id=actor.user_id if actor is not None else user_id,
-            api_key_id=actor.api_key_id if actor is not None else None,
-            ip=actor.ip if actor is not None else ip,
-            action=action,
-            object=object_name,
-            record_id=record_id,
-            detail=detail,
-        )
+        _INSERT,
+        {
+            "id": new_id(),
+            "at": utcnow(),
+            "user_id": actor.user_id if actor is not None else user_id,
+            "api_key_id": actor.api_key_id if actor is not None else None,
+            "ip": actor.ip if actor is not None else ip,
+            "action": action,
+            "object": object_name,
+            "record_id": record_id,
+            "detail": detail,
+        },
     )
 
 

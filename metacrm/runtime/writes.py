@@ -194,7 +194,7 @@ async def create(
     write = Write(conn, ct, co, intent, "create", None, values, changes, prefix, refused=refused)
     await _check(write, errors)
     values |= await _next_numbers(conn, co)
-    await _execute(conn, co, co.table.insert().values(values), prefix)
+    await _execute(conn, co, co.table.insert(), prefix, values)
     await _finish(write)
     return await _written(conn, ct, co, record_id, values, intent)
 
@@ -237,18 +237,29 @@ async def update(
         "updated_by": intent.actor.user_id,
         "version": current["version"] + 1,
     }
-    table = co.table
-    statement = (
-        table.update()
-        .where(table.c.id == record_id, table.c.version == current["version"])
-        .values(write.changes | stamps)
-    )
-    result = await _execute(conn, co, statement, prefix)
+    parameters = write.changes | stamps | {_ID: record_id, _VERSION: current["version"]}
+    result = await _execute(conn, co, _update_statement(ct, co), prefix, parameters)
     if result.rowcount != 1:  # a concurrent writer won (SQLite has no row lock)
         raise StaleVersion("the record changed while it was being updated")
     write.after |= stamps
     await _finish(write)
     return await _written(conn, ct, co, record_id, write.after, intent)
+
+
+#: Parameter names of the record an UPDATE changes, and of the version it must be at.
+_ID, _VERSION = "mc_where_id", "mc_where_version"
+
+
+def _update_statement(ct: CompiledTenant, co: CompiledObject) -> Any:
+    """UPDATE of one record at one version; its SET columns are the parameters given.
+    One statement object per object and version, so SQLAlchemy keys and compiles it once."""
+    t = co.table
+    return ct.views.get_or_build(
+        ("update", co.name),
+        lambda: t.update().where(
+            t.c.id == sa.bindparam(_ID), t.c.version == sa.bindparam(_VERSION)
+        ),
+    )
 
 
 async def transfer_owner(
@@ -393,7 +404,13 @@ async def _next_numbers(conn: AsyncConnection, co: CompiledObject) -> dict[str, 
     return numbers
 
 
-async def _execute(conn: AsyncConnection, co: CompiledObject, statement: Any, prefix: str) -> Any:
+async def _execute(
+    conn: AsyncConnection,
+    co: CompiledObject,
+    statement: Any,
+    prefix: str,
+    parameters: dict[str, Any] | None = None,
+) -> Any:
     """Execute an insert or update; a unique-index violation becomes a field error.
 
     Inside a batch (a `prefix` names the record) a savepoint keeps the transaction usable
@@ -402,8 +419,8 @@ async def _execute(conn: AsyncConnection, co: CompiledObject, statement: Any, pr
     try:
         if prefix:
             async with conn.begin_nested():
-                return await conn.execute(statement)
-        return await conn.execute(statement)
+                return await conn.execute(statement, parameters)
+        return await conn.execute(statement, parameters)
     except IntegrityError as error:
         field = _violated_field(co, error)
         if field is None:
