@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -78,7 +78,8 @@ def parse(kind: type[T], document: Any, *, base: str = "") -> T:
         ) from None
 
 
-_FIELD: TypeAdapter[FieldDef] = TypeAdapter(FieldDef)  # type: ignore[arg-type]
+#: FieldDef is an annotated union, which TypeAdapter takes but its signature does not say.
+_FIELD: TypeAdapter[FieldDef] = TypeAdapter(cast(Any, FieldDef))
 
 
 def parse_field(document: Any, *, base: str = "") -> FieldDef:
