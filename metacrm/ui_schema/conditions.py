@@ -37,8 +37,10 @@ def condition_schema(expression: str, obj: ObjectDef) -> dict[str, Any] | None:
 
 
 def _present(name: str, value: dict[str, Any]) -> dict[str, Any]:
-    """`name` holds a non-null value matching `value`."""
-    return {"required": [name], "properties": {name: {"not": {"type": "null"}, **value}}}
+    """`name` holds a non-null value matching `value` (which may itself be a `not`)."""
+    not_null: dict[str, Any] = {"not": {"type": "null"}}
+    schema = {"allOf": [not_null, value]} if "not" in value else not_null | value
+    return {"required": [name], "properties": {name: schema}}
 
 
 def _is_null(name: str) -> dict[str, Any]:

@@ -9,6 +9,8 @@ that property. Fields hidden from the user are absent from both documents.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from metacrm.metadata.layouts import FieldPlacement, Layout
@@ -21,7 +23,16 @@ from metacrm.ui_schema.labels import text
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _PHONE = r"^\+?[0-9 ().\-/]{3,63}$"
 _URL = r"^https?://[^\s/?#]+[^\s]*$"
-_DATETIME = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:\d{2})?$"
+# Real calendar dates only (leap years included), in ASCII digits, as the API reads them.
+_DAY = (
+    r"(?:(?!0000)[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    r"|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)-02-29)"
+)
+_CLOCK = r"(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+_OFFSET = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+_DATE = rf"^{_DAY}$"
+_DATETIME = rf"^{_DAY}[Tt ]{_CLOCK}{_OFFSET}?$"
 _WIDGET_OPTIONS: dict[str, dict[str, Any]] = {
     "text_area": {"multi": True},
     "radio": {"format": "radio"},
@@ -50,7 +61,7 @@ def value_schema(
                     number[key] = schema.pop(key)
             decimal = {
                 "type": "string",
-                "pattern": rf"^\s*[+-]?(\d{{1,{digits}}}(\.\d*)?|\.\d+)\s*$",
+                "pattern": rf"^\s*[+-]?(0*[0-9]{{1,{digits}}}(\.[0-9]*)?|\.[0-9]+)\s*$",
             }
             schema.pop("type", None)
             schema["anyOf"] = [number, decimal, *nullable]
@@ -75,7 +86,7 @@ def value_schema(
         case "datetime":
             schema["pattern"] = _DATETIME
         case "date":
-            schema["pattern"] = r"^\d{4}-\d{2}-\d{2}$"
+            schema["pattern"] = _DATE
     if field.type in _TEXTUAL and required:
         schema["minLength"] = 1
     if required and isinstance(schema.get("type"), list):
@@ -131,15 +142,15 @@ def form_document(
             non_null = (getattr(field, "required", False) or placement.required) and not (
                 field.computed
             )
-            schema = value_schema(field, languages, required=non_null)
-            schema = {"title": text(field.label, languages, field.api_name), **schema}
+            value = value_schema(field, languages, required=non_null)
+            value = {"title": text(field.label, languages, field.api_name), **value}
             help_text = placement.help_text or field.help_text
             if help_text:
-                schema["description"] = text(help_text, languages)
+                value["description"] = text(help_text, languages)
             read_only = field.computed or access[field.api_name] == "read" or placement.read_only
             if read_only:
-                schema["readOnly"] = True
-            properties[field.api_name] = schema
+                value["readOnly"] = True
+            properties[field.api_name] = value
             if must and not field.computed:
                 required.append(field.api_name)
             controls.append(_control(field, placement, read_only, languages))
@@ -230,7 +241,7 @@ def _walk_controls(elements: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
-def _rules(obj: ObjectDef, properties: dict[str, Any], access: dict[str, str]) -> dict[str, Any]:
+def _rules(obj: ObjectDef, properties: dict[str, Any], access: Mapping[str, str]) -> dict[str, Any]:
     """Field rules as JSON Schema `if`/`then`, JSON Forms rules, and a listing."""
     in_schema: list[dict[str, Any]] = []
     ui: dict[str, dict[str, Any]] = {}
@@ -279,9 +290,8 @@ def _then(obj: ObjectDef, rule: FieldRule, fields: list[str]) -> dict[str, Any]:
         elif rule.effect == "hidden":
             properties[name] = {"enum": [None, "", []]}  # blank, as the API counts it
         elif rule.effect == "read_only":
-            default = getattr(field, "default", None)
-            allowed = [None] if default is None else [None, _json(default)]
-            properties[name] = {"enum": allowed}
+            # On create the API lets through a blank value or the field's default.
+            properties[name] = {"enum": [None, "", [], *_default_forms(field)]}
         elif rule.effect == "allowed_values":
             values = list(rule.values or [])
             if field.type == "multi_picklist":
@@ -296,10 +306,17 @@ def _then(obj: ObjectDef, rule: FieldRule, fields: list[str]) -> dict[str, Any]:
     return then
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, bool | str | list | int) or value is None:
-        return value
-    return str(value)
+def _default_forms(field: FieldDef) -> list[Any]:
+    """The JSON values a client may send that the API reads as the field's default."""
+    default = getattr(field, "default", None)
+    if default is None:
+        return []
+    if isinstance(default, Decimal):
+        number = int(default) if default == default.to_integral_value() else float(default)
+        return [number, str(default)]
+    if isinstance(default, bool | str | list | int):
+        return [default]
+    return [str(default)]
 
 
 def _columns(

@@ -104,8 +104,8 @@ def field_schema(field: FieldDef, *, mode: Mode = "read", language: str = "en") 
     schema = {"title": title, **schema}
     if field.help_text:
         schema["description"] = label_text(field.help_text, language)
-    if getattr(field, "default", None) is not None and mode == "create":
-        default = field.default
+    default = getattr(field, "default", None)
+    if default is not None and mode == "create":
         schema["default"] = default if isinstance(default, str | bool | list) else str(default)
     return schema
 
