@@ -536,7 +536,7 @@ async def batch(
     conn: AsyncConnection,
     ct: CompiledTenant,
     co: CompiledObject,
-    records: list[dict[str, Any]],
+    records: list[Any],
     intent: Intent,
     *,
     upsert_on: str | None = None,

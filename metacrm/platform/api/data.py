@@ -169,11 +169,12 @@ async def batch_records(
 ) -> dict[str, Any]:
     """Create, or upsert by an external-id field, up to `batch_max` records in one transaction."""
     body = await read_object(request, state.settings.batch_max * 64 * 1024)
-    items = body.get("records")
+    raw_items = body.get("records")
+    items: list[Any] = raw_items if isinstance(raw_items, list) else []
     upsert_on = body.get("upsert_on")
     unknown = set(body) - {"records", "upsert_on"}
     errors = [FieldError(k[:64], "unknown-field", "not a batch parameter") for k in sorted(unknown)]
-    if not isinstance(items, list) or not items:
+    if not items:
         errors.append(FieldError("records", "type", "records must be a non-empty list"))
     elif len(items) > state.settings.batch_max:
         errors.append(
