@@ -27,7 +27,7 @@ def language_of(request: Request) -> i18n.Language:
     request refused before that, from its Accept-Language alone."""
     negotiated = getattr(request.state, "language", None)
     if negotiated in i18n.LANGUAGES:
-        return negotiated  # type: ignore[no-any-return]
+        return negotiated
     return i18n.negotiate(request.headers.get("accept-language")) or "en"
 
 

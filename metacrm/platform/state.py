@@ -88,13 +88,15 @@ class AppState:
             async with self.db.tenant(identity.storage) as conn:
                 await create_tenant_tables(conn)
             self._ready.add(identity.storage)
-        async with self.db.tenant(identity.storage, writes=writes) as conn:
-            async with collecting(conn) as outbox:
-                actor, version = await _caller(conn, identity)
-                if writes and actor.scope == "read":
-                    raise PermissionDenied("this API key may only read")
-                ct = await self.cache.compiled(conn, identity.storage, version)
-                yield TenantSession(conn, ct, actor)
+        async with (
+            self.db.tenant(identity.storage, writes=writes) as conn,
+            collecting(conn) as outbox,
+        ):
+            actor, version = await _caller(conn, identity)
+            if writes and actor.scope == "read":
+                raise PermissionDenied("this API key may only read")
+            ct = await self.cache.compiled(conn, identity.storage, version)
+            yield TenantSession(conn, ct, actor)
         # Committed: now the writes' events may be seen (none for a rolled-back request).
         await self.events.publish(outbox.events)
 

@@ -151,7 +151,7 @@ async def get_tenant(db: Database, name: str) -> Tenant:
         ).first()
     if row is None:
         raise NotFound(f"no tenant named {name!r}")
-    return Tenant(*row)
+    return Tenant(**row._mapping)
 
 
 async def list_tenants(db: Database) -> list[Tenant]:
@@ -165,7 +165,7 @@ async def list_tenants(db: Database) -> list[Tenant]:
                 tenants.c.default_language,
             ).order_by(tenants.c.name)
         )
-        return [Tenant(*row) for row in rows]
+        return [Tenant(**row._mapping) for row in rows]
 
 
 async def create_user(

@@ -131,8 +131,9 @@ class _Applier:
             self.op.alter_column(
                 table_name, column.name, type_=new_type, existing_nullable=True, schema=self.schema
             )
-        if wants_index(step.new) and wants_index(step.old) != wants_index(step.new):
-            field_index(new_table, step.new).create(self.conn)
+        index = field_index(new_table, step.new)
+        if index is not None and wants_index(step.old) != wants_index(step.new):
+            index.create(self.conn)
         self.objects[obj.api_name] = new_obj
 
     def _check_data_fits(self, table: sa.Table, step: AlterField) -> None:
@@ -173,7 +174,7 @@ class _Applier:
         if step.old.type == "picklist":
             self.conn.execute(table.update().where(column.in_(removed)).values({column.name: None}))
             return
-        raw = sa.literal_column(check_identifier(column.name))
+        raw: sa.ColumnElement[str] = sa.literal_column(check_identifier(column.name))
         for value in removed:
             self.conn.execute(
                 sa.update(table)
@@ -204,7 +205,7 @@ class _Applier:
         # The old names must be free for the new table. Read them from the catalog: names
         # past 63 bytes were shortened when created (pk_<63-character table> is one).
         quote = self.conn.dialect.identifier_preparer.quote
-        constraints = self.conn.execute(
+        constraints: sa.ScalarResult[str] = self.conn.execute(
             sa.text(
                 "SELECT conname FROM pg_constraint"
                 " WHERE conrelid = to_regclass(:name) AND contype IN ('p', 'u')"
@@ -213,7 +214,7 @@ class _Applier:
         ).scalars()
         for constraint in list(constraints):
             self.conn.exec_driver_sql(f"ALTER TABLE {source} DROP CONSTRAINT {quote(constraint)}")
-        indexes = self.conn.execute(
+        indexes: sa.ScalarResult[str] = self.conn.execute(
             sa.text(
                 "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
                 " WHERE i.indrelid = to_regclass(:name)"

@@ -7,11 +7,18 @@ from typing import Any
 
 from metacrm.errors import FormulaError
 from metacrm.formula.parser import Source, parse
+from metacrm.metadata.expressions import walk
 from metacrm.metadata.model import ObjectDef
 from metacrm.metadata.names import SYSTEM_FIELDS
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
-from metacrm.runtime.permissions import path_readable, visible_definition
+from metacrm.runtime.permissions import (
+    has_platform_permission,
+    object_readable,
+    path_readable,
+    readable,
+    visible_definition,
+)
 
 
 def describe_object(ct: CompiledTenant, actor: Actor, obj: ObjectDef) -> dict[str, Any] | None:
@@ -57,6 +64,61 @@ def describe_object(ct: CompiledTenant, actor: Actor, obj: ObjectDef) -> dict[st
                 rules.append(rule | {"fields": fields})
         document["field_rules"] = rules
     return document
+
+
+def describe_document(
+    ct: CompiledTenant, actor: Actor, attribute: str, doc: Any
+) -> dict[str, Any] | None:
+    """A layout, list view, stage rule or approval flow as `actor` may know it.
+
+    Metadata administrators see every document whole. Anyone else sees a document only
+    when they may read its object and it names no field hidden from them, in a field
+    list or in an expression; otherwise None, answered like an unknown document.
+    """
+    document: dict[str, Any] = doc.model_dump(mode="json", exclude_defaults=True)
+    if has_platform_permission(ct.model, actor, "manage_metadata"):
+        return document
+    co = ct.objects.get(getattr(doc, "object", None) or "")
+    if co is None or not object_readable(ct, actor, co):
+        return None
+    shown = ct.views.get_or_build(
+        ("describe_document", attribute, doc.api_name, actor.role),
+        lambda: _document_readable(ct, actor, co, attribute, doc.api_name, document),
+    )
+    return document if shown else None
+
+
+def _document_readable(
+    ct: CompiledTenant,
+    actor: Actor,
+    co: CompiledObject,
+    attribute: str,
+    api_name: str,
+    document: dict[str, Any],
+) -> bool:
+    hidden = set(co.fields) - set(readable(ct, actor, co))
+    if hidden and _mentions(document, hidden):
+        return False
+    prefix = f"{attribute}/{api_name}/"
+    return all(
+        _expression_readable(ct, actor, ct.object(site.object), site.text)
+        for site in walk(ct.model)
+        if site.path.startswith(prefix) and site.object in ct.objects
+    )
+
+
+def _mentions(node: Any, names: set[str]) -> bool:
+    """Whether a JSON document names one of `names` as a value or key (`-amount` too).
+
+    Deliberately broad: a label that happens to equal a hidden field's name hides the
+    document as well, which errs on the side of saying less."""
+    if isinstance(node, str):
+        return node.lstrip("+-") in names
+    if isinstance(node, dict):
+        return any(k in names or _mentions(v, names) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_mentions(item, names) for item in node)
+    return False
 
 
 def _expression_readable(

@@ -387,7 +387,7 @@ async def _restore_pack_state(conn: AsyncConnection, target: int, version: int) 
         if was == current:
             continue
         if was is None:
-            event = {"name": name, "version": None, "depends": {}, "contents": {}}
+            event: dict[str, Any] = {"name": name, "version": None, "depends": {}, "contents": {}}
             event |= {"label": current.label if current else None}
         else:
             event = {"name": name, "version": was.version, "depends": was.depends}

@@ -7,7 +7,7 @@ from typing import Any
 from metacrm import formula
 from metacrm.errors import PermissionDenied
 from metacrm.metadata.layouts import ListView
-from metacrm.metadata.model import MetadataModel, ObjectDef
+from metacrm.metadata.model import CHOICE_FIELDS, MetadataModel, ObjectDef
 from metacrm.metadata.names import SYSTEM_FIELDS
 from metacrm.runtime.permissions import field_access
 from metacrm.ui_schema.forms import SCHEMA_DIALECT, _columns
@@ -43,8 +43,9 @@ def list_document(
         if key.strip() and readable(key.strip().lstrip("+-"))
     ]
     kanban = None
-    if view.kanban_field and readable(view.kanban_field) and obj.has_field(view.kanban_field):
-        field = obj.field(view.kanban_field)
+    name = view.kanban_field or ""
+    field = obj.field(name) if obj.has_field(name) else None
+    if readable(name) and isinstance(field, CHOICE_FIELDS):
         kanban = {
             "field": field.api_name,
             "label": text(field.label, languages, field.api_name),

@@ -57,3 +57,57 @@ async def test_describe_leaves_out_what_names_a_hidden_field(tenant: TenantClien
     # Administrators see the whole definition.
     full = (await tenant.get("/api/v1/metadata/objects/deal")).json()
     assert len(full["validation_rules"]) == 3 and len(full["field_rules"]) == 2
+
+
+async def test_documents_naming_a_hidden_field_are_not_shown(tenant: TenantClient) -> None:
+    """Layouts, list views, stage rules and approval flows follow the same rule: a
+    non-administrator sees only documents of objects they read that name no hidden field,
+    in a field list or an expression; the others answer like unknown documents."""
+    stage = {"value": "open", "next": ["won"]}
+    document = {
+        "objects": [
+            DEAL
+            | {
+                "fields": [
+                    *DEAL["fields"],
+                    {
+                        "api_name": "status",
+                        "type": "picklist",
+                        "values": [{"value": "open"}, {"value": "won"}],
+                    },
+                ]
+            }
+        ],
+        "roles": [REP],
+        "list_views": [
+            {"api_name": "plain", "object": "deal", "columns": ["name", "amount"]},
+            {"api_name": "by_margin", "object": "deal", "columns": ["name"], "sort": "-margin"},
+            {"api_name": "risky", "object": "deal", "columns": ["name"], "filter": "margin > 5"},
+        ],
+        "stage_rules": [
+            {
+                "api_name": "path",
+                "object": "deal",
+                "field": "status",
+                "stages": [
+                    stage | {"entry_condition": "margin < 90"},
+                    {"value": "won", "next": []},
+                ],
+            }
+        ],
+    }
+    assert (await tenant.post("/api/v1/metadata/apply", json=document)).status_code == 200
+    rep = await tenant.add_user("rep@x.test", role="rep")
+    views = await rep.get("/api/v1/metadata/list-views")
+    assert views.status_code == 200, views.text
+    assert [v["api_name"] for v in views.json()["list-views"]] == ["plain"]
+    assert "margin" not in views.text
+    assert (await rep.get("/api/v1/metadata/list-views/plain")).status_code == 200
+    for hidden in ("by_margin", "risky"):
+        assert (await rep.get(f"/api/v1/metadata/list-views/{hidden}")).status_code == 404
+    assert (await rep.get("/api/v1/metadata/stage-rules/path")).status_code == 404
+    assert (await rep.get("/api/v1/metadata/stage-rules")).json()["stage-rules"] == []
+    # Metadata administrators see every document.
+    admin_views = (await tenant.get("/api/v1/metadata/list-views")).json()["list-views"]
+    assert {v["api_name"] for v in admin_views} >= {"plain", "by_margin", "risky"}
+    assert (await tenant.get("/api/v1/metadata/stage-rules/path")).status_code == 200

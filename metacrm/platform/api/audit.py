@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
 from metacrm.errors import FieldError, NotFound, PermissionDenied, QueryInvalid
+from metacrm.platform.api.common import path_id
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
 from metacrm.runtime.permissions import readable, record_filter, role_of
 from metacrm.runtime.records import fetch
@@ -67,7 +68,7 @@ async def record_history(
     object_name: str, record_id: str, state: StateDep, identity: IdentityDep
 ) -> dict[str, Any]:
     """Changes of the record's tracked fields that the caller may read, newest first."""
-    rid = _uuid(record_id, "record_id")
+    rid = path_id(record_id)
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
         try:

@@ -17,7 +17,7 @@ from metacrm.platform.state import AdminDep, AppState, IdentityDep, StateDep
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.changes import Applied, apply_change, plan_change
 from metacrm.runtime.compiler import CompiledTenant
-from metacrm.runtime.describe import describe_object
+from metacrm.runtime.describe import describe_document, describe_object
 from metacrm.runtime.permissions import visible_definition
 
 router = APIRouter(prefix="/metadata", tags=["metadata"])
@@ -268,12 +268,13 @@ def _document_routes(kind_name: str, attribute: str, cls: type) -> None:
             docs = ct.model.documents(attribute)
             if object is not None:
                 docs = [d for d in docs if getattr(d, "object", None) == object]
-            return {kind_name: [dump(d) for d in docs]}
+            shown = [describe_document(ct, actor, attribute, d) for d in docs]
+            return {kind_name: [d for d in shown if d is not None]}
 
     async def create_document(
         request: Request, state: StateDep, identity: AdminDep
     ) -> JSONResponse:
-        doc = parse(cls, await read_object(request, state.settings.max_body_bytes))
+        doc: Any = parse(cls, await read_object(request, state.settings.max_body_bytes))
 
         def change(model: MetadataModel) -> MetadataModel:
             if any(d.api_name == doc.api_name for d in model.documents(attribute)):
@@ -287,7 +288,10 @@ def _document_routes(kind_name: str, attribute: str, cls: type) -> None:
     async def get_document(api_name: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
         async with state.tenant(identity, writes=False) as (_conn, ct, actor):
             _may_read(actor)
-            return dump(_get(ct.model, api_name))
+            shown = describe_document(ct, actor, attribute, _get(ct.model, api_name))
+            if shown is None:
+                raise NotFound(f"no {kind_name} document named {api_name[:64]!r}")
+            return shown
 
     async def replace_document(
         api_name: str,
@@ -296,7 +300,7 @@ def _document_routes(kind_name: str, attribute: str, cls: type) -> None:
         identity: AdminDep,
         confirm: Confirm = False,
     ) -> JSONResponse:
-        doc = parse(cls, await read_object(request, state.settings.max_body_bytes))
+        doc: Any = parse(cls, await read_object(request, state.settings.max_body_bytes))
         if doc.api_name != api_name:
             raise MetadataInvalid(
                 "api_name is immutable",
