@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from metacrm.checks.context import Context
-from metacrm.metadata.model import FieldDef, ObjectDef, RollupField, choice_values, link_target
+from metacrm.metadata.model import (
+    FieldDef,
+    FormulaField,
+    ObjectDef,
+    RollupField,
+    choice_values,
+    link_target,
+)
 from metacrm.metadata.process import ApprovalFlow, Approver, ProcessAction, StageRule
 from metacrm.metadata.values import ValueProblem, coerce
 
@@ -18,8 +25,15 @@ def run(ctx: Context) -> None:
     _roles(ctx)
     for sharing in ctx.model.sharing_rules:
         base = f"sharing_rules/{sharing.api_name}"
-        ctx.need_object(f"{base}/object", sharing.object)
+        shared = ctx.need_object(f"{base}/object", sharing.object)
         ctx.need_role(f"{base}/share_with/role", sharing.share_with.role)
+        if shared is not None and any(f.type == "master_detail" for f in shared.fields):
+            ctx.error(
+                f"{base}/object",
+                "detail-object",
+                f"{sharing.object} records take their access from their master record; "
+                "share the master object instead",
+            )
     # The fields layouts and list views place are checked by the layouts pass.
     for layout in ctx.model.layouts:
         base = f"layouts/{layout.api_name}"
@@ -223,8 +237,19 @@ def _stage_rule(ctx: Context, rule: StageRule) -> None:
             ctx.error(f"{base}/initial/{value}", "unknown-stage", f"{value!r} is no stage")
     if rule.probability_field is not None:
         ctx.need_field(f"{base}/probability_field", obj, rule.probability_field, *_NUMBERS)
-    if rule.amount_field is not None:
-        ctx.need_field(f"{base}/amount_field", obj, rule.amount_field, *_NUMBERS)
+    if rule.amount_field is not None and ctx.need_field(
+        f"{base}/amount_field", obj, rule.amount_field
+    ):
+        assert obj is not None  # need_field found the field on it
+        amount = obj.field(rule.amount_field)
+        kind = amount.returns if isinstance(amount, FormulaField) else amount.type
+        if kind not in _NUMBERS:
+            ctx.error(
+                f"{base}/amount_field",
+                "wrong-type",
+                f"{rule.object}.{rule.amount_field} must be a number, percent or currency "
+                "field, or a formula returning one",
+            )
     for old, new in rule.stage_mapping.items():
         if new not in stages:
             ctx.error(f"{base}/stage_mapping/{old}", "unknown-stage", f"{new!r} is no stage")

@@ -69,6 +69,18 @@ async def add_share(
 ) -> dict[str, Any]:
     """Share with `{"user_id": ...}` or `{"role": ...}`, `"access": "read" | "edit"`."""
     await _owned(conn, ct, co, record_id, actor)
+    if any(link.type == "master_detail" for link in co.references.values()):
+        raise RecordInvalid(
+            "a detail record is shared through its master",
+            [
+                FieldError(
+                    "record",
+                    "detail-object",
+                    f"{co.name} records take their access from their master record; "
+                    "share the master record instead",
+                )
+            ],
+        )
     errors = [
         FieldError(k[:64], "unknown-field", "not a share property")
         for k in set(body) - {"user_id", "role", "access"}

@@ -264,3 +264,16 @@ async def test_funnel_sums_a_currency_formula(tenant: TenantClient) -> None:
         "/api/v1/analytics/funnel/opportunity_path", params={"amount": "name"}
     )
     assert response.status_code == 422
+    # The stage rule may name the currency formula as its amount field at save time too.
+    rule = (await tenant.get("/api/v1/metadata/stage-rules/opportunity_path")).json()
+    saved = await tenant.put(
+        "/api/v1/metadata/stage-rules/opportunity_path", json=rule | {"amount_field": "weighted"}
+    )
+    assert saved.status_code == 200, saved.text
+    funnel = (await tenant.get("/api/v1/analytics/funnel/opportunity_path")).json()
+    assert funnel["amount_field"] == "weighted"
+    text_amount = await tenant.put(
+        "/api/v1/metadata/stage-rules/opportunity_path", json=rule | {"amount_field": "name"}
+    )
+    assert text_amount.status_code == 422
+    assert text_amount.json()["errors"][0]["code"] == "wrong-type"

@@ -338,3 +338,26 @@ async def test_object_permissions_on_the_detail_still_apply(projects: Projects) 
     assert (await lead.patch(f"/api/v1/data/task/{p.task}", json={"hours": 1})).status_code == 403
     created = await lead.post("/api/v1/data/task", json={"name": "n", "project": p.project})
     assert created.status_code == 403
+
+
+async def test_details_are_shared_only_through_their_master(projects: Projects) -> None:
+    """Manual shares and sharing rules on a detail object would do nothing, so both are
+    refused with a reason instead of being silently ignored."""
+    p = projects
+    share = await p.admin.post(
+        f"/api/v1/data/task/{p.task}/shares", json={"user_id": p.bob.user_id, "access": "read"}
+    )
+    assert share.status_code == 422, share.text
+    assert share.json()["errors"][0]["code"] == "detail-object"
+    rule = {
+        "api_name": "all_tasks",
+        "object": "task",
+        "criteria": "hours > 0",
+        "share_with": {"role": "rep"},
+        "access": "read",
+    }
+    refused = await p.admin.post("/api/v1/metadata/sharing-rules", json=rule)
+    assert refused.status_code == 422, refused.text
+    assert {(e["field"], e["code"]) for e in refused.json()["errors"]} == {
+        ("sharing_rules/all_tasks/object", "detail-object")
+    }
