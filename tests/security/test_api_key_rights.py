@@ -73,3 +73,13 @@ async def test_export_data_is_refused_until_export_exists(tenant: TenantClient) 
         assert error["field"].endswith("permissions")
         assert "export_data" in error["message"] and "export" in error["message"]
     assert (await tenant.get("/api/v1/metadata/roles")).json()["roles"] == []
+
+
+async def test_an_api_key_cannot_manage_api_keys(tenant: TenantClient) -> None:
+    """A key minting keys would leave a working key behind when it is revoked."""
+    key = as_key(tenant, await _key(tenant, "etl"))
+    minted = await key.post("/api/v1/api-keys", json={"name": "child", "scope": "read_write"})
+    assert minted.status_code == 403, minted.text
+    own = (await tenant.get("/api/v1/api-keys")).json()["api_keys"]
+    assert [k["name"] for k in own] == ["etl"]
+    assert (await key.delete(f"/api/v1/api-keys/{own[0]['id']}")).status_code == 403

@@ -33,7 +33,10 @@ _SHOWN = (
 
 def _require_key_manager(session: TenantSession) -> None:
     """Creating and revoking keys needs the platform permission manage_api_keys (or
-    administration); another user's keys are for administrators only."""
+    administration); another user's keys are for administrators only. A key never
+    manages keys: a key minted by a key would outlive the revocation of its parent."""
+    if session.actor.api_key_id is not None:
+        raise PermissionDenied("API keys cannot create or revoke API keys; sign in as the user")
     if not has_platform_permission(session.ct.model, session.actor, "manage_api_keys"):
         raise PermissionDenied("your role may not manage API keys (manage_api_keys)")
 
