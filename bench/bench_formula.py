@@ -20,7 +20,8 @@ import sqlalchemy as sa
 
 from metacrm.formula import check, compile_filter, evaluate
 from metacrm.metadata.model import MetadataModel
-from metacrm.runtime.columns import NAMING_CONVENTION, build_table
+from metacrm.runtime.columns import build_table
+from metacrm.types import NAMING_CONVENTION
 
 RECORDS = int(os.environ.get("BENCH_RECORDS", "100000"))
 ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))

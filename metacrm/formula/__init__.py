@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from metacrm.formula.checker import CheckedExpr, check, check_field, check_model
+from metacrm.formula.checker import CheckedExpr, check, check_field
 from metacrm.formula.evaluator import evaluate
 from metacrm.formula.functions import REGISTRY
 from metacrm.formula.to_sql import TargetFilter, compile_filter, field_sql, path_sql, to_sql
@@ -15,7 +15,6 @@ __all__ = [
     "TargetFilter",
     "check",
     "check_field",
-    "check_model",
     "compile_filter",
     "evaluate",
     "field_sql",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from metacrm.errors import FieldError, FormulaError
+from metacrm.errors import FormulaError
 from metacrm.formula.functions import REGISTRY, ArgumentTypeError, Function, check_regex, unify
 from metacrm.formula.parser import Source, parse
 from metacrm.formula.types import (
@@ -701,66 +701,3 @@ def check_field(
         frozenset(checker.paths),
         frozenset(checker.fields),
     )
-
-
-def check_model(model: MetadataModel) -> list[FieldError]:
-    """Every expression of the model checked; one FieldError per problem (empty when fine)."""
-    errors: list[FieldError] = []
-
-    def attempt(pointer: str, run: Any) -> None:
-        try:
-            run(pointer)
-        except FormulaError as exc:
-            where = exc.errors[0].field if exc.errors else pointer
-            errors.append(FieldError(where, "formula", exc.detail))
-
-    for obj in model.objects:
-        base = f"objects/{obj.api_name}/fields"
-        for fdef in obj.fields:
-            here = f"{base}/{fdef.api_name}"
-            if fdef.type == "formula":
-                attempt(
-                    f"{here}/expression", lambda p, f=fdef, o=obj: check_field(o, f, model, field=p)
-                )
-            elif fdef.type == "rollup":
-                attempt(f"{here}", lambda p, f=fdef, o=obj: _check_rollup(o, f, model, p))
-            default = getattr(fdef, "default_expression", None)
-            if default:
-                attempt(
-                    f"{here}/default_expression",
-                    lambda p, f=fdef, o=obj, d=default: _check_default(o, f, model, d, p),
-                )
-        for rule in obj.validation_rules:
-            attempt(
-                f"objects/{obj.api_name}/validation_rules/{rule.api_name}/condition",
-                lambda p, r=rule, o=obj: check(
-                    r.condition, o, model, context="validation", field=p
-                ),
-            )
-    return errors
-
-
-def _check_rollup(obj: ObjectDef, fdef: Any, model: MetadataModel, pointer: str) -> None:
-    problem, _, _ = rollup_problem(obj, fdef, model)
-    if problem:
-        raise FormulaError(problem, field=pointer)
-    checker = Checker(Source(fdef.api_name, pointer), obj, model, "formula")
-    try:
-        checker.run()
-    except FormulaError as exc:
-        detail = exc.detail.split(" (line")[0]
-        target = "filter" if "filter of roll-up" in detail else "field"
-        raise FormulaError(detail, field=f"{pointer}/{target}") from None
-
-
-def _check_default(
-    obj: ObjectDef, fdef: Any, model: MetadataModel, text: str, pointer: str
-) -> None:
-    checked = check(text, obj, model, context="default", field=pointer)
-    kind = FIELD_KINDS.get(fdef.type, "")
-    t = checked.node.type
-    if t.kind == "null" or (kind in ("number", "currency", "percent") and t.numeric):
-        return
-    if kind == t.kind or (kind == "text" and t.textual) or (kind == "picklist" and t.textual):
-        return
-    raise FormulaError(f"the default gives {t}, but the field holds {fdef.type}", field=pointer)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm import i18n
 from metacrm.errors import NotFound, PermissionDenied, Unauthenticated
+from metacrm.metadata.store import metadata_versions
 from metacrm.platform.auth import API_KEY_PREFIX, Identity, hash_secret, read_api_key, read_token
 from metacrm.platform.db import Database
 from metacrm.platform.settings import Settings
@@ -25,7 +26,7 @@ from metacrm.runtime.compiler import CompiledObject, CompiledTenant
 from metacrm.runtime.events import Subscribers, collecting
 from metacrm.runtime.permissions import has_platform_permission
 from metacrm.runtime.records import utcnow
-from metacrm.runtime.tenant_tables import api_keys, create_tenant_tables, metadata_versions, users
+from metacrm.runtime.tenant_tables import api_keys, create_tenant_tables, users
 
 
 class TenantSession(NamedTuple):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from metacrm.runtime.columns import NAMING_CONVENTION, UTCDateTime
+from metacrm.types import NAMING_CONVENTION, UTCDateTime
 
 system_metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 

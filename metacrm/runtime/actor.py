@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from metacrm.i18n import LANGUAGES as LANGUAGES
-from metacrm.i18n import Language as Language
+from metacrm.i18n import Language
 
 
 @dataclass(frozen=True)

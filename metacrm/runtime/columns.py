@@ -9,7 +9,6 @@ import sqlalchemy as sa
 
 from metacrm.metadata.model import FieldDef, ObjectDef
 from metacrm.metadata.names import check_identifier
-from metacrm.types import NAMING_CONVENTION as NAMING_CONVENTION
 from metacrm.types import ExactDecimal, JsonValue, MultiValue, UTCDateTime
 
 

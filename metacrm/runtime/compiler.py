@@ -25,14 +25,13 @@ from metacrm.metadata.model import (
 from metacrm.metadata.names import SYSTEM_FIELDS
 from metacrm.metadata.process import ApprovalFlow, StageRule
 from metacrm.runtime.columns import (
-    NAMING_CONVENTION,
     build_table,
     column_type,
     index_name,
     wants_index,
 )
 from metacrm.runtime.views import ViewCache
-from metacrm.types import ExactDecimal, UTCDateTime
+from metacrm.types import NAMING_CONVENTION, ExactDecimal, UTCDateTime
 
 #: A field that names a record of another object.
 Link = LookupField | MasterDetailField

@@ -14,7 +14,6 @@ from metacrm.metadata.model import MetadataModel, ObjectDef
 from metacrm.metadata.names import check_identifier
 from metacrm.metadata.plan import AddField, AlterField, CreateObject, DropField, DropObject, Plan
 from metacrm.runtime.columns import (
-    NAMING_CONVENTION,
     build_table,
     column_type,
     field_column,
@@ -23,6 +22,7 @@ from metacrm.runtime.columns import (
     wants_index,
 )
 from metacrm.runtime.tenant_tables import sequences
+from metacrm.types import NAMING_CONVENTION
 
 #: Rebuild a PostgreSQL table before its column slots (dropped ones count) near 1,600.
 PG_COLUMN_SLOTS_REBUILD_AT = 1500

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from metacrm.metadata.store import metadata_versions as metadata_versions
 from metacrm.metadata.store import tenant_metadata
 from metacrm.types import JsonValue, UTCDateTime
 

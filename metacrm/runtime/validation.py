@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm import formula
 from metacrm.errors import FieldError, RecordInvalid
+from metacrm.i18n import Language
 from metacrm.metadata.model import label_text
 from metacrm.metadata.names import SYSTEM_FIELDS
 from metacrm.metadata.values import ValueProblem, coerce
-from metacrm.runtime.actor import Actor, Language
+from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
 from metacrm.runtime.hooks import Write
 from metacrm.runtime.permissions import reachable_ids

@@ -10,21 +10,9 @@ from metacrm.metadata.layouts import ListView
 from metacrm.metadata.model import MetadataModel, ObjectDef
 from metacrm.runtime.layouts import (
     DEFAULT,
-    default_layout,
-    layouts_of,
-    select_layout,
     summary_columns,
 )
 
-__all__ = [
-    "default_layout",
-    "default_list_view",
-    "layouts_of",
-    "list_views_of",
-    "select_layout",
-    "select_list_view",
-    "view_visible",
-]
 _MAX_DEFAULT_COLUMNS = 6
 
 

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from metacrm.formula import check, evaluate, to_sql
 from metacrm.metadata.model import MetadataModel, ObjectDef
-from metacrm.runtime.columns import NAMING_CONVENTION, build_table
+from metacrm.runtime.columns import build_table
+from metacrm.types import NAMING_CONVENTION
 
 PICK = [{"value": v} for v in ("open", "won", "lost")]
 TAGS = [{"value": v} for v in ("vip", "eu", "us")]

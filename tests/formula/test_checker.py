@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from metacrm.checks import check_metadata
 from metacrm.errors import FormulaError
-from metacrm.formula import CONTEXTS, check, check_model
+from metacrm.formula import CONTEXTS, check
 from metacrm.metadata.model import MetadataModel
 from tests.formula.support import MODEL, obj
 
@@ -193,7 +194,7 @@ def test_cycles_between_formula_fields() -> None:
             ]
         }
     )
-    errors = {e.field: e.message for e in check_model(model)}
+    errors = {e.field: e.message for e in check_metadata(model).errors}
     assert "thing.a -> thing.b -> thing.a" in errors["objects/thing/fields/a/expression"]
     assert "cycle" in errors["objects/thing/fields/b/expression"]
     assert "cycle" in errors["objects/thing/fields/c/expression"]
@@ -203,11 +204,11 @@ def test_cycles_between_formula_fields() -> None:
         check("c", model.object("thing"), model, context="formula")
 
 
-def test_check_model_of_the_sample_model_is_clean() -> None:
-    assert check_model(MODEL) == []
+def test_the_sample_model_checks_clean() -> None:
+    assert check_metadata(MODEL).errors == ()
 
 
-def test_check_model_reports_rollups_and_defaults() -> None:
+def test_rollups_and_defaults_are_checked() -> None:
     model = MetadataModel.model_validate(
         {
             "objects": [
@@ -251,9 +252,9 @@ def test_check_model_reports_rollups_and_defaults() -> None:
             ]
         }
     )
-    errors = {e.field: e.message for e in check_model(model)}
-    assert "the default gives text" in errors["objects/parent_obj/fields/n/default_expression"]
+    errors = {e.field: e.message for e in check_metadata(model).errors}
+    assert "gives text" in errors["objects/parent_obj/fields/n/default_expression"]
     assert "objects/parent_obj/fields/d/default_expression" not in errors
     assert "cannot sum a text field" in errors["objects/parent_obj/fields/r1/field"]
     assert "unknown field 'nope'" in errors["objects/parent_obj/fields/r2/filter"]
-    assert "unknown child object 'missing'" in errors["objects/parent_obj/fields/r3"]
+    assert "'missing' does not exist" in errors["objects/parent_obj/fields/r3/child_object"]

@@ -10,10 +10,11 @@ from jsonschema import Draft202012Validator
 
 from metacrm.checks.layouts import layout_problems, list_view_problems
 from metacrm.metadata.packs import contents_model, read_folder
+from metacrm.runtime.layouts import layouts_of
 from metacrm.runtime.permissions import object_permission
 from metacrm.ui_schema.forms import form_document
 from metacrm.ui_schema.lists import list_document
-from metacrm.ui_schema.selection import layouts_of, list_views_of
+from metacrm.ui_schema.selection import list_views_of
 from tests.conftest import ACCOUNT, TenantClient
 from tests.ui_schema.jsonforms import ui_schema_errors
 from tests.ui_schema.support import DEAL, LAYOUTS, LIST_VIEWS, ROLES

@@ -11,10 +11,11 @@ from metacrm.platform.params import OPEN_QUERY
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledTenant
+from metacrm.runtime.layouts import select_layout
 from metacrm.runtime.permissions import object_permission
 from metacrm.ui_schema.forms import form_document
 from metacrm.ui_schema.lists import list_document
-from metacrm.ui_schema.selection import select_layout, select_list_view
+from metacrm.ui_schema.selection import select_list_view
 
 router = APIRouter(prefix="/ui", tags=["ui"])
 Name = Annotated[str | None, Query(max_length=63)]

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from metacrm.errors import FieldError, MetadataInvalid
 from metacrm.metadata.model import MetadataModel
 from metacrm.metadata.process import StageRule
-from metacrm.runtime.columns import NAMING_CONVENTION, build_table
+from metacrm.runtime.columns import build_table
 from metacrm.runtime.process.history import record_move
 from metacrm.runtime.records import utcnow
+from metacrm.types import NAMING_CONVENTION
 
 
 async def migrate_stage_rules(
