@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.errors import FieldError
 from metacrm.runtime.actor import Actor
-from metacrm.runtime.hooks import Write
+from metacrm.runtime.hooks import Origin, Write
 from metacrm.runtime.records import new_id, utcnow
 from metacrm.runtime.serialize import json_value
 from metacrm.runtime.tenant_tables import audit_log, field_history
@@ -65,14 +65,18 @@ class Audit:
 
     async def after(self, write: Write) -> None:
         record_id = write.record_id
-        detail = {"fields": sorted(write.changes)} if write.changes else None
+        detail: dict[str, Any] = {"fields": sorted(write.changes)} if write.changes else {}
+        if write.intent.origin is not Origin.API:  # through a process, a cascade, a pack...
+            detail["origin"] = str(write.intent.origin)
+            if write.intent.reason:
+                detail["reason"] = write.intent.reason
         await record(
             write.conn,
             ACTIONS[write.kind],
             actor=write.actor,
             object_name=write.co.name,
             record_id=record_id,
-            detail=detail,
+            detail=detail or None,
         )
         if write.kind != "update" or write.before is None or not write.co.tracked:
             return

@@ -22,6 +22,8 @@ class Origin(enum.StrEnum):
     MIGRATION = "migration"
     PACK = "pack"
     SYSTEM = "system"
+    #: A detail deleted or restored with its master, a lookup cleared by its target's delete.
+    CASCADE = "cascade"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ metadata) skips record and field permissions, layouts and locks, never the rest.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import uuid
 from types import MappingProxyType
@@ -44,11 +45,19 @@ from metacrm.runtime.audit import AUDIT
 from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, CompiledObject, CompiledTenant
 from metacrm.runtime.events import RecordEvent, outbox_of
 from metacrm.runtime.field_rules import FIELD_RULES
-from metacrm.runtime.hooks import Intent, Write, WriteHook
+from metacrm.runtime.hooks import Intent, Origin, Write, WriteHook
 from metacrm.runtime.permissions import field_access, object_permission, require_object
 from metacrm.runtime.process.gates import STAGE_GATES
 from metacrm.runtime.process.locks import APPROVAL_LOCKS
-from metacrm.runtime.records import active_user, editable, fetch, new_id, shown, utcnow
+from metacrm.runtime.records import (
+    active_user,
+    editable,
+    fetch,
+    new_id,
+    record_select,
+    shown,
+    utcnow,
+)
 from metacrm.runtime.tenant_tables import sequences
 from metacrm.runtime.validation import (
     FIELD_CHECKS,
@@ -452,18 +461,26 @@ async def _soft_delete(
     stamp: dt.datetime,
     depth: int = 0,
 ) -> None:
+    """Delete `ids` with their details; lookups to them are cleared or refuse the delete.
+
+    What the delete does to other records is not checked again (deleting the master
+    allows it) but is recorded like any write: audit, history and after-commit events.
+    """
     if depth > 20:
         raise Conflict("master-detail chain too deep to delete")
+    cascade = _cascading(intent, f"{co.name} deleted")
     for child_name, link in co.children:
         child = ct.object(child_name)
         t = child.table
         live = sa.and_(t.c[link.api_name].in_(ids), t.c.deleted_at.is_(None))
         if link.type == "master_detail":
-            child_ids: list[uuid.UUID] = list(
-                (await conn.execute(sa.select(t.c.id).where(live))).scalars()
-            )
-            if child_ids:
-                await _soft_delete(conn, ct, child, child_ids, intent, stamp, depth + 1)
+            rows = await _rows(conn, child, live)
+            if rows:
+                await _soft_delete(
+                    conn, ct, child, [r["id"] for r in rows], cascade, stamp, depth + 1
+                )
+                for row in rows:
+                    await _finish(Write(conn, ct, child, cascade, "delete", row, row, {}))
         elif link.on_delete == "restrict":
             blocking = await conn.scalar(sa.select(sa.func.count()).select_from(t).where(live))
             if blocking:
@@ -477,24 +494,35 @@ async def _soft_delete(
                     ],
                 )
         else:
+            rows = await _rows(conn, child, live)
+            cleared = {link.api_name: None, "updated_at": stamp, "updated_by": intent.actor.user_id}
             await conn.execute(
-                t.update()
-                .where(live)
-                .values(
-                    {
-                        link.api_name: None,
-                        "version": t.c.version + 1,
-                        "updated_at": stamp,
-                        "updated_by": intent.actor.user_id,
-                    }
-                )
+                t.update().where(live).values(cleared | {"version": t.c.version + 1})
             )
+            for row in rows:
+                after = row | cleared | {"version": row["version"] + 1}
+                changes = {link.api_name: None}
+                await _finish(Write(conn, ct, child, cascade, "update", row, after, changes))
     t = co.table
     await conn.execute(
         t.update()
         .where(t.c.id.in_(ids), t.c.deleted_at.is_(None))
         .values(deleted_at=stamp, updated_by=intent.actor.user_id, version=t.c.version + 1)
     )
+
+
+def _cascading(intent: Intent, reason: str) -> Intent:
+    """The intent of what a write does to other records: the same actor, with system
+    rights (the write they follow from was allowed)."""
+    return dataclasses.replace(intent, origin=Origin.CASCADE, reason=reason, system=True)
+
+
+async def _rows(
+    conn: AsyncConnection, co: CompiledObject, where: sa.ColumnElement[bool]
+) -> list[dict[str, Any]]:
+    """The stored values of the records matching `where` (for their audit and events)."""
+    result = await conn.execute(record_select(co).where(where))
+    return [dict(row) for row in result.mappings()]
 
 
 async def _restore(
@@ -505,6 +533,7 @@ async def _restore(
     stamp: dt.datetime,
     intent: Intent,
 ) -> None:
+    """Bring `ids` back, and the details deleted with them (recorded like any write)."""
     t = co.table
     await conn.execute(
         t.update()
@@ -516,20 +545,19 @@ async def _restore(
             version=t.c.version + 1,
         )
     )
+    cascade = _cascading(intent, f"{co.name} restored")
     for child_name, link in co.children:
         if link.type != "master_detail":
             continue
         child = ct.object(child_name)
         c = child.table
-        child_ids: list[uuid.UUID] = list(
-            (
-                await conn.execute(
-                    sa.select(c.c.id).where(c.c[link.api_name].in_(ids), c.c.deleted_at == stamp)
-                )
-            ).scalars()
+        rows = await _rows(
+            conn, child, sa.and_(c.c[link.api_name].in_(ids), c.c.deleted_at == stamp)
         )
-        if child_ids:
-            await _restore(conn, ct, child, child_ids, stamp, intent)
+        if rows:
+            await _restore(conn, ct, child, [r["id"] for r in rows], stamp, cascade)
+            for row in rows:
+                await _finish(Write(conn, ct, child, cascade, "restore", row, row, {}))
 
 
 async def batch(

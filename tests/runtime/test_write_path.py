@@ -113,3 +113,58 @@ async def test_owner_transfer_is_refused_while_a_locking_approval_is_pending(
     response = await rep.post(f"{url}/owner", json={"owner_id": boss.user_id})
     assert response.status_code == 200, response.text
     assert response.json()["owner_id"] == boss.user_id
+
+
+async def test_a_cascade_is_recorded_like_any_write(app: Any, tenant: TenantClient) -> None:
+    """Deleting a master deletes its details and clears lookups to it: each of those
+    records gets its audit entry (origin cascade) and its after-commit event, and a
+    restore brings the details back the same way."""
+    master = {"api_name": "cas_master", "fields": [{"api_name": "name", "type": "text"}]}
+    detail = {
+        "api_name": "cas_detail",
+        "fields": [
+            {"api_name": "name", "type": "text"},
+            {"api_name": "master", "type": "master_detail", "target": "cas_master"},
+        ],
+    }
+    ref = {
+        "api_name": "cas_ref",
+        "fields": [
+            {"api_name": "name", "type": "text"},
+            {
+                "api_name": "master",
+                "type": "lookup",
+                "target": "cas_master",
+                "on_delete": "set_null",
+            },
+        ],
+    }
+    await tenant.define(master, detail, ref)
+    details, refs = Recorder("cas_detail"), Recorder("cas_ref")
+    subscribers = app.state.metacrm.events
+    subscribers.subscribe(details)
+    subscribers.subscribe(refs)
+    try:
+        m = await tenant.create("cas_master", {"name": "m"})
+        d = await tenant.create("cas_detail", {"name": "d", "master": m["id"]})
+        r = await tenant.create("cas_ref", {"name": "r", "master": m["id"]})
+        assert (await tenant.delete(f"/api/v1/data/cas_master/{m['id']}")).status_code == 204
+        assert [e.kind for e in details.events] == ["create", "delete"]
+        assert [e.kind for e in refs.events] == ["create", "update"]
+        cleared = refs.events[-1]
+        assert cleared.changed == {"master"} and cleared.after is not None
+        assert cleared.after["master"] is None and cleared.intent.origin is Origin.CASCADE
+        for record_id, action in ((d["id"], "record.delete"), (r["id"], "record.update")):
+            entries = (await tenant.get("/api/v1/audit", params={"record_id": record_id})).json()
+            last = entries["entries"][0] if entries["entries"][0]["action"] == action else None
+            assert last is not None, entries
+            assert last["detail"]["origin"] == "cascade"
+            assert last["detail"]["reason"] == "cas_master deleted"
+        restored = await tenant.post(f"/api/v1/data/cas_master/{m['id']}/restore")
+        assert restored.status_code == 200, restored.text
+        assert [e.kind for e in details.events] == ["create", "delete", "restore"]
+        back = await tenant.get(f"/api/v1/data/cas_detail/{d['id']}")
+        assert back.status_code == 200
+    finally:
+        subscribers.unsubscribe(details)
+        subscribers.unsubscribe(refs)
