@@ -199,8 +199,10 @@ def _load_with_dependencies(reference: str) -> list[Any]:
     for name in pack.manifest.depends:
         sibling = path.parent / name
         chain += _load_with_dependencies(str(sibling) if sibling.is_dir() else name)
-    seen: set[str] = set()
-    return [p for p in [*chain, pack] if not (p.name in seen or seen.add(p.name))]
+    unique: dict[str, Any] = {}
+    for item in [*chain, pack]:
+        unique.setdefault(item.name, item)
+    return list(unique.values())
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
@@ -222,13 +224,14 @@ def cmd_pack(args: argparse.Namespace) -> int:
             await create_tenant_tables(conn)
         if args.action == "list":
             async with db.tenant(tenant.storage, writes=False) as conn:
-                for pack in (await packs.installed_packs(conn)).values():
-                    print(f"{pack.name} {pack.version}  (metadata version {pack.metadata_version})")
+                for item in (await packs.installed_packs(conn)).values():
+                    print(f"{item.name} {item.version}  (metadata version {item.metadata_version})")
             return 0
         pack = None if args.action == "uninstall" else load_path(find_pack(args.pack))
         name = args.pack if args.action == "uninstall" else None
         action = args.action
         if action == "plan":
+            assert pack is not None  # only uninstall goes by name
             async with db.tenant(tenant.storage, writes=False) as conn:
                 installed = await packs.installed_packs(conn)
                 action = "upgrade" if pack.name in installed else "install"
