@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Callable
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +33,14 @@ _Numbers = NumberField | CurrencyField | PercentField
 _DECIMAL_TEXT = re.compile(r"^[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})$", re.ASCII)
 _PHONE = re.compile(r"^\+?[0-9 ().\-/]{3,63}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+#: RFC 3339 date-times (the offset may be left out: UTC), as the form's schema reads them.
+_DATETIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
+    r"(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?$",
+    re.ASCII,
+)
+#: Room for every digit a field may have (precision 38 and more) while rounding.
+_WIDE = Context(prec=100)
 
 
 class ValueProblem(Exception):
@@ -79,9 +87,15 @@ def _decimal(field: _Numbers, value: Any) -> Decimal:
     if not number.is_finite():
         raise ValueProblem("type", "numbers must be finite")
     integer_digits = field.precision - field.scale
+    too_long = ValueProblem(
+        "precision", f"at most {integer_digits} digits before the decimal point"
+    )
     if number.adjusted() >= integer_digits:
-        raise ValueProblem("precision", f"at most {integer_digits} digits before the decimal point")
-    number = number.quantize(Decimal(1).scaleb(-field.scale), rounding=ROUND_HALF_UP)
+        raise too_long
+    # Rounding can carry into a new digit (9999.6 at scale 0 is 10000): check again after.
+    number = number.quantize(Decimal(1).scaleb(-field.scale), rounding=ROUND_HALF_UP, context=_WIDE)
+    if number and number.adjusted() >= integer_digits:
+        raise too_long
     if field.min is not None and number < field.min:
         raise ValueProblem("min", f"must be at least {field.min}")
     if field.max is not None and number > field.max:
@@ -110,7 +124,7 @@ def _datetime(field: object, value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
         moment = value
     else:
-        if not isinstance(value, str) or len(value) > 40 or not _DATE.match(value[:10]):
+        if not isinstance(value, str) or len(value) > 40 or not _DATETIME.match(value):
             raise ValueProblem("type", "expected an ISO 8601 date-time, e.g. 2026-01-31T09:30:00Z")
         try:
             moment = dt.datetime.fromisoformat(value)

@@ -51,10 +51,12 @@ def value_schema(
     match field.type:
         case "number" | "currency" | "percent":
             digits = field.precision - field.scale
+            # What rounds (half up, at the field's scale) to 10**digits has a digit too many.
+            limit = 10**digits - 5 / 10 ** (field.scale + 1)
             number: dict[str, Any] = {
                 "type": "number",
-                "exclusiveMaximum": 10**digits,
-                "exclusiveMinimum": -(10**digits),
+                "exclusiveMaximum": limit,
+                "exclusiveMinimum": -limit,
             }
             for key in ("minimum", "maximum"):
                 if key in schema:

@@ -20,10 +20,9 @@ Kept out of the generated domain, because the two legitimately differ there:
   fields with `min`/`max` or that a field rule reads or governs: the API rounds to the
   scale and reads numeric text before checking; JSON Schema compares numbers only, and
   only as sent;
-- date-times outside the RFC 3339 shape the form offers (`YYYY-MM-DD`, `T`/`t`/space,
-  `hh:mm[:ss[.ffffff]]`, `Z` or `±hh:mm`) or in the years 1 and 9999: Python's ISO
-  parser behind the API also takes other spellings, and converting to UTC may leave
-  its range;
+- date-times in the years 1 and 9999: both read the same RFC 3339 shape
+  (`YYYY-MM-DD`, `T`/`t`/space, `hh:mm[:ss[.ffffff]]`, `Z` or `±hh:mm`), but the API
+  stores UTC, and converting an offset there may leave the range of dates;
 - rules whose `when` the schema cannot carry (lookup paths, functions, arithmetic,
   dates): the form lists them with `"condition": null` and leaves them to the server;
 - layouts and roles: the form is fetched and the record written by one administrator

@@ -66,6 +66,15 @@ AGREED: list[tuple[dict[str, Any], bool]] = [
     # Leading zeros do not count as digits; other scripts' digits are not numbers.
     ({"channel": "email", "hours": "0001234"}, True),
     ({"channel": "email", "hours": "\uff11\uff12"}, False),
+    # What rounds past the field's digits is refused (PostgreSQL answered 500 before).
+    ({"channel": "email", "hours": 9999.4}, True),
+    ({"channel": "email", "hours": 9999.6}, False),
+    ({"channel": "email", "hours": -9999.5}, False),
+    # Offsets are RFC 3339's: hours to 23, minutes to 59, with a colon; no bare dates.
+    ({"channel": "email", "met_at": "2027-03-01T09:30:00+08:60"}, False),
+    ({"channel": "email", "met_at": "2027-03-01T09:30:00+0800"}, False),
+    ({"channel": "email", "met_at": "2027-03-01"}, False),
+    ({"channel": "email", "met_at": "2027-03-01T09:30:00.1234567Z"}, False),
 ]
 
 
