@@ -18,10 +18,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/metacrm serve --demo
 
-## Lint and run the whole test suite (PostgreSQL too when METACRM_TEST_POSTGRES_URL is set).
+## Lint, type-check and run the whole test suite (PostgreSQL too when METACRM_TEST_POSTGRES_URL is set).
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy metacrm
 	$(BIN)/python -m metacrm.metadata.schema | diff -q - metacrm/metadata/schemas/metadata.schema.json
 	$(BIN)/pytest
 
