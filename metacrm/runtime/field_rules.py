@@ -6,7 +6,8 @@ it will be after the write, evaluated by the formula engine (lookup paths loaded
 - `required`: the field must hold a value;
 - `read_only`: the write may not change the field (on create: may not set it to
   anything but its default);
-- `hidden`: the write may not set the field to a value;
+- `hidden`: the write may not set the field to a value, and nothing requires one (a
+  field the user cannot see cannot be demanded of them);
 - `allowed_values`: the field's value must be one of `values` (or empty).
 
 The layout the writer sees for the record (`runtime.layouts.select_layout`) adds its
@@ -97,18 +98,21 @@ class FieldRules:
         if write.kind not in ("create", "update"):
             return []
         errors: list[FieldError] = []
+        applying = [
+            rule for rule, checked in write.co.field_rules if await _applies(write, checked)
+        ]
+        # A hidden field answers to its hidden rule alone: nothing may require it.
+        hidden = {name for rule in applying if rule.effect == "hidden" for name in rule.fields}
         reported: set[str] = set()
-        for rule, checked in write.co.field_rules:
-            if not await _applies(write, checked):
-                continue
+        for rule in applying:
             for name in rule.fields:
-                if name in reported:
+                if name in reported or (name in hidden and rule.effect != "hidden"):
                     continue
                 error = _rule_error(write, rule, name)
                 if error is not None:
                     errors.append(error)
                     reported.add(name)
-        errors += _layout_errors(write, reported)
+        errors += _layout_errors(write, reported | hidden)
         return errors
 
     async def after(self, write: Write) -> None:

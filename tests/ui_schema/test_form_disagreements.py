@@ -94,3 +94,41 @@ async def test_the_form_and_the_api_agree(
     response = await tenant.post("/api/v1/data/form_ticket", json=payload)
     assert (response.status_code == 201) == accepted, response.text
     assert (not problems) == accepted, problems
+
+
+HIDDEN_AND_REQUIRED = {
+    "api_name": "form_hidden_required",
+    "fields": [
+        {"api_name": "f0", "type": "number", "precision": 4, "scale": 0},
+        {"api_name": "f1", "type": "text"},
+    ],
+    "field_rules": [
+        {"api_name": "r0", "when": "f0 is None or -2 < f0", "fields": ["f0"], "effect": "required"},
+        {"api_name": "r1", "when": "f0 is None", "fields": ["f0"], "effect": "hidden"},
+        {"api_name": "r2", "when": "True", "fields": ["f1"], "effect": "required"},
+        {"api_name": "r3", "when": "f1 == 'x'", "fields": ["f1"], "effect": "hidden"},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("payload", "accepted"),
+    [
+        # Found by the property test: hidden while empty, so not required.
+        ({"f1": "a"}, True),
+        ({"f0": 5, "f1": "a"}, True),
+        ({"f0": -5, "f1": "a"}, True),
+        ({"f0": None}, False),  # f1 is required and not hidden
+        ({"f0": 1, "f1": "x"}, False),  # f1 is hidden by its own value
+    ],
+)
+async def test_a_hidden_field_is_never_required(
+    tenant: TenantClient, payload: dict[str, Any], accepted: bool
+) -> None:
+    await tenant.define(HIDDEN_AND_REQUIRED)
+    schema = (await tenant.get("/api/v1/ui/form_hidden_required/form")).json()["schema"]
+    validator = Draft202012Validator(schema, format_checker=FormatChecker())
+    problems = [e.message for e in validator.iter_errors(payload)]
+    response = await tenant.post("/api/v1/data/form_hidden_required", json=payload)
+    assert (response.status_code == 201) == accepted, response.text
+    assert (not problems) == accepted, problems
