@@ -48,12 +48,20 @@ def declared_query(dependant: Dependant) -> frozenset[str] | None:
     return frozenset(names)
 
 
+#: What each route declares, worked out on its first request with query parameters; keyed
+#: by the id of the route's dependant, which the entry keeps so that the id stays its own.
+_DECLARED: dict[int, tuple[Dependant, frozenset[str] | None]] = {}
+
+
 async def refuse_unknown_parameters(request: Request) -> None:
     """A dependency of every /api/v1 route: refuse query parameters the route does not take."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.query_params:
         return
-    declared = declared_query(route.dependant)
+    entry = _DECLARED.get(id(route.dependant))
+    if entry is None or entry[0] is not route.dependant:
+        entry = _DECLARED[id(route.dependant)] = (route.dependant, declared_query(route.dependant))
+    declared = entry[1]
     if declared is None:
         return
     unknown = set(request.query_params) - declared
