@@ -4,12 +4,15 @@
     python bench/run_all.py --quick               # smoke run: fewer rows, rounds and requests
     python bench/run_all.py --no-write            # print only, keep RESULTS.md as it is
     python bench/run_all.py --skip formula,security   # leave out slow parts
+    python bench/run_all.py --compare 938d8ee     # the api part also on an earlier commit
 
 Each benchmark runs in its own process: bench_api.py, bench_ddl.py and bench_security.py hand
 back JSON; bench_formula.py and bench_packs.py print a markdown section, which is taken as it
 is. A skipped part keeps its section of the existing RESULTS.md (or says it was not run).
 PostgreSQL parts need METACRM_BENCH_POSTGRES_URL (or METACRM_TEST_POSTGRES_URL); without one
 they are reported as skipped. The URL is handed to each script under the variable it reads.
+`--compare REV` runs REV's own bench_api.py on REV's code (a temporary git worktree) right
+after the current one, so that a change is judged against figures of the same session.
 """
 
 from __future__ import annotations
@@ -100,14 +103,54 @@ def script_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_json(script: str, args: list[str]) -> dict[str, Any]:
-    """Run a bench script in its own process (its output streams through); return its JSON."""
+def run_json(script: str, args: list[str], *, root: Path = ROOT) -> dict[str, Any]:
+    """Run a bench script of the tree at `root` (its code on the path) in its own process,
+    its output streaming through; return its JSON."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        command = [sys.executable, str(HERE / script), *args, "--json", str(out)]
+        command = [sys.executable, str(root / "bench" / script), *args, "--json", str(out)]
         print(f"\n$ {' '.join(command[1:])}", flush=True)
-        subprocess.run(command, cwd=ROOT, check=True, env=script_env())
+        env = script_env() | {"PYTHONPATH": str(root)}
+        subprocess.run(command, cwd=root, check=True, env=env)
         return json.loads(out.read_text())
+
+
+def run_json_at(revision: str, script: str, args: list[str]) -> dict[str, Any]:
+    """`run_json` on the code of an earlier commit, checked out in a temporary worktree."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        git = ["git", "-C", str(ROOT)]
+        subprocess.run([*git, "worktree", "add", "--detach", str(tree), revision], check=True)
+        try:
+            return run_json(script, args, root=tree)
+        finally:
+            subprocess.run([*git, "worktree", "remove", "--force", str(tree)], check=True)
+
+
+def compare_section(revision: str, now: dict[str, Any], before: dict[str, Any]) -> str:
+    """The generated/hand-written ratios of `revision` and of this commit, side by side."""
+    lines = [
+        f"### This commit against {revision}, measured in the same session",
+        "",
+        f"`--compare {revision}` ran {revision}'s own `bench_api.py` on its own code right "
+        "after this commit's run, with the same settings. Ratios are generated / hand-written "
+        "(lower is better); the hand-written baseline is the same in both.",
+        "",
+        "| database | operation | wall ratio before | wall ratio now | CPU ratio before "
+        "| CPU ratio now |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for backend in ("sqlite", "postgresql"):
+        old, new = before.get(backend, {}), now.get(backend, {})
+        for op, entry in new.get("ops", {}).items():
+            prior = old.get("ops", {}).get(op)
+            if prior is None:
+                continue
+            lines.append(
+                f"| {backend} | {op} | {prior['ratio_wall']:.2f}x | {entry['ratio_wall']:.2f}x "
+                f"| {prior['ratio_cpu']:.2f}x | {entry['ratio_cpu']:.2f}x |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def run_markdown(script: str, args: list[str], env: dict[str, str] | None = None) -> str:
@@ -276,6 +319,11 @@ def main() -> None:
         help=f"comma-separated parts to leave out ({', '.join(PARTS)}); they keep their "
         "section of RESULTS.md",
     )
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        help="also run the api part on this earlier commit and show both side by side",
+    )
     args = parser.parse_args()
     skip = {p.strip() for p in args.skip.split(",") if p.strip()}
     if skip - set(PARTS):
@@ -295,17 +343,18 @@ def main() -> None:
             sections[part] = kept_section(part)
             continue
         if part == "api":
-            api = run_json(
-                "bench_api.py", ["--rows", "2000", "--rounds", "2", "--requests", "50"] * quick
-            )
+            api_args = ["--rows", "2000", "--rounds", "2", "--requests", "50"] * quick
+            api = run_json("bench_api.py", api_args)
             versions.append(api.get("postgresql", {}).get("server_version"))
-            sections[part] = "\n".join(
-                [
-                    API_INTRO,
-                    api_section("sqlite", api.get("sqlite", {"skipped": "not run"})),
-                    api_section("postgresql", api.get("postgresql", {"skipped": "not run"})),
-                ]
-            )
+            blocks = [
+                API_INTRO,
+                api_section("sqlite", api.get("sqlite", {"skipped": "not run"})),
+                api_section("postgresql", api.get("postgresql", {"skipped": "not run"})),
+            ]
+            if args.compare:
+                before = run_json_at(args.compare, "bench_api.py", api_args)
+                blocks.append(compare_section(args.compare, api, before))
+            sections[part] = "\n".join(blocks)
         elif part == "ddl":
             ddl = run_json("bench_ddl.py", ["--rows", "100000"] * quick)
             versions.append(ddl.get("server_version"))
@@ -329,6 +378,8 @@ def main() -> None:
             sections[part] = INTROS[part] + "\n" + security_section(security)
         timings[part] = time.perf_counter() - t0
     command = "python bench/run_all.py" + (" --quick" if quick else "")
+    if args.compare:
+        command += f" --compare {args.compare}"
     if skip:
         command += f" --skip {','.join(p for p in PARTS if p in skip)}"
     text = render(command, sections, next((v for v in versions if v), None))
