@@ -95,5 +95,9 @@ class SchemaBusy(MetacrmError):
     status, code, title = 503, "schema-busy", "The table is busy; try the change again"
 
 
+class DatabaseBusy(MetacrmError):
+    status, code, title = 503, "database-busy", "The database is busy; try again"
+
+
 class TooManyRequests(MetacrmError):
     status, code, title = 429, "too-many-requests", "Too many requests"

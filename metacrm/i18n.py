@@ -83,6 +83,7 @@ _TITLES: dict[str, str] = {
     "destructive-change": "此变更会销毁数据",
     "formula-invalid": "表达式无效",
     "schema-busy": "数据表正忙，请重试",
+    "database-busy": "数据库正忙，请重试",
     "too-many-requests": "请求过多",
     "method-not-allowed": "不允许的请求方法",
     "pack-invalid": "元数据包无效",

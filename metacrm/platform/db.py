@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,13 +13,20 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from metacrm.errors import DatabaseBusy
+
 SYSTEM_SCHEMA = "metacrm"
+#: How long a SQLite writer waits for the file's write lock by default (in-process queue,
+#: then SQLite's own busy handler for writers of other processes).
+SQLITE_BUSY_SECONDS = 30.0
 TENANT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 
-def _sqlite_engine(path: Path) -> AsyncEngine:
+def _sqlite_engine(path: Path, busy_seconds: float = SQLITE_BUSY_SECONDS) -> AsyncEngine:
     """A SQLite engine whose transactions include DDL, with foreign keys and WAL on."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", connect_args={"timeout": 30})
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{path}", connect_args={"timeout": busy_seconds}
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -29,7 +37,7 @@ def _sqlite_engine(path: Path) -> AsyncEngine:
             "journal_mode=WAL",
             "foreign_keys=ON",
             "synchronous=NORMAL",
-            "busy_timeout=30000",
+            f"busy_timeout={int(busy_seconds * 1000)}",
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
@@ -53,14 +61,24 @@ def postgres_async_url(url: str) -> str:
 class Database:
     """The engines of one metacrm deployment, SQLite files or one PostgreSQL database."""
 
-    def __init__(self, *, database_url: str | None, data_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        database_url: str | None,
+        data_dir: Path,
+        busy_seconds: float = SQLITE_BUSY_SECONDS,
+    ) -> None:
         self.data_dir = data_dir
+        self.busy_seconds = busy_seconds
         self.is_sqlite = not database_url or database_url.startswith("sqlite")
         self._tenant_engines: dict[str, AsyncEngine] = {}
+        #: One writer at a time per SQLite file, queued in order: SQLite allows one writer
+        #: anyway, and its busy handler's sleeps made waiting writers' latency seconds long.
+        self._writers: dict[str, asyncio.Lock] = {}
         if self.is_sqlite:
             data_dir.mkdir(parents=True, exist_ok=True)
             (data_dir / "tenants").mkdir(exist_ok=True)
-            self.engine = _sqlite_engine(data_dir / "system.db")
+            self.engine = _sqlite_engine(data_dir / "system.db", busy_seconds)
         else:
             self.engine = create_async_engine(
                 postgres_async_url(database_url or ""),
@@ -102,7 +120,7 @@ class Database:
             return self.engine
         engine = self._tenant_engines.get(storage)
         if engine is None:
-            engine = _sqlite_engine(self.data_dir / "tenants" / f"{storage}.db")
+            engine = _sqlite_engine(self.data_dir / "tenants" / f"{storage}.db", self.busy_seconds)
             self._tenant_engines[storage] = engine
         return engine
 
@@ -113,7 +131,28 @@ class Database:
 
     @asynccontextmanager
     async def tenant(self, storage: str, *, writes: bool = True) -> AsyncIterator[AsyncConnection]:
-        """A transaction in a tenant's storage; unqualified tables resolve to it."""
+        """A transaction in a tenant's storage; unqualified tables resolve to it.
+
+        On SQLite a writing transaction first takes its file's place in this process's
+        queue of writers, so writers go one after another in arrival order."""
+        if not (self.is_sqlite and writes):
+            async with self._transaction(storage, writes=writes) as conn:
+                yield conn
+            return
+        writer = self._writers.setdefault(storage, asyncio.Lock())
+        try:
+            async with asyncio.timeout(self.busy_seconds):
+                await writer.acquire()
+        except TimeoutError:
+            raise DatabaseBusy("the tenant's database stayed busy; try again") from None
+        try:
+            async with self._transaction(storage, writes=True) as conn:
+                yield conn
+        finally:
+            writer.release()
+
+    @asynccontextmanager
+    async def _transaction(self, storage: str, *, writes: bool) -> AsyncIterator[AsyncConnection]:
         async with self.tenant_engine(storage).connect() as conn:
             conn = await conn.execution_options(writes=writes, **self.tenant_options(storage))
             async with conn.begin():
