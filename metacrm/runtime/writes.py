@@ -1,8 +1,9 @@
 """The one write path: every change to a record runs the same hooks, in the same order.
 
-Create, update, delete, restore, owner transfer and batch upsert live here; stage
-moves, approval actions, pack seeds (and later automation, imports, merges, erasure)
-call them with an `Intent` saying what the write is for. Each write:
+Create, update, delete, restore and owner transfer live here (`bulk` checks each
+record of a batch here, then writes the new ones together); stage moves, approval
+actions, pack seeds (and later automation, imports, merges, erasure) call them with an
+`Intent` saying what the write is for. Each write:
 
 1. loads the record under the writer's record access (404 when they cannot see it,
    403 when they may only read it) and converts the input under their field
@@ -20,10 +21,11 @@ metadata) skips record and field permissions, layouts and locks, never the rest.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import uuid
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
@@ -34,13 +36,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from metacrm.errors import (
     Conflict,
     FieldError,
-    NotFound,
     PermissionDenied,
     RecordInvalid,
     StaleVersion,
 )
 from metacrm.metadata.security import ObjectPermission
-from metacrm.metadata.values import ValueProblem, coerce
 from metacrm.runtime.audit import AUDIT
 from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, CompiledObject, CompiledTenant
 from metacrm.runtime.events import RecordEvent, outbox_of
@@ -100,6 +100,11 @@ async def _finish(write: Write) -> None:
     """After the row is written: the hooks' `after` steps, then the after-commit event."""
     for hook in HOOKS:
         await hook.after(write)
+    announce(write)
+
+
+def announce(write: Write) -> None:
+    """Put the write's after-commit `RecordEvent` in its transaction's outbox."""
     outbox = outbox_of(write.conn)
     if outbox is None:
         return
@@ -178,6 +183,24 @@ async def create(
     prefix: str = "",
 ) -> dict[str, Any]:
     """Validate and insert one record; returns it as the writer may see it."""
+    write = await checked_create(conn, ct, co, data, intent, prefix=prefix)
+    write.after |= await next_numbers(conn, co)
+    await insert(write)
+    await _finish(write)
+    return await _written(conn, ct, co, write.record_id, write.after, intent)
+
+
+async def checked_create(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    data: dict[str, Any],
+    intent: Intent,
+    *,
+    prefix: str = "",
+) -> Write:
+    """A create that passed every hook's check, not yet written (auto-numbers are
+    given when it is); RecordInvalid with every problem otherwise."""
     actor = intent.actor
     permission = None if intent.system else require_object(ct.model, actor, co.name, "create")
     data, errors, owner = dict(data), [], actor.user_id
@@ -202,10 +225,13 @@ async def create(
     }
     write = Write(conn, ct, co, intent, "create", None, values, changes, prefix, refused=refused)
     await _check(write, errors)
-    values |= await _next_numbers(conn, co)
-    await _execute(conn, co, co.table.insert(), prefix, values)
-    await _finish(write)
-    return await _written(conn, ct, co, record_id, values, intent)
+    return write
+
+
+async def insert(write: Write) -> None:
+    """Insert a checked create's row (in a savepoint inside a batch); a unique clash
+    becomes the field error `prefix + field`."""
+    await _execute(write.conn, write.co, write.co.table.insert(), write.prefix, write.after)
 
 
 async def update(
@@ -397,20 +423,33 @@ async def restore(
     return shown(ct, co, record, intent.actor)
 
 
-async def _next_numbers(conn: AsyncConnection, co: CompiledObject) -> dict[str, str]:
-    numbers = {}
+async def next_numbers(conn: AsyncConnection, co: CompiledObject) -> dict[str, str]:
+    """The auto-number values of one new record."""
+    return {name: fmt(0) for name, fmt in (await number_formats(conn, co, 1)).items()}
+
+
+async def number_formats(
+    conn: AsyncConnection, co: CompiledObject, count: int
+) -> dict[str, Callable[[int], str]]:
+    """Reserve `count` consecutive numbers of each auto-number field; per field, the
+    formatted value of the i-th of them."""
+    formats: dict[str, Callable[[int], str]] = {}
     for field in co.auto_numbers:
         seq = sequences
-        value = await conn.scalar(
+        first = await conn.scalar(
             seq.update()
             .where(seq.c.object == co.name, seq.c.field == field.api_name)
-            .values(next_value=seq.c.next_value + 1)
-            .returning(seq.c.next_value - 1)
+            .values(next_value=seq.c.next_value + count)
+            .returning(seq.c.next_value - count)
         )
         prefix, rest = field.format.split("{", 1)
         zeros, suffix = rest.split("}", 1)
-        numbers[field.api_name] = f"{prefix}{value:0{len(zeros)}d}{suffix}"
-    return numbers
+        formats[field.api_name] = functools.partial(_number, prefix, len(zeros), suffix, first)
+    return formats
+
+
+def _number(prefix: str, width: int, suffix: str, first: int, offset: int) -> str:
+    return f"{prefix}{first + offset:0{width}d}{suffix}"
 
 
 async def _execute(
@@ -558,77 +597,3 @@ async def _restore(
             await _restore(conn, ct, child, [r["id"] for r in rows], stamp, cascade)
             for row in rows:
                 await _finish(Write(conn, ct, child, cascade, "restore", row, row, {}))
-
-
-async def batch(
-    conn: AsyncConnection,
-    ct: CompiledTenant,
-    co: CompiledObject,
-    records: list[Any],
-    intent: Intent,
-    *,
-    upsert_on: str | None = None,
-) -> list[dict[str, Any]]:
-    """Create, or upsert by an external-id field, many records; all or none."""
-    existing: dict[Any, uuid.UUID] = {}
-    if upsert_on is not None:
-        if upsert_on not in co.external_ids:
-            raise RecordInvalid(
-                "upsert needs an external-id field",
-                [
-                    FieldError(
-                        "upsert_on",
-                        "not-external-id",
-                        f"{upsert_on!r} is not an external-id field of {co.name}",
-                    )
-                ],
-            )
-        keys = [r.get(upsert_on) for r in records if isinstance(r, dict)]
-        keys = [k for k in keys if k is not None]
-        if len(set(map(str, keys))) != len(keys):
-            raise RecordInvalid(
-                "the batch names the same external id twice",
-                [FieldError("records", "duplicate-key", f"each {upsert_on} may appear once")],
-            )
-        field = co.fields[upsert_on]
-        coerced = []
-        for key in keys:
-            with contextlib.suppress(ValueProblem):
-                coerced.append(coerce(field, key))
-        t = co.table
-        if coerced:
-            rows = await conn.execute(
-                sa.select(t.c[upsert_on], t.c.id).where(
-                    t.c[upsert_on].in_(coerced), t.c.deleted_at.is_(None)
-                )
-            )
-            existing = {str(row[upsert_on]): row["id"] for row in rows.mappings()}
-    results: list[dict[str, Any]] = []
-    errors: list[FieldError] = []
-    for index, data in enumerate(records):
-        prefix = f"records/{index}/"
-        if not isinstance(data, dict):
-            errors.append(
-                FieldError(f"records/{index}", "type", "each record must be a JSON object")
-            )
-            continue
-        try:
-            key = data.get(upsert_on) if upsert_on else None
-            target = existing.get(str(key)) if key is not None else None
-            if target is not None:
-                record = await update(conn, ct, co, target, data, intent, prefix=prefix)
-                results.append({"index": index, "id": record["id"], "created": False})
-            else:
-                record = await create(conn, ct, co, data, intent, prefix=prefix)
-                results.append({"index": index, "id": record["id"], "created": True})
-        except RecordInvalid as invalid:
-            errors += invalid.errors
-        except NotFound:
-            # A record the caller cannot see holds the key: say no more than a unique clash.
-            message = f"another {co.name} record has this {upsert_on}"
-            errors.append(FieldError(prefix + str(upsert_on), "unique", message))
-        except PermissionDenied as denied:
-            errors.append(FieldError(prefix + str(upsert_on), "permission-denied", denied.detail))
-    if errors:
-        raise RecordInvalid("the batch was refused; nothing was written", errors)
-    return results

@@ -17,7 +17,7 @@ from metacrm.platform.api.common import if_match_version, path_id, record_respon
 from metacrm.platform.auth import Identity
 from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
-from metacrm.runtime import records, sharing, writes
+from metacrm.runtime import bulk, records, sharing, writes
 from metacrm.runtime.hooks import Intent
 from metacrm.runtime.listing import ListQuery, list_records
 from metacrm.runtime.tenant_tables import idempotency_keys
@@ -188,7 +188,7 @@ async def batch_records(
         raise RecordInvalid("the batch is invalid", errors)
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        results = await writes.batch(conn, ct, co, items, Intent(actor), upsert_on=upsert_on)
+        results = await bulk.batch(conn, ct, co, items, Intent(actor), upsert_on=upsert_on)
     return {"results": results}
 
 
