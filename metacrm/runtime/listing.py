@@ -251,6 +251,13 @@ def _keyset(
     return sa.or_(*clauses)
 
 
+def _query_digest(co: CompiledObject, query: ListQuery) -> str:
+    """What ties a cursor to its query: a digest, so the cursor never carries the query's
+    text (a `where` naming values) back to whoever holds the cursor."""
+    signature = [query.where, query.order_by, query.deleted, co.name]
+    return hashlib.sha256(json.dumps(signature).encode()).hexdigest()[:32]
+
+
 def encode_cursor(key: bytes, payload: dict[str, Any]) -> str:
     body = json.dumps(payload, separators=(",", ":"), default=json_value).encode()
     mac = hmac.new(key, body, hashlib.sha256).digest()[:16]
@@ -314,8 +321,7 @@ async def list_records(
     statement = sa.select(*columns, *key_columns).select_from(co.table).where(*conditions)
     if query.cursor:
         payload = decode_cursor(cursor_key, query.cursor)
-        signature = [query.where, query.order_by, query.deleted, co.name]
-        if payload.get("q") != signature or len(payload.get("v", [])) != len(keys):
+        if payload.get("q") != _query_digest(co, query) or len(payload.get("v", [])) != len(keys):
             raise _invalid("cursor", "bad-cursor", "the cursor belongs to a different query")
         try:
             values = [_typed(co, name, v) for (name, _), v in zip(keys, payload["v"], strict=True)]
@@ -332,9 +338,8 @@ async def list_records(
     if len(rows) > query.limit:
         rows = rows[: query.limit]
         key_values = [rows[-1][f"__k{i}"] for i in range(len(keys))]
-        signature = [query.where, query.order_by, query.deleted, co.name]
         next_cursor = encode_cursor(
-            cursor_key, {"q": signature, "v": [json_value(v) for v in key_values]}
+            cursor_key, {"q": _query_digest(co, query), "v": [json_value(v) for v in key_values]}
         )
     records = [row_to_record({k: v for k, v in r.items() if not k.startswith("__k")}) for r in rows]
     page: dict[str, Any] = {"records": records, "next_cursor": next_cursor}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -129,3 +130,23 @@ async def test_the_live_document_describes_count(
         assert parameters["count"]["schema"]["type"] == "boolean"
     page = spec["paths"]["/api/v1/data/account"]["get"]["responses"]["200"]
     assert "total" in page["content"]["application/json"]["schema"]["properties"]
+
+
+async def test_a_cursor_carries_no_text_of_its_query(tenant: TenantClient) -> None:
+    """The cursor ties itself to its query by a digest: the `where` text (which may name
+    values) never travels back inside it. The ownership fuzz once decoded one and found a
+    value the caller had written into its own filter."""
+    await tenant.define(ACCOUNT)
+    for name in ("a", "b", "c"):
+        await tenant.create("account", {"name": name})
+    where = "name == 'MARKER-0123456789' or not ISBLANK(name)"
+    first = await tenant.get("/api/v1/data/account", params={"where": where, "limit": 1})
+    cursor = first.json()["next_cursor"]
+    assert cursor is not None
+    decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    assert b"MARKER" not in decoded and b"ISBLANK" not in decoded
+    params = {"where": where, "limit": 1, "cursor": cursor}
+    second = await tenant.get("/api/v1/data/account", params=params)
+    assert second.status_code == 200 and len(second.json()["records"]) == 1
+    other = await tenant.get("/api/v1/data/account", params=params | {"where": "True"})
+    assert other.status_code == 422 and other.json()["errors"][0]["code"] == "bad-cursor"
