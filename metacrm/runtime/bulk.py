@@ -29,11 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.errors import FieldError, NotFound, PermissionDenied, RecordInvalid
 from metacrm.metadata.values import ValueProblem, coerce
-from metacrm.runtime.audit import ACTIONS, AUDIT
+from metacrm.runtime.audit import AUDIT, record_writes
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
-from metacrm.runtime.hooks import Intent, Origin, Write
-from metacrm.runtime.records import new_id, utcnow
-from metacrm.runtime.tenant_tables import audit_log
+from metacrm.runtime.hooks import Intent, Write
 from metacrm.runtime.writes import (
     HOOKS,
     announce,
@@ -42,8 +40,6 @@ from metacrm.runtime.writes import (
     number_formats,
     update,
 )
-
-_AUDIT_INSERT = audit_log.insert()
 
 
 async def batch(
@@ -188,27 +184,6 @@ async def _after_all(conn: AsyncConnection, writes: list[Write]) -> None:
             if hook is not AUDIT:
                 await hook.after(write)
     if writes:
-        await conn.execute(_AUDIT_INSERT, [_audit_entry(write) for write in writes])
+        await record_writes(conn, writes)
     for write in writes:
         announce(write)
-
-
-def _audit_entry(write: Write) -> dict[str, Any]:
-    """The audit row `audit.Audit.after` writes for a create (kept identical to it)."""
-    detail: dict[str, Any] = {"fields": sorted(write.changes)} if write.changes else {}
-    if write.intent.origin is not Origin.API:
-        detail["origin"] = str(write.intent.origin)
-        if write.intent.reason:
-            detail["reason"] = write.intent.reason
-    actor = write.actor
-    return {
-        "id": new_id(),
-        "at": utcnow(),
-        "user_id": actor.user_id,
-        "api_key_id": actor.api_key_id,
-        "ip": actor.ip,
-        "action": ACTIONS[write.kind],
-        "object": write.co.name,
-        "record_id": write.record_id,
-        "detail": detail or None,
-    }
