@@ -227,7 +227,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
                 for item in (await packs.installed_packs(conn)).values():
                     print(f"{item.name} {item.version}  (metadata version {item.metadata_version})")
             return 0
-        pack = None if args.action == "uninstall" else load_path(find_pack(args.pack))
+        pack = None if args.action == "uninstall" else load_path(find_pack(args.pack), partial=True)
         name = args.pack if args.action == "uninstall" else None
         action = args.action
         if action == "plan":

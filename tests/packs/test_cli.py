@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,28 @@ def test_pack_test_reports_each_case(capsys: pytest.CaptureFixture[str]) -> None
     code, out = run(capsys, "pack", "test", "education")
     assert code == 0, out
     assert "ok   lessons_left" in out and "5 passed, 0 failed (education 1.0.0)" in out
+
+
+def test_pack_plan_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Like the API, the CLI reads a pack file by file: one unreadable file hides nothing."""
+    pack = tmp_path / "broken"
+    shutil.copytree(FIXTURES / "crm-core-1.0", pack)
+    (pack / "objects" / "campaign.json").write_text("{ this is not JSON", encoding="utf-8")
+    views = pack / "list_views.json"
+    views.write_text(
+        views.read_text(encoding="utf-8").replace('"columns": [', '"columns": ["ghost", ', 1)
+    )
+    data = ["--data-dir", str(tmp_path / "data")]
+    created = (
+        "tenant",
+        "create",
+        "acme",
+        "--admin",
+        "a@acme.test",
+        "--password",
+        "a sound passphrase",
+    )
+    assert run(capsys, *created, *data)[0] == 0
+    code, out = run(capsys, "pack", "plan", str(pack), "--tenant", "acme", *data)
+    assert code != 0
+    assert "objects/campaign.json" in out and "ghost" in out, out
