@@ -134,14 +134,17 @@ class TenantClient:
         return response.json()
 
 
-async def new_tenant(http: httpx.AsyncClient, *, name: str | None = None) -> TenantClient:
+async def new_tenant(
+    http: httpx.AsyncClient, *, name: str | None = None, default_language: str | None = None
+) -> TenantClient:
     """A fresh tenant with an administrator, logged in."""
     name = name or f"t{uuid.uuid4().hex[:12]}"
     admin = f"admin@{name}.test"
+    body = {"name": name, "admin_email": admin, "admin_password": ADMIN_PASSWORD}
+    if default_language is not None:
+        body["default_language"] = default_language
     response = await http.post(
-        "/api/v1/platform/tenants",
-        headers={"Authorization": f"Bearer {PLATFORM_TOKEN}"},
-        json={"name": name, "admin_email": admin, "admin_password": ADMIN_PASSWORD},
+        "/api/v1/platform/tenants", headers={"Authorization": f"Bearer {PLATFORM_TOKEN}"}, json=body
     )
     assert response.status_code == 201, response.text
     token = await login(http, name, admin, ADMIN_PASSWORD)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from metacrm.i18n import negotiate
-from tests.conftest import ADMIN_PASSWORD, PLATFORM_TOKEN, TenantClient, login
+from tests.conftest import TenantClient, new_tenant
 
 ZH = {"Accept-Language": "zh-CN"}
 DEAL = {
@@ -105,19 +105,7 @@ async def test_problems_follow_accept_language(tenant: TenantClient) -> None:
 async def test_the_tenant_default_language_answers_when_none_is_asked(
     client: httpx.AsyncClient,
 ) -> None:
-    name = f"zh{uuid.uuid4().hex[:12]}"
-    response = await client.post(
-        "/api/v1/platform/tenants",
-        headers={"Authorization": f"Bearer {PLATFORM_TOKEN}"},
-        json={
-            "name": name,
-            "admin_email": "a@zh.test",
-            "admin_password": ADMIN_PASSWORD,
-            "default_language": "zh-CN",
-        },
-    )
-    assert response.status_code == 201, response.text
-    zh = TenantClient(client, name, await login(client, name, "a@zh.test", ADMIN_PASSWORD))
+    zh = await new_tenant(client, default_language="zh-CN")
     await zh.define(DEAL)
     for headers in ({}, {"Accept-Language": "fr"}):
         refused = await zh.post("/api/v1/data/deal", json={}, headers=headers)

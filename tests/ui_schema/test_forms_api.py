@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 from metacrm.metadata.layouts import Layout
 from metacrm.metadata.model import MetadataModel
 from metacrm.runtime.permissions import field_access
-from tests.conftest import ACCOUNT, TenantClient
+from tests.conftest import ACCOUNT, TenantClient, new_tenant
 from tests.ui_schema.jsonforms import controls, scopes, ui_schema_errors
 from tests.ui_schema.support import (
     DEAL,
@@ -158,23 +158,7 @@ async def test_labels_follow_accept_language_then_tenant_default(
     assert {"const": "partner", "title": "渠道"} in kind
     en = await _form(deals, layout="deal_sales", headers={"Accept-Language": "en-GB"})
     assert en["label"] == "Deal"
-    import uuid
-
-    from tests.conftest import ADMIN_PASSWORD, PLATFORM_TOKEN, login
-
-    name = f"zh{uuid.uuid4().hex[:12]}"
-    response = await client.post(
-        "/api/v1/platform/tenants",
-        headers={"Authorization": f"Bearer {PLATFORM_TOKEN}"},
-        json={
-            "name": name,
-            "admin_email": "a@zh.test",
-            "admin_password": ADMIN_PASSWORD,
-            "default_language": "zh-CN",
-        },
-    )
-    assert response.status_code == 201, response.text
-    zh_tenant = TenantClient(client, name, await login(client, name, "a@zh.test", ADMIN_PASSWORD))
+    zh_tenant = await new_tenant(client, default_language="zh-CN")
     assert (await _apply(zh_tenant, {"objects": [ACCOUNT, DEAL]})).status_code == 200
     assert (await _form(zh_tenant))["label"] == "交易"
     listing = (await zh_tenant.get("/api/v1/ui/deal/list")).json()
