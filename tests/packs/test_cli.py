@@ -18,20 +18,15 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, captured.out + captured.err
 
 
+def create_tenant(capsys: pytest.CaptureFixture[str], data: list[str]) -> None:
+    """The tenant acme, with an administrator, in the data directory `data` names."""
+    created = ("tenant", "create", "acme", "--admin", "a@acme.test")
+    assert run(capsys, *created, "--password", "a sound passphrase", *data)[0] == 0
+
+
 def test_pack_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = ["--data-dir", str(tmp_path)]
-    code, _ = run(
-        capsys,
-        "tenant",
-        "create",
-        "acme",
-        "--admin",
-        "a@acme.test",
-        "--password",
-        "a sound passphrase",
-        *data,
-    )
-    assert code == 0
+    create_tenant(capsys, data)
     code, out = run(
         capsys, "pack", "plan", str(FIXTURES / "crm-core-1.0"), "--tenant", "acme", *data
     )
@@ -77,16 +72,7 @@ def test_pack_plan_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFix
         views.read_text(encoding="utf-8").replace('"columns": [', '"columns": ["ghost", ', 1)
     )
     data = ["--data-dir", str(tmp_path / "data")]
-    created = (
-        "tenant",
-        "create",
-        "acme",
-        "--admin",
-        "a@acme.test",
-        "--password",
-        "a sound passphrase",
-    )
-    assert run(capsys, *created, *data)[0] == 0
+    create_tenant(capsys, data)
     code, out = run(capsys, "pack", "plan", str(pack), "--tenant", "acme", *data)
     assert code != 0
     assert "objects/campaign.json" in out and "ghost" in out, out

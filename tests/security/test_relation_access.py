@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TenantClient
+from tests.security.test_record_access import names
 
 ACCOUNT = {
     "api_name": "account",
@@ -89,14 +90,6 @@ async def world(tenant: TenantClient) -> World:
         )
         ids[name] = deal["id"]
     return World(tenant, alice, bob, auditor, secret, mine, ids)
-
-
-async def names(client: TenantClient, object_name: str = "deal", **params: str) -> list[str]:
-    response = await client.get(
-        f"/api/v1/data/{object_name}", params={"order_by": "name", **params}
-    )
-    assert response.status_code == 200, response.text
-    return [r["name"] for r in response.json()["records"]]
 
 
 async def test_a_where_through_an_invisible_lookup_reads_it_as_empty(world: World) -> None:
