@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint format bench schema clean browser
+.PHONY: run test install lint format bench schema clean browser vendor
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ browser:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not installed: browser tests will be skipped"; fi; }
+
+## Refresh the pinned browser libraries from the npm registry (vendor/package-lock.json);
+## the copies are committed, so neither running nor testing needs Node.
+WEB_VENDOR := metacrm/platform/web/static/vendor
+vendor:
+	cd vendor && npm ci --ignore-scripts --no-audit --no-fund
+	cp vendor/node_modules/htmx.org/dist/htmx.min.js $(WEB_VENDOR)/htmx.min.js
+	cp vendor/node_modules/htmx.org/LICENSE $(WEB_VENDOR)/htmx.LICENSE
+	cp vendor/node_modules/axe-core/axe.min.js tests/web/vendor/axe.min.js
+	cp vendor/node_modules/axe-core/LICENSE tests/web/vendor/axe.LICENSE
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from metacrm import __version__
-from metacrm.platform import problems
+from metacrm.platform import problems, web
 from metacrm.platform.api import audit as audit_api
 from metacrm.platform.api import auth, data, keys, metadata, tenants, users
 from metacrm.platform.api import packs as packs_api
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     problems.install(app)
+    web.install(app)
     static: dict[str, Any] = {}  # the OpenAPI of the fixed routes, built on first use
     # The audit router first: its /data/{object}/{id}/history must win over /data/{object}/{id}.
     for router in (
@@ -102,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
-        return RedirectResponse("/api/v1/docs")
+        return RedirectResponse("/app")
 
     return app
 

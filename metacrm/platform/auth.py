@@ -51,6 +51,9 @@ class Identity:
     #: Set for API keys: the key's id and the secret to check against its stored hash.
     api_key_id: uuid.UUID | None = None
     api_secret: str | None = field(default=None, repr=False)
+    #: Set for web sessions: the session's id and the secret to check against its hash.
+    session_id: uuid.UUID | None = None
+    session_secret: str | None = field(default=None, repr=False)
     #: The language the request is answered in, negotiated once (state.get_identity).
     language: Language = "en"
 
@@ -115,6 +118,33 @@ def read_api_key(key: str) -> Identity | None:
             storage=f"tenant_{tenant}",
             api_key_id=uuid.UUID(hex=key_id),
             api_secret=secret,
+        )
+    except ValueError:
+        return None
+
+
+SESSION_PREFIX = "mcs"
+
+
+def make_session_cookie(tenant: str) -> tuple[uuid.UUID, str, str]:
+    """A new web session: its id, the cookie value, and the hash of its secret to store."""
+    session_id, secret = uuid.uuid4(), secrets.token_urlsafe(32)
+    return session_id, f"{SESSION_PREFIX}.{tenant}.{session_id.hex}.{secret}", hash_secret(secret)
+
+
+def read_session_cookie(value: str) -> Identity | None:
+    """The identity a session cookie claims (checked against the tenant later), or None."""
+    parts = value.split(".")
+    if len(parts) != 4 or parts[0] != SESSION_PREFIX or len(parts[3]) > 100:
+        return None
+    _prefix, tenant, session_id, secret = parts
+    try:
+        return Identity(
+            user_id=None,
+            tenant=tenant,
+            storage=f"tenant_{tenant}",
+            session_id=uuid.UUID(hex=session_id),
+            session_secret=secret,
         )
     except ValueError:
         return None

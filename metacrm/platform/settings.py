@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     token_ttl_minutes: int = Field(
         60, ge=1, le=60 * 24 * 30, description="Lifetime of an access token."
     )
+    session_ttl_hours: int = Field(
+        12, ge=1, le=24 * 30, description="Lifetime of a web workspace session."
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
     list_limit_default: int = Field(
         50, ge=1, description="Records per page when `limit` is absent."

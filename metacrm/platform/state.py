@@ -26,7 +26,7 @@ from metacrm.runtime.compiler import CompiledObject, CompiledTenant
 from metacrm.runtime.events import Subscribers, collecting
 from metacrm.runtime.permissions import has_platform_permission
 from metacrm.runtime.records import utcnow
-from metacrm.runtime.tenant_tables import api_keys, create_tenant_tables, users
+from metacrm.runtime.tenant_tables import api_keys, create_tenant_tables, users, web_sessions
 
 
 class TenantSession(NamedTuple):
@@ -59,6 +59,18 @@ _KEY_CALLER = (
     )
     .join(users, users.c.id == api_keys.c.user_id)
     .where(api_keys.c.id == sa.bindparam("key_id"))
+)
+_SESSION_CALLER = (
+    sa.select(
+        *_USER,
+        _VERSION,
+        web_sessions.c.secret_hash,
+        web_sessions.c.token_epoch.label("session_epoch"),
+        web_sessions.c.expires_at,
+        web_sessions.c.ended_at,
+    )
+    .join(users, users.c.id == web_sessions.c.user_id)
+    .where(web_sessions.c.id == sa.bindparam("session_id"))
 )
 _LAST_USED_GRANULARITY = dt.timedelta(minutes=1)
 _REVOKED = "the token is no longer valid; log in again"
@@ -122,12 +134,24 @@ class AppState:
 
 async def _caller(conn: AsyncConnection, identity: Identity) -> tuple[Actor, int]:
     """The acting user and the tenant's metadata version; Unauthenticated when revoked."""
-    row: Any  # one of two selects, told apart by identity.api_key_id
-    if identity.api_key_id is None:
+    row: Any  # one of three selects, told apart by the identity's kind
+    scope = None
+    if identity.session_id is not None:
+        row = (await conn.execute(_SESSION_CALLER, {"session_id": identity.session_id})).first()
+        given = hash_secret(identity.session_secret or "")
+        if (
+            row is None
+            or row.ended_at is not None
+            or row.expires_at <= utcnow()
+            or not row.is_active
+            or row.token_epoch != row.session_epoch
+            or not hmac.compare_digest(given, row.secret_hash)
+        ):
+            raise Unauthenticated("the session has ended; sign in again")
+    elif identity.api_key_id is None:
         row = (await conn.execute(_CALLER, {"user_id": identity.user_id})).first()
         if row is None or not row.is_active or row.token_epoch != identity.token_epoch:
             raise Unauthenticated(_REVOKED)
-        scope = None
     else:
         row = (await conn.execute(_KEY_CALLER, {"key_id": identity.api_key_id})).first()
         given = hash_secret(identity.api_secret or "")

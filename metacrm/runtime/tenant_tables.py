@@ -114,6 +114,22 @@ field_history = sa.Table(
     sa.Column("at", UTCDateTime(), nullable=False),
 )
 
+#: Browser sessions of the web workspace: the cookie carries the id and a secret of which
+#: only a hash is kept. A new session at every sign-in (no fixation); sign-out ends it here,
+#: so a copied cookie stops working at once.
+web_sessions = sa.Table(
+    "mc_web_session",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("user_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    # The user's token_epoch at sign-in: a password change or revocation ends the session.
+    sa.Column("token_epoch", sa.Integer(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+)
+
 #: Failed logins per user name (known or not) and client address, for throttling: an
 #: address that keeps failing waits longer and longer; other addresses are not slowed.
 login_throttle = sa.Table(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -28,10 +28,21 @@ class ViewCache:
         try:
             value: T = self._entries[key]
         except KeyError:
-            value = build()
-            self._entries[key] = value
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-            return value
+            return self._keep(key, build())
         self._entries.move_to_end(key)
+        return value
+
+    async def get_or_load(self, key: tuple[Hashable, ...], load: Callable[[], Awaitable[T]]) -> T:
+        """Like get_or_build, for a value that needs the database to build."""
+        try:
+            value: T = self._entries[key]
+        except KeyError:
+            return self._keep(key, await load())
+        self._entries.move_to_end(key)
+        return value
+
+    def _keep(self, key: tuple[Hashable, ...], value: T) -> T:
+        self._entries[key] = value
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
         return value

@@ -1,0 +1,23 @@
+"""The web workspace: server-rendered pages, drawn from metadata, for people who work records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from metacrm.platform.web import errors, home, session
+
+STATIC = Path(__file__).parent / "static"
+
+#: The routers of the workspace's pages, in the order their paths must be tried.
+ROUTERS = (session.router, home.router)
+
+
+def install(app: FastAPI) -> None:
+    """Add the workspace's pages, static files and error pages to `app`."""
+    errors.install(app)
+    app.mount("/app/static", StaticFiles(directory=STATIC), name="web-static")
+    for router in ROUTERS:
+        app.include_router(router)

@@ -1,0 +1,228 @@
+"""Browser-test fixtures: a real server per database, tenants with the CRM pack, Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_PASSWORD, BACKENDS, PG_URL, PLATFORM_TOKEN
+from tests.platform.test_processes import _free_port, _wait_ready
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Flags for a sandboxed machine with no network but loopback (see the machine notes).
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Debian's chromium is not installed (.ci/run installs it: make browser)",
+)
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+#: `make screenshots` sets this: the browser tests then refresh docs/screenshots/.
+SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+WRITE_SCREENSHOTS = os.environ.get("METACRM_WRITE_SCREENSHOTS") == "1"
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def web_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real `metacrm serve` on a loopback port, on SQLite or PostgreSQL, for the session."""
+    port = _free_port()
+    env = os.environ | {
+        "METACRM_DATA_DIR": str(tmp_path_factory.mktemp(f"web-{request.param}")),
+        "METACRM_PLATFORM_ADMIN_TOKEN": PLATFORM_TOKEN,
+        "METACRM_SECRET_KEY": "web-test-signing-key-" + "w" * 24,
+    }
+    env.pop("METACRM_DATABASE_URL", None)
+    if request.param == "postgresql":
+        env["METACRM_DATABASE_URL"] = PG_URL or ""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "metacrm.platform.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stderr:
+            process.stderr.close()
+
+
+@dataclass
+class Crm:
+    """A tenant of the web server with example packs installed, and its people."""
+
+    url: str
+    tenant: str
+    admin_token: str
+    #: email -> user id of the users made by `add_user`.
+    users: dict[str, str] = field(default_factory=dict)
+    password: str = ADMIN_PASSWORD
+
+    @property
+    def admin(self) -> str:
+        return f"admin@{self.tenant}.test"
+
+    def api(self, token: str | None = None) -> httpx.Client:
+        """A client of the REST API, as the administrator unless `token` is given."""
+        return httpx.Client(
+            base_url=self.url,
+            timeout=60,
+            headers={"Authorization": f"Bearer {token or self.admin_token}"},
+        )
+
+    def token(self, email: str) -> str:
+        response = httpx.post(
+            f"{self.url}/api/v1/auth/token",
+            data={"tenant": self.tenant, "username": email, "password": self.password},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    def add_user(
+        self, email: str, *, role: str | None, manager: str | None = None, full_name: str = ""
+    ) -> str:
+        body: dict[str, Any] = {
+            "email": email,
+            "password": self.password,
+            "role": role,
+            "full_name": full_name or email.split("@")[0].capitalize(),
+        }
+        if manager:
+            body["manager_id"] = self.users[manager]
+        with self.api() as api:
+            response = api.post("/api/v1/users", json=body)
+        assert response.status_code == 201, response.text
+        self.users[email] = response.json()["id"]
+        return self.users[email]
+
+    def install(self, example: str, *, seed: bool = True) -> None:
+        with self.api() as api:
+            response = api.post(
+                "/api/v1/packs/install",
+                params={"example": example, "confirm": "true", "seed": str(seed).lower()},
+            )
+        assert response.status_code == 200, response.text
+
+
+def new_crm(url: str, *packs: str, default_language: str | None = None) -> Crm:
+    """A fresh tenant on the server at `url` with `packs` installed (with their seed)."""
+    name = f"w{uuid.uuid4().hex[:10]}"
+    body = {"name": name, "admin_email": f"admin@{name}.test", "admin_password": ADMIN_PASSWORD}
+    if default_language:
+        body["default_language"] = default_language
+    created = httpx.post(
+        f"{url}/api/v1/platform/tenants",
+        headers={"Authorization": f"Bearer {PLATFORM_TOKEN}"},
+        json=body,
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    crm = Crm(url, name, "")
+    crm.admin_token = crm.token(crm.admin)
+    for pack in packs:
+        crm.install(pack)
+    return crm
+
+
+@pytest.fixture
+def crm(web_server: str) -> Crm:
+    """A tenant with crm-core and its sample data; a manager and a rep who reports to them."""
+    tenant = new_crm(web_server, "crm-core")
+    tenant.add_user("manager@web.test", role="sales_manager", full_name="Mia Manager")
+    tenant.add_user(
+        "rep@web.test", role="sales_rep", manager="manager@web.test", full_name="Ray Rep"
+    )
+    return tenant
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    """One headless Chromium for the session; each test opens its own context."""
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: make browser)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture
+async def context(browser: Any) -> AsyncIterator[Any]:
+    """A fresh browser profile (cookies, storage) for one test."""
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+    ctx.set_default_timeout(15_000)
+    try:
+        yield ctx
+    finally:
+        await ctx.close()
+
+
+async def sign_in(context: Any, crm: Crm, email: str) -> Any:
+    """A page of `context` signed in to the workspace as `email`, on the home page."""
+    page = await context.new_page()
+    await page.goto(f"{crm.url}/app/login")
+    await page.get_by_label("Company").fill(crm.tenant)
+    await page.get_by_label("E-mail").fill(email)
+    await page.get_by_label("Password").fill(crm.password)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"{crm.url}/app")
+    return page
+
+
+async def screenshot(page: Any, name: str, tmp_path: Path) -> Path:
+    """A screenshot of the page, kept in tmp_path (and docs/screenshots for make screenshots)."""
+    path = tmp_path / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 5_000
+    if WRITE_SCREENSHOTS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, SCREENSHOTS / f"{name}.png")
+    return path
+
+
+async def axe_findings(browser: Any, context: Any, url: str) -> list[dict[str, Any]]:
+    """Serious and critical axe-core findings on the page at `url`, seen with the cookies of
+    `context` (axe is injected into a CSP-bypassing copy of the session; the page stays as is)."""
+    state = await context.storage_state()
+    audit = await browser.new_context(storage_state=state, bypass_csp=True)
+    try:
+        page = await audit.new_page()
+        await page.goto(url)
+        await page.add_script_tag(path=str(AXE))
+        result = await page.evaluate("async () => await axe.run(document)")
+    finally:
+        await audit.close()
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"][:3]]}
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
