@@ -7,12 +7,32 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from metacrm.platform.web import errors, home, session
+from metacrm.platform.web import (
+    errors,
+    forms,
+    home,
+    inbox,
+    kanban,
+    lists,
+    records,
+    search,
+    session,
+)
 
 STATIC = Path(__file__).parent / "static"
 
-#: The routers of the workspace's pages, in the order their paths must be tried.
-ROUTERS = (session.router, home.router)
+#: The routers of the workspace's pages, in the order their paths must be tried: fixed
+#: segments (`/app/o/{object}/kanban`, `/new`) before `/app/o/{object}/{record_id}`.
+ROUTERS = (
+    session.router,
+    home.router,
+    search.router,
+    inbox.router,
+    kanban.router,
+    forms.router,
+    lists.router,
+    records.router,
+)
 
 
 def install(app: FastAPI) -> None:

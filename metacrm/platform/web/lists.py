@@ -1,0 +1,7 @@
+"""List pages: list views, ad-hoc filters, sorting, columns, paging and bulk actions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/app", include_in_schema=False)

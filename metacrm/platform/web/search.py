@@ -1,0 +1,7 @@
+"""Global search across the objects a user may read."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/app", include_in_schema=False)
