@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint format bench schema clean browser vendor
+.PHONY: run test install lint format bench schema clean browser vendor screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ vendor:
 	cp vendor/node_modules/htmx.org/LICENSE $(WEB_VENDOR)/htmx.LICENSE
 	cp vendor/node_modules/axe-core/axe.min.js tests/web/vendor/axe.min.js
 	cp vendor/node_modules/axe-core/LICENSE tests/web/vendor/axe.LICENSE
+
+## Refresh docs/screenshots/ from the browser tests (SQLite half).
+screenshots: $(STAMP)
+	METACRM_WRITE_SCREENSHOTS=1 $(BIN)/pytest tests/web -q -k "not postgresql"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
