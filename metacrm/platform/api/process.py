@@ -25,6 +25,7 @@ from metacrm.runtime.process import (
     history,
     runs,
     stages,
+    submissions,
     tasks,
     warnings,
 )
@@ -262,6 +263,17 @@ async def run_due(state: StateDep, identity: IdentityDep) -> dict[str, int]:
         if not actor.is_admin:
             raise PermissionDenied("only administrators may run due approvals")
         return await escalation.process_due(conn, ct)
+
+
+@router.get("/approvals/submitted")
+async def submitted(
+    state: StateDep,
+    identity: IdentityDep,
+    status: Annotated[str, Query(pattern="^(pending|approved|rejected|recalled)$")] = "pending",
+) -> dict[str, Any]:
+    """The caller's own submissions (pending by default), each with the tasks it waits on."""
+    async with state.tenant(identity, writes=False) as (conn, _ct, actor):
+        return {"approvals": await submissions.submissions(conn, actor.user_id, status=status)}
 
 
 @router.get("/approvals/{approval_id}")
