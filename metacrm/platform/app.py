@@ -17,6 +17,7 @@ from metacrm import __version__
 from metacrm.platform import problems, web
 from metacrm.platform.api import audit as audit_api
 from metacrm.platform.api import auth, data, keys, metadata, tenants, users
+from metacrm.platform.api import board as board_api
 from metacrm.platform.api import packs as packs_api
 from metacrm.platform.api import process as process_api
 from metacrm.platform.api import ui as ui_api
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         packs_api.router,
         packs_api.history,
         process_api.router,
+        board_api.router,
     ):
         # Every /api/v1 route refuses query parameters it does not declare.
         app.include_router(router, prefix="/api/v1", dependencies=[CHECK_PARAMS])

@@ -1,0 +1,279 @@
+"""The kanban board in a real browser and over HTTP: columns by a picklist with counts and
+totals under record access, paging per column, drag-and-drop stage moves with every failing
+gate shown, bad parameters, accessibility."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.web.conftest import Crm, axe_findings, needs_chromium, screenshot, sign_in
+
+pytestmark = needs_chromium
+
+BOARD = "/app/o/opportunity/kanban"
+CARD_ID = re.compile(r'id="kanban-card-([0-9a-f-]{36})"')
+
+
+@pytest.fixture
+def clients() -> Iterator[list[httpx.Client]]:
+    opened: list[httpx.Client] = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
+def _signed_in(clients: list[httpx.Client], crm: Crm, email: str) -> httpx.Client:
+    """A plain HTTP client signed in through the sign-in form, as a browser would be."""
+    client = httpx.Client(base_url=crm.url, timeout=60)
+    clients.append(client)
+    client.get("/app/login")
+    token = client.cookies["metacrm_login_csrf"]
+    response = client.post(
+        "/app/login",
+        data={
+            "tenant": crm.tenant,
+            "username": email,
+            "password": crm.password,
+            "csrf_token": token,
+        },
+    )
+    assert response.status_code == 303, response.text
+    return client
+
+
+def _all_records(api: httpx.Client, fields: str) -> list[dict[str, Any]]:
+    """Every opportunity the API's caller may read, page by page."""
+    out: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"fields": fields, "limit": 200} | ({"cursor": cursor} if cursor else {})
+        page = api.get("/api/v1/data/opportunity", params=params).json()
+        out += page["records"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return out
+
+
+def _figures_by_api(api: httpx.Client) -> dict[str, tuple[int, Decimal]]:
+    """Count and amount per stage, computed from the REST list API by the caller."""
+    figures: dict[str, tuple[int, Decimal]] = {}
+    for record in _all_records(api, "stage,amount"):
+        count, total = figures.get(record["stage"], (0, Decimal(0)))
+        figures[record["stage"]] = (count + 1, total + Decimal(str(record["amount"] or 0)))
+    return figures
+
+
+async def _page_figures(page: Any) -> dict[str, tuple[int, Decimal]]:
+    """Count and amount of each column, as the board shows them."""
+    out = {}
+    for lane in await page.locator(".kanban-lane").all():
+        value = await lane.get_attribute("data-value")
+        figures = lane.locator(".kanban-figures")
+        count = int(await figures.get_attribute("data-count") or 0)
+        out[value] = (count, Decimal(await figures.get_attribute("data-amount") or "0"))
+    return out
+
+
+def _csrf(html: str) -> str:
+    return html.split('name="csrf-token" content="')[1].split('"')[0]
+
+
+async def test_rep_board_figures_and_stage_gates(crm: Crm, browser: Any, context: Any) -> None:
+    rep = crm.api(crm.token("rep@web.test"))
+    created = rep.post(
+        "/api/v1/data/opportunity", json={"name": "Kanban gate deal", "stage": "qualify"}
+    )
+    assert created.status_code == 201, created.text
+    deal = created.json()["id"]
+    priced = rep.post(
+        "/api/v1/data/opportunity",
+        json={"name": "Priced deal", "stage": "qualify", "amount": "1250.50"},
+    )
+    assert priced.status_code == 201, priced.text
+
+    page = await sign_in(context, crm, "rep@web.test")
+    await page.goto(f"{crm.url}{BOARD}")
+    await page.get_by_role("heading", name="Opportunities board").wait_for()
+    lanes = [
+        await lane.get_attribute("data-value") for lane in await page.locator(".kanban-lane").all()
+    ]
+    assert lanes == ["qualify", "propose", "negotiate", "won", "lost"]
+    await page.get_by_role("heading", name="Qualify", exact=True).wait_for()
+
+    # Counts and totals equal what the REST list API gives the same rep.
+    expected = _figures_by_api(rep)
+    shown = await _page_figures(page)
+    for value, (count, total) in shown.items():
+        assert (count, total) == expected.get(value, (0, Decimal(0))), value
+    assert shown["qualify"][0] >= 2
+    board = rep.get("/api/v1/analytics/board/opportunity").json()
+    assert board["field"] == "stage" and board["amount_field"] == "amount"
+    assert {lane["value"]: lane["count"] for lane in board["lanes"]} == {
+        value: count for value, (count, _) in shown.items()
+    }
+
+    # Drag the deal without amount and close date to propose: refused, every gate listed.
+    card = page.locator(f"#kanban-card-{deal}")
+    await card.drag_to(page.locator('.kanban-lane[data-value="propose"] .kanban-cards'))
+    refusal = page.locator("#kanban-alert .kanban-refusal")
+    await refusal.wait_for()
+    messages = await refusal.locator("li").all_inner_texts()
+    assert len(messages) >= 2, messages
+    assert any("Amount" in m for m in messages), messages
+    assert any("Close Date" in m for m in messages), messages
+    assert await page.locator(f'.kanban-lane[data-value="qualify"] #kanban-card-{deal}').count()
+    assert (
+        await page.locator(f'.kanban-lane[data-value="propose"] #kanban-card-{deal}').count() == 0
+    )
+    assert rep.get(f"/api/v1/data/opportunity/{deal}").json()["stage"] == "qualify"
+    assert (await _page_figures(page)) == shown
+
+    # Fixed through the API: the board's copy is stale now, and says so.
+    fixed = rep.patch(
+        f"/api/v1/data/opportunity/{deal}", json={"amount": "5000", "close_date": "2027-03-31"}
+    )
+    assert fixed.status_code == 200, fixed.text
+    await card.drag_to(page.locator('.kanban-lane[data-value="propose"] .kanban-cards'))
+    await page.locator("#kanban-alert .kanban-refusal", has_text="changed").wait_for()
+    assert rep.get(f"/api/v1/data/opportunity/{deal}").json()["stage"] == "qualify"
+
+    # Read afresh, the drag moves it; both columns' figures follow.
+    await page.reload()
+    before = await _page_figures(page)
+    card = page.locator(f"#kanban-card-{deal}")
+    await card.drag_to(page.locator('.kanban-lane[data-value="propose"] .kanban-cards'))
+    await page.locator(f'.kanban-lane[data-value="propose"] #kanban-card-{deal}').wait_for()
+    await page.get_by_role("status").filter(has_text="Moved to Propose").wait_for()
+    assert await page.locator("#kanban-alert .alert").count() == 0
+    assert rep.get(f"/api/v1/data/opportunity/{deal}").json()["stage"] == "propose"
+    after = await _page_figures(page)
+    assert after["qualify"] == (before["qualify"][0] - 1, before["qualify"][1] - 5000)
+    assert after["propose"] == (before["propose"][0] + 1, before["propose"][1] + 5000)
+    by_api = _figures_by_api(rep)
+    assert after == {value: by_api.get(value, (0, Decimal(0))) for value in after}
+
+    # The keyboard way: the card's "Move to…" select and its button (back is allowed).
+    moved = page.locator(f"#kanban-card-{deal}")
+    await moved.get_by_label("Move to…").select_option("qualify")
+    await moved.get_by_role("button", name="Move").click()
+    await page.locator(f'.kanban-lane[data-value="qualify"] #kanban-card-{deal}').wait_for()
+    assert rep.get(f"/api/v1/data/opportunity/{deal}").json()["stage"] == "qualify"
+    focused = await page.evaluate("document.activeElement.closest('.kanban-card').dataset.id")
+    assert focused == deal
+
+    assert await axe_findings(browser, context, f"{crm.url}{BOARD}") == []
+    rep.close()
+
+
+async def test_a_long_column_loads_more_cards_without_duplicates(
+    crm: Crm, browser: Any, context: Any, tmp_path: Path
+) -> None:
+    page = await sign_in(context, crm, crm.admin)
+    await page.goto(f"{crm.url}{BOARD}")
+    await screenshot(page, "kanban", tmp_path)  # the sample data's board, as the admin sees it
+    with crm.api() as api:
+        batch = [{"name": f"Bulk deal {i:03}", "amount": "10"} for i in range(60)]
+        response = api.post("/api/v1/data/opportunity/batch", json={"records": batch})
+        assert response.status_code == 200, response.text
+        total = sum(1 for r in _all_records(api, "stage") if r["stage"] == "qualify")
+    assert total >= 60
+    await page.reload()
+    lane = page.locator('.kanban-lane[data-value="qualify"]')
+    assert await lane.locator(".kanban-figures").get_attribute("data-count") == str(total)
+    assert await lane.locator(".kanban-card").count() == 20
+    more = lane.get_by_role("button", name="Load more")
+    shown = 20
+    while await more.count():
+        await more.click()
+        shown = min(shown + 20, total)
+        await page.wait_for_function(
+            "n => document.querySelectorAll("
+            "'.kanban-lane[data-value=\"qualify\"] .kanban-card').length >= n",
+            arg=shown,
+        )
+    ids = [await c.get_attribute("data-id") for c in await lane.locator(".kanban-card").all()]
+    assert len(ids) == total
+    assert len(set(ids)) == total
+
+
+async def test_the_rep_board_holds_only_readable_records(
+    crm: Crm, clients: list[httpx.Client]
+) -> None:
+    rep_api = crm.api(crm.token("rep@web.test"))
+    own = rep_api.post("/api/v1/data/opportunity", json={"name": "Rep own deal", "amount": "7"})
+    assert own.status_code == 201, own.text
+    readable = {r["id"] for r in _all_records(rep_api, "stage")}
+    with crm.api() as admin_api:
+        everything = {r["id"] for r in _all_records(admin_api, "stage")}
+    hidden = everything - readable
+    assert hidden, "the seed should hold opportunities the rep may not read"
+
+    rep_html = _signed_in(clients, crm, "rep@web.test").get(BOARD).text
+    admin_html = _signed_in(clients, crm, crm.admin).get(BOARD).text
+    rep_cards = set(CARD_ID.findall(rep_html))
+    assert own.json()["id"] in rep_cards
+    assert rep_cards <= readable
+    assert not any(record_id in rep_html for record_id in hidden)
+    assert set(CARD_ID.findall(admin_html)) & hidden
+
+    def counts(html: str) -> dict[str, int]:
+        found = re.findall(
+            r'<section class="kanban-lane" data-value="([^"]+)".*?data-count="(\d+)"', html, re.S
+        )
+        return {value: int(count) for value, count in found}
+
+    rep_counts, admin_counts = counts(rep_html), counts(admin_html)
+    assert sum(rep_counts.values()) == len(readable)
+    assert sum(admin_counts.values()) == len(everything)
+    assert all(rep_counts[v] <= admin_counts[v] for v in rep_counts)
+    rep_api.close()
+
+
+def test_bad_parameters_give_pages_never_500(crm: Crm, clients: list[httpx.Client]) -> None:
+    rep = _signed_in(clients, crm, "rep@web.test")
+    admin = _signed_in(clients, crm, crm.admin)
+
+    def page(client: httpx.Client, path: str, **params: str) -> httpx.Response:
+        response = client.get(path, params=params)
+        assert response.status_code < 500, (path, params, response.text[:1000])
+        assert "text/html" in response.headers["content-type"]
+        return response
+
+    nosuch = page(rep, BOARD, field="nosuch")
+    assert nosuch.status_code == 422 and "has no field" in nosuch.text
+    not_picklist = page(rep, BOARD, field="name")
+    assert not_picklist.status_code == 422 and "not a picklist" in not_picklist.text
+    assert page(rep, BOARD, field="kind").status_code == 200
+    assert page(rep, BOARD, field="x" * 500).status_code in (400, 422)
+    assert page(rep, "/app/o/nosuch/kanban").status_code == 404
+    no_picklist = page(admin, "/app/o/price_book_entry/kanban")
+    assert no_picklist.status_code == 404 and "no picklist" in no_picklist.text
+    column = f"{BOARD}/column"
+    assert page(rep, column, field="stage", value="nosuch").status_code == 404
+    assert page(rep, column, field="stage", value="qualify", cursor="garbage").status_code == 422
+    assert page(rep, column, field="stage").status_code == 400
+    assert page(rep, column, field="name", value="qualify").status_code == 422
+
+    csrf = _csrf(rep.get(BOARD).text)
+    headers = {"X-CSRF-Token": csrf, "HX-Request": "true"}
+    for path, data in [
+        ("/app/o/opportunity/not-a-uuid/stage", {"to": "propose", "field": "stage"}),
+        ("/app/o/nosuch/00000000-0000-0000-0000-000000000000/stage", {"to": "x"}),
+        ("/app/o/opportunity/00000000-0000-0000-0000-000000000000/stage", {"to": "nosuch"}),
+        ("/app/o/opportunity/00000000-0000-0000-0000-000000000000/stage", {"to": "won"}),
+    ]:
+        response = rep.post(path, data=data, headers=headers)
+        assert 400 <= response.status_code < 500, (path, response.text[:1000])
+        assert 'role="alert"' in response.text
+    # Without the CSRF token nothing moves.
+    refused = rep.post(
+        "/app/o/opportunity/00000000-0000-0000-0000-000000000000/stage", data={"to": "won"}
+    )
+    assert refused.status_code == 403
