@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from metacrm import __version__
 from metacrm.platform import problems, web
+from metacrm.platform.api import activity as activity_api
 from metacrm.platform.api import audit as audit_api
 from metacrm.platform.api import auth, data, keys, metadata, tenants, users
 from metacrm.platform.api import board as board_api
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The audit router first: its /data/{object}/{id}/history must win over /data/{object}/{id}.
     for router in (
         audit_api.router,
+        activity_api.router,
         auth.router,
         metadata.router,
         data.router,

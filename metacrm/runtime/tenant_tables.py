@@ -233,6 +233,18 @@ approval_events = sa.Table(
     sa.Column("detail", JsonValue(), nullable=True),
 )
 
+#: Comments people leave on a record (its timeline shows them beside its history).
+comments = sa.Table(
+    "mc_comment",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("record_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("user_id", sa.Uuid(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+)
+
 #: A user's approvals go to a delegate between two moments.
 delegations = sa.Table(
     "mc_delegation",
