@@ -248,6 +248,13 @@ def _rules(obj: ObjectDef, properties: dict[str, Any], access: Mapping[str, str]
     in_schema: list[dict[str, Any]] = []
     ui: dict[str, dict[str, Any]] = {}
     listed: list[dict[str, Any]] = []
+    # A hidden field answers to its hidden rule alone (as the API has it): another rule's
+    # `then` holds for it only while none of its hidden rules applies.
+    hiding: dict[str, list[dict[str, Any] | None]] = {}
+    for rule in active_rules(obj):
+        if rule.effect == "hidden":
+            for name in rule.fields:
+                hiding.setdefault(name, []).append(condition_schema(rule.when, obj))
     for rule in active_rules(obj):
         condition = condition_schema(rule.when, obj)
         fields = [f for f in rule.fields if f in properties]
@@ -263,9 +270,16 @@ def _rules(obj: ObjectDef, properties: dict[str, Any], access: Mapping[str, str]
         )
         if condition is None or not fields:
             continue
-        then = _then(obj, rule, fields)
+        shadowed = [f for f in fields if rule.effect != "hidden" and f in hiding]
+        then = _then(obj, rule, [f for f in fields if f not in shadowed])
         if then:
             in_schema.append({"if": condition, "then": then})
+        for name in shadowed:
+            hidden_when = hiding[name]
+            then = _then(obj, rule, [name])
+            if then and None not in hidden_when:  # else only the server can tell
+                unhidden = {"not": {"anyOf": hidden_when}}
+                in_schema.append({"if": {"allOf": [condition, unhidden]}, "then": then})
         effect = {"hidden": "HIDE", "read_only": "DISABLE"}.get(rule.effect)
         for name in fields if effect else []:
             existing = ui.get(name)

@@ -38,6 +38,12 @@ TICKET = {
             "fields": ["region"],
             "effect": "required",
         },
+        {
+            "api_name": "ref_needed",
+            "when": "channel in ('phone', 'partner')",
+            "fields": ["partner_ref"],
+            "effect": "required",
+        },
         {"api_name": "fixed_seats", "when": "True", "fields": ["seats"], "effect": "read_only"},
         {"api_name": "fixed_code", "when": "True", "fields": ["code"], "effect": "read_only"},
     ],
@@ -50,6 +56,9 @@ AGREED: list[tuple[dict[str, Any], bool]] = [
     # `channel not in (...)` is null for a null channel: region is not required.
     ({"channel": None}, True),
     ({"channel": "partner"}, False),
+    # Hidden wins over required: a phone ticket's partner_ref is hidden, so not demanded.
+    ({"channel": "phone"}, True),
+    ({"channel": "partner", "region": "x"}, False),
     # Read-only on create: blank or the default, in any JSON spelling the API reads.
     ({"channel": "email", "seats": 5}, True),
     ({"channel": "email", "seats": "5"}, True),
