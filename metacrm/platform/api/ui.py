@@ -6,11 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from metacrm.errors import PermissionDenied
+from metacrm.errors import FieldError, PermissionDenied, RecordInvalid
+from metacrm.platform.api.common import path_id
+from metacrm.platform.body import read_object
 from metacrm.platform.params import OPEN_QUERY
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledTenant
+from metacrm.runtime.form_state import draft_state
 from metacrm.runtime.layouts import select_layout
 from metacrm.runtime.permissions import object_permission
 from metacrm.ui_schema.forms import form_document
@@ -71,3 +74,23 @@ async def list_view(
         _readable(ct, actor, co.name)
         chosen = select_list_view(ct.model, co.obj, actor, name=view)
         return list_document(ct.model, co.obj, chosen, actor, _languages(actor))
+
+
+@router.post("/{object_name}/form-state")
+async def form_state(
+    object_name: str, request: Request, state: StateDep, identity: IdentityDep
+) -> dict[str, Any]:
+    """What the field rules make of a draft: `{"record": {...}, "id": "<id when editing>"}`
+    gives the fields hidden, required and read-only, and the picklist values allowed."""
+    body = await read_object(request, state.settings.max_body_bytes)
+    draft = body.get("record")
+    if not isinstance(draft, dict):
+        raise RecordInvalid(
+            "record must be an object", [FieldError("record", "type", "record must be an object")]
+        )
+    raw_id = body.get("id")
+    async with state.tenant(identity, writes=False) as (conn, ct, actor):
+        co = object_or_404(ct, object_name)
+        record_id = None if raw_id is None else path_id(str(raw_id))
+        found = await draft_state(conn, ct, co, draft, actor, record_id=record_id)
+        return found.as_dict()
