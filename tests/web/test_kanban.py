@@ -277,3 +277,71 @@ def test_bad_parameters_give_pages_never_500(crm: Crm, clients: list[httpx.Clien
         "/app/o/opportunity/00000000-0000-0000-0000-000000000000/stage", data={"to": "won"}
     )
     assert refused.status_code == 403
+
+
+def test_without_javascript_the_move_form_works_and_refusals_are_in_chinese(
+    crm: Crm, clients: list[httpx.Client]
+) -> None:
+    rep_api = crm.api(crm.token("rep@web.test"))
+    deal = rep_api.post("/api/v1/data/opportunity", json={"name": "Form deal"}).json()
+    client = _signed_in(clients, crm, "rep@web.test")
+    csrf = _csrf(client.get(BOARD).text)
+    path = f"/app/o/opportunity/{deal['id']}/stage"
+    form = {"csrf_token": csrf, "field": "stage", "version": str(deal["version"])}
+
+    # A plain form post that is refused: the board again, with every reason.
+    refused = client.post(path, data=form | {"to": "propose"})
+    assert refused.status_code == 422
+    assert 'class="alert kanban-refusal"' in refused.text
+    assert "Opportunities board" in refused.text
+    assert refused.text.count("<li>") >= 2
+
+    # In Chinese: the API's messages in the user's language, fields by their labels.
+    client.cookies.set("metacrm_lang", "zh-CN")
+    chinese = client.post(path, data=form | {"to": "propose"}, headers={"HX-Request": "true"})
+    assert chinese.status_code == 422
+    assert "进入该阶段前必须填写 金额" in chinese.text
+    assert "方案报价需要金额" in chinese.text  # the stage's own entry message
+    assert "卡片不能移动到“方案报价”" in chinese.text
+    page = client.get(BOARD)
+    assert "商机看板" in page.text and "验证客户" in page.text
+
+    # Fixed, the same form moves it and goes back to the board (or to `next`).
+    fixed = rep_api.patch(
+        f"/api/v1/data/opportunity/{deal['id']}",
+        json={"amount": "900", "close_date": "2027-01-31"},
+    ).json()
+    moved = client.post(path, data=form | {"to": "propose", "version": str(fixed["version"])})
+    assert moved.status_code == 303
+    assert moved.headers["location"] == f"{BOARD}?field=stage"
+    back = client.post(
+        path,
+        data=form | {"to": "qualify", "version": "", "next": f"/app/o/opportunity/{deal['id']}"},
+    )
+    assert back.status_code == 303
+    assert back.headers["location"] == f"/app/o/opportunity/{deal['id']}"
+    assert rep_api.get(f"/api/v1/data/opportunity/{deal['id']}").json()["stage"] == "qualify"
+    rep_api.close()
+
+
+def test_a_reader_who_may_not_edit_gets_no_way_to_move(
+    crm: Crm, clients: list[httpx.Client]
+) -> None:
+    finance = crm.add_user("finance@web.test", role="finance")
+    with crm.api() as api:
+        made = api.post(
+            "/api/v1/data/opportunity", json={"name": "Finance watches", "owner_id": finance}
+        )
+    assert made.status_code == 201, made.text
+    deal = made.json()["id"]
+    client = _signed_in(clients, crm, "finance@web.test")
+    board = client.get(BOARD)
+    assert board.status_code == 200
+    assert f'id="kanban-card-{deal}" draggable="false"' in board.text
+    assert 'class="kanban-move"' not in board.text
+    refused = client.post(
+        f"/app/o/opportunity/{deal}/stage",
+        data={"to": "lost", "field": "stage"},
+        headers={"X-CSRF-Token": _csrf(board.text), "HX-Request": "true"},
+    )
+    assert refused.status_code == 403 and 'role="alert"' in refused.text

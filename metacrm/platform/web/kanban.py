@@ -30,7 +30,12 @@ from metacrm.runtime.compiler import CompiledObject
 from metacrm.runtime.hooks import Intent, Origin
 from metacrm.runtime.layouts import select_layout
 from metacrm.runtime.listing import ListQuery, list_records
-from metacrm.runtime.permissions import readable, require_object
+from metacrm.runtime.permissions import (
+    field_access,
+    object_permission,
+    readable,
+    require_object,
+)
 from metacrm.runtime.process import stages
 from metacrm.runtime.tenant_tables import users
 from metacrm.ui_schema.labels import text
@@ -82,6 +87,9 @@ class BoardSpec:
     title_field: str | None
     paths: list[str]
     choices: list[tuple[str, str]]
+    #: Whether the user may change the field at all (object edit, field editable): else
+    #: cards are drawn without a way to move them (the server would refuse anyway).
+    movable: bool
 
     @property
     def values(self) -> list[str]:
@@ -108,7 +116,11 @@ def _spec(ws: Workspace, co: CompiledObject, field_name: str) -> BoardSpec:
         if c.active
     ]
     paths = link_name_paths(ct, co, actor, [n for n in fields if n in co.fields])
-    return BoardSpec(co, field_name, amount, fields, title_field, paths, choices)
+    permission = object_permission(ct.model, actor, co.name)
+    movable = (permission.edit or permission.modify_all) and field_access(
+        ct.model, actor, co.name, field_name
+    ) == "edit"
+    return BoardSpec(co, field_name, amount, fields, title_field, paths, choices, movable)
 
 
 def _where(spec: BoardSpec, value: str) -> str:
@@ -261,6 +273,7 @@ async def _board_page(
         "field_label": text(co.fields[chosen].label, [actor.language, "en"], chosen),
         "lanes": lanes,
         "lane_choices": spec.choices,
+        "movable": spec.movable,
         "elsewhere": figures["elsewhere"],
         "has_amount": spec.amount is not None,
     }
@@ -304,6 +317,7 @@ async def column_page(
             "object": co.name,
             "field": chosen,
             "lane_choices": spec.choices,
+            "movable": spec.movable,
             "cards": [_card(ws, spec, r, owners) for r in records],
             "more": _more_url(spec, value, next_cursor) if next_cursor else None,
         }
@@ -405,6 +419,7 @@ async def _moved(ws: Workspace, spec: BoardSpec, record_id: uuid.UUID, to: str) 
         "object": spec.co.name,
         "field": spec.field,
         "lane_choices": spec.choices,
+        "movable": spec.movable,
         "cards": [_card(ws, spec, r, owners) for r in page["records"]],
         "more": None,
         "lanes": await _lanes(ws, spec, figures),
