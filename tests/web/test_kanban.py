@@ -321,7 +321,45 @@ def test_without_javascript_the_move_form_works_and_refusals_are_in_chinese(
     assert back.status_code == 303
     assert back.headers["location"] == f"/app/o/opportunity/{deal['id']}"
     assert rep_api.get(f"/api/v1/data/opportunity/{deal['id']}").json()["stage"] == "qualify"
+
+    # A board by a picklist no stage rule governs: the move is an ordinary update.
+    by_kind = client.post(
+        path,
+        data={"csrf_token": csrf, "field": "kind", "to": "renewal"},
+        headers={"HX-Request": "true"},
+    )
+    assert by_kind.status_code == 200, by_kind.text
+    assert f'id="kanban-card-{deal["id"]}"' in by_kind.text
+    assert by_kind.text.count('class="kanban-figures"') == 3  # every column's new figures
+    assert rep_api.get(f"/api/v1/data/opportunity/{deal['id']}").json()["kind"] == "renewal"
     rep_api.close()
+
+
+def test_the_board_figures_api(crm: Crm) -> None:
+    rep = crm.api(crm.token("rep@web.test"))
+    rep.post("/api/v1/data/opportunity", json={"name": "API deal", "amount": "12.34"})
+    board = rep.get("/api/v1/analytics/board/opportunity")
+    assert board.status_code == 200, board.text
+    body = board.json()
+    assert body["field"] == "stage" and body["stage_rule"] == "opportunity_path"
+    expected = _figures_by_api(rep)
+    for lane in body["lanes"]:
+        count, total = expected.get(lane["value"], (0, Decimal(0)))
+        assert (lane["count"], Decimal(lane["amount"])) == (count, total)
+    by_kind = rep.get("/api/v1/analytics/board/opportunity", params={"field": "kind"}).json()
+    assert [lane["value"] for lane in by_kind["lanes"]] == ["new_business", "renewal", "upsell"]
+    assert by_kind["stage_rule"] is None
+    for params, status in [
+        ({"field": "nosuch"}, 422),
+        ({"field": "name"}, 422),
+        ({"field": "kind", "amount": "x"}, 400),
+    ]:
+        response = rep.get("/api/v1/analytics/board/opportunity", params=params)
+        assert response.status_code in (status, 422), (params, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+    assert rep.get("/api/v1/analytics/board/nosuch").status_code == 404
+    assert rep.get("/api/v1/analytics/board/contract").status_code == 403
+    rep.close()
 
 
 def test_a_reader_who_may_not_edit_gets_no_way_to_move(

@@ -61,10 +61,9 @@
       }
       var fresh = template.content.querySelector(".kanban-card");
       var list = lane.querySelector(".kanban-cards");
-      if (fresh) {
-        card.remove();
-        list.insertBefore(fresh, list.firstChild);
-      }
+      // The card drawn afresh (its new version); none if the user may no longer read it.
+      card.remove();
+      if (fresh) { list.insertBefore(fresh, list.firstChild); }
       template.content.querySelectorAll(".kanban-figures").forEach(function (figures) {
         var old = document.getElementById(figures.id);
         if (old) { old.replaceWith(figures); }
