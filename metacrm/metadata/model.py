@@ -68,6 +68,8 @@ class TextField(StoredField):
     type: Literal["text"]
     max_length: Annotated[int, Field(ge=1, le=10_000)] = 255
     external_id: bool = False
+    #: Global search looks in this field (the record name field is always searched).
+    searchable: bool = False
     default: Annotated[str, StringConstraints(max_length=10_000)] | None = None
 
 
@@ -136,12 +138,16 @@ class EmailField(StoredField):
     type: Literal["email"]
     max_length: Annotated[int, Field(ge=3, le=320)] = 255
     external_id: bool = False
+    #: Global search looks in this field (the record name field is always searched).
+    searchable: bool = False
     default: Annotated[str, StringConstraints(max_length=320)] | None = None
 
 
 class PhoneField(StoredField):
     type: Literal["phone"]
     max_length: Annotated[int, Field(ge=3, le=64)] = 40
+    #: Global search looks in this field (the record name field is always searched).
+    searchable: bool = False
     default: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
@@ -243,6 +249,8 @@ class AutoNumberField(FieldBase):
     )
     start: Annotated[int, Field(ge=0, le=10**12)] = 1
     external_id: bool = False
+    #: Global search looks in this field (the record name field is always searched).
+    searchable: bool = False
     computed: ClassVar[bool] = True
 
 

@@ -19,8 +19,10 @@ from metacrm.platform.api import activity as activity_api
 from metacrm.platform.api import audit as audit_api
 from metacrm.platform.api import auth, data, keys, metadata, tenants, users
 from metacrm.platform.api import board as board_api
+from metacrm.platform.api import my_views as my_views_api
 from metacrm.platform.api import packs as packs_api
 from metacrm.platform.api import process as process_api
+from metacrm.platform.api import search as search_api
 from metacrm.platform.api import ui as ui_api
 from metacrm.platform.db import Database
 from metacrm.platform.migrate import upgrade_system
@@ -78,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         packs_api.history,
         process_api.router,
         board_api.router,
+        my_views_api.router,
+        search_api.router,
     ):
         # Every /api/v1 route refuses query parameters it does not declare.
         app.include_router(router, prefix="/api/v1", dependencies=[CHECK_PARAMS])

@@ -259,6 +259,21 @@ delegations = sa.Table(
 )
 
 
+#: A user's own saved list views: kept out of the metadata, so saving one recompiles nothing.
+#: `definition` is a `ListView` document (validated like metadata list views).
+personal_list_views = sa.Table(
+    "mc_personal_list_view",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("user_id", sa.Uuid(), nullable=False),
+    sa.Column("object", sa.String(63), nullable=False),
+    sa.Column("label", sa.String(255), nullable=False),
+    sa.Column("definition", JsonValue(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_mc_personal_list_view_user_object", "user_id", "object"),
+)
+
+
 async def create_tenant_tables(conn: AsyncConnection) -> None:
     """Create the internal tables a tenant's storage lacks (new tenant, or newer metacrm)."""
     await conn.run_sync(tenant_metadata.create_all)
