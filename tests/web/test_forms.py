@@ -286,6 +286,24 @@ def test_hand_made_bad_posts_give_messages_never_a_500(
         if set(extra) <= {"name", "amount", "close_date", "stage", "account"}:
             assert 'aria-invalid="true"' in response.text, extra
         assert "Traceback" not in response.text
+    # The same rule state over REST, for any other client.
+    with crm.api(crm.token("rep@web.test")) as api:
+        lost = api.post("/api/v1/ui/opportunity/form-state", json={"record": {"stage": "lost"}})
+        assert lost.status_code == 200, lost.text
+        assert lost.json()["required"] == ["loss_reason"] and lost.json()["hidden"] == []
+        early = api.post("/api/v1/ui/opportunity/form-state", json={"record": {}})
+        assert early.json()["hidden"] == ["loss_reason"]
+        bad = api.post("/api/v1/ui/opportunity/form-state", json={"record": 5})
+        assert bad.status_code == 422
+    # In Chinese, labels and messages too.
+    chinese = rep.post(
+        "/app/o/opportunity/new",
+        data=base | {"amount": "-1"},
+        headers={"Accept-Language": "zh-CN"},
+    )
+    assert (
+        chinese.status_code == 422 and "商机名称" in chinese.text and "记录未保存" in chinese.text
+    )
     no_csrf = rep.post("/app/o/opportunity/new", data={"name": "No token"})
     assert no_csrf.status_code == 403
     deal = _rep_opportunity(crm)
