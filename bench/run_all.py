@@ -34,7 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "RESULTS.md"
-PARTS = ("api", "ddl", "formula", "packs", "security", "peer")
+PARTS = ("api", "ddl", "formula", "packs", "security", "peer", "web")
 HEADINGS = {
     "api": "## Generated REST API vs hand-written FastAPI + SQLAlchemy",
     "ddl": "## Adding a field to a 1,000,000-row table (PostgreSQL)",
@@ -44,6 +44,7 @@ HEADINGS = {
     #: Written by hand from ../shared/peer/peerbench.py runs (Directus is not ours to start):
     #: run_all.py keeps this section as it is.
     "peer": "## Peer benchmark: metacrm and Directus 12.4.0 (`../shared/peer`)",
+    "web": "## Web pages (issue 12)",
 }
 
 
@@ -379,6 +380,13 @@ def main() -> None:
             )
             versions.append(security.get("server_version"))
             sections[part] = INTROS[part] + "\n" + security_section(security)
+        elif part == "web":
+            from bench.bench_web import body as web_section
+
+            web_args = ["--rows", "20000", "--accounts", "200", "--repeats", "10"] * quick
+            web = run_json("bench_web.py", web_args)
+            command = " ".join(["python bench/bench_web.py", *web_args])
+            sections[part] = web_section(web, command)
         timings[part] = time.perf_counter() - t0
     command = "python bench/run_all.py" + (" --quick" if quick else "")
     if args.compare:
