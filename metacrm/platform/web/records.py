@@ -30,7 +30,14 @@ from metacrm.runtime.compiler import CompiledObject
 from metacrm.runtime.hooks import Intent, Origin
 from metacrm.runtime.layouts import select_layout, summary_columns
 from metacrm.runtime.listing import ListQuery, list_records
-from metacrm.runtime.permissions import field_access, object_permission, readable, record_filter
+from metacrm.runtime.permissions import (
+    field_access,
+    linked,
+    object_permission,
+    object_readable,
+    readable,
+    record_filter,
+)
 from metacrm.runtime.process import inbox, runs, stages, tasks
 from metacrm.runtime.process.expressions import blank, condition_holds
 from metacrm.runtime.tenant_tables import users
@@ -377,6 +384,12 @@ async def _path(
     )
 
 
+def _target_readable(ws: Workspace, co: CompiledObject, name: str) -> bool:
+    """Whether a column may be shown: not a lookup to an object the user may not read."""
+    target = linked(ws.ct, co, name)
+    return target is None or object_readable(ws.ct, ws.actor, target)
+
+
 async def _related_view(
     ws: Workspace,
     co: CompiledObject,
@@ -396,7 +409,11 @@ async def _related_view(
         return None
     visible = set(readable(ct, actor, child))
     name_field = child.obj.record_name_field
-    columns = [c for c in item.columns if c in visible and c != item.field]
+    columns = [
+        c
+        for c in item.columns
+        if c in visible and c != item.field and _target_readable(ws, child, c)
+    ]
     if not columns:
         columns = [n for n in [name_field] if n and n in visible] or [
             n for n in list(visible)[:3] if n != item.field
@@ -494,6 +511,8 @@ async def _summaries(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> list[
     """Open records pointing at this one, per stage: count and total (customer 360)."""
     out = []
     for summary in await related.stage_summary(ws.conn, ws.ct, co, rid, ws.actor):
+        if not summary["count"] and not summary["amount_field"]:
+            continue  # an empty count of things that carry no amount says nothing
         child = ws.ct.object(summary["object"])
         rule = child.stage_rules[0]
         amount_fd = child.obj.field(summary["amount_field"]) if summary["amount_field"] else None
