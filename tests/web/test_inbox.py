@@ -112,7 +112,9 @@ async def test_manager_approves_and_rejects_in_place_and_the_rep_recalls(
     await item.get_by_role("button", name="Approve").click()
     await item.wait_for(state="detached")
     notice = page.get_by_role("status")
-    await notice.get_by_text("You approved the item").wait_for()
+    await notice.get_by_text(
+        "You approved Quote “Acme renewal” — the approval is complete."
+    ).wait_for()
     assert await page.locator(".inbox-item").count() == 2
     assert (await page.locator("#inbox-count-assigned").inner_text()).strip() == "2"
     await screenshot(page, "inbox", tmp_path)
@@ -126,7 +128,7 @@ async def test_manager_approves_and_rejects_in_place_and_the_rep_recalls(
     await item.get_by_label("Comment (optional)").fill("30% is too much for this account")
     await item.get_by_role("button", name="Reject").click()
     await item.wait_for(state="detached")
-    await page.get_by_role("status").get_by_text("You rejected the item").wait_for()
+    await page.get_by_role("status").get_by_text("You rejected Quote “Globex expansion”").wait_for()
     run = _status(manager, second_run)
     assert run["status"] == "rejected"
     reject = next(e for e in run["events"] if e["action"] == "reject")
@@ -146,7 +148,11 @@ async def test_manager_approves_and_rejects_in_place_and_the_rep_recalls(
         assert await rep_page.locator(".inbox-item").count() == 1  # decided runs are gone
         await mine.get_by_role("button", name="Recall").click()
         await mine.wait_for(state="detached")
-        await rep_page.get_by_role("status").get_by_text("You recalled the submission").wait_for()
+        await (
+            rep_page.get_by_role("status")
+            .get_by_text("You recalled Quote “Initech pilot”")
+            .wait_for()
+        )
         assert await axe_findings(browser, rep_context, f"{crm.url}/app/inbox?tab=submitted") == []
     finally:
         await rep_context.close()
@@ -184,12 +190,18 @@ async def test_a_delegate_sees_and_decides_the_managers_items(
     assert quote["number"] in page.text and "Please decide before Friday" in page.text
 
     # The marketing role may not read quotes: the task is listed, the record's fields are not.
-    marketer, _ = _signed_in(clients, crm, "marketer@web.test")
+    marketer, marketer_csrf = _signed_in(clients, crm, "marketer@web.test")
     hidden = marketer.get("/app/inbox")
     assert f'id="approval-{run_id}"' in hidden.text
     assert "You may not see this record, so its fields are not shown." in hidden.text
     assert quote["number"] not in hidden.text and "Umbrella upgrade" not in hidden.text
     assert f"/app/o/quote/{quote['id']}" not in hidden.text
+    # The API refuses a delegate who may not see the record: no buttons, and a post by hand
+    # answers as for an unknown approval.
+    assert f"/app/inbox/{run_id}/approve" not in hidden.text
+    assert "ask an administrator to reassign it" in hidden.text
+    refused = marketer.post(f"/app/inbox/{run_id}/approve", data={"csrf_token": marketer_csrf})
+    assert refused.status_code == 404
 
     # The deputy decides without htmx (a plain form post): back to the inbox with a notice.
     decided = deputy.post(

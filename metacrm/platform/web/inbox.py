@@ -71,6 +71,9 @@ class Item:
     fields: list[KeyField] | None = None
     #: For a submission: who must decide now, by step.
     waiting_on: list[str] = field(default_factory=list)
+    #: Whether the reader may decide it here: the API refuses a delegate who may not see
+    #: the record (they take no part in the run themselves), so no buttons are offered.
+    can_decide: bool = True
 
 
 def moment(value: Any) -> Markup:
@@ -217,6 +220,8 @@ async def assigned_items(ws: Workspace) -> list[Item]:
         others = dict.fromkeys(names.get(b, "") for b in behalf if b)
         if others and all(behalf):
             item.on_behalf_of = ", ".join(n for n in others if n)
+        own_task = any(not t["delegated"] for t in own)
+        item.can_decide = item.fields is not None or own_task or ws.actor.is_admin
         item.overdue = any(t["overdue"] for t in own)
         due = sorted(t["due_at"] for t in own if t["due_at"])
         item.due_at = moment(due[0]) if due else None
@@ -341,11 +346,14 @@ async def _act(
                 return RedirectResponse(f"/app/inbox?tab={tab}&notice={action}", status_code=303)
             known = run["object"] in ws.ct.objects
             label = object_label(ws.ct, run["object"], ws.actor.language) if known else ""
+            found = await _key_fields(ws, run["object"], [run["record_id"]]) if known else {}
+            name = found[run["record_id"]][0] if run["record_id"] in found else ""
             return ws.fragment(
                 "inbox_done.html",
                 {
                     "action": action,
                     "object_label": label,
+                    "record_name": name,
                     "status": run["status"],
                     "left": left,
                     "tab": "submitted" if action == "recalled" else "assigned",
