@@ -67,6 +67,10 @@ def prepare_history_and_hidden_field(crm: Crm) -> None:
             "/api/v1/metadata/objects/opportunity/fields/next_step", json={"track_history": True}
         )
         assert changed.status_code == 200, changed.text
+        changed = api.patch(
+            "/api/v1/metadata/objects/opportunity/fields/kind", json={"track_history": True}
+        )
+        assert changed.status_code == 200, changed.text
         role = api.get("/api/v1/metadata/roles/sales_rep").json()
         role["fields"]["opportunity"]["kind"] = "hidden"
         put = api.put("/api/v1/metadata/roles/sales_rep", json=role, params={"confirm": "true"})
@@ -120,9 +124,14 @@ async def test_rep_works_an_opportunity_path_gates_related_timeline(
             json={"next_step": "Call the CFO", "amount": 90000, "close_date": "2027-06-30"},
         )
         assert patched.status_code == 200, patched.text
+    with crm.api() as api:  # a change of the field hidden from reps: not in their timeline
+        patched = api.patch(f"/api/v1/data/opportunity/{opp}", json={"kind": "renewal"})
+        assert patched.status_code == 200, patched.text
     await page.goto(url)
     timeline = page.locator("#timeline")
     await timeline.get_by_text("Call the CFO").wait_for()
+    html = await page.content()
+    assert "Renewal" not in html and "Upsell" not in html
 
     # A comment the rep adds shows at the top of the timeline.
     await page.get_by_label("Add a comment").fill("Spoke with <b>Ada</b>: budget approved")
@@ -229,6 +238,10 @@ async def test_access_hidden_records_and_buttons(crm: Crm, clients: list[httpx.C
     assert f"/app/o/account/{acme}/edit" in page.text
     for action in ("delete", "transfer", "share"):
         assert f"/app/o/account/{acme}/{action}" not in page.text
+    client.cookies.set("metacrm_lang", "zh-CN")
+    chinese = client.get(f"/app/o/account/{acme}")
+    assert "负责人" in chinese.text and "编辑" in chinese.text and "客户信息" in chinese.text
+    client.cookies.delete("metacrm_lang")
     # The rep's own opportunity: every action of an owner.
     mine = create(
         crm, crm.token("rep@web.test"), "opportunity", {"name": "Mine", "stage": "qualify"}
@@ -280,3 +293,38 @@ async def test_bad_ids_objects_and_input_never_500(crm: Crm, clients: list[httpx
     with crm.api(crm.token("rep@web.test")) as api:
         listed = api.get(f"/api/v1/data/opportunity/{mine}/comments").json()["comments"]
     assert listed == []
+
+
+async def test_stage_task_listed_gating_and_completed_from_the_path(crm: Crm, context: Any) -> None:
+    with crm.api() as api:
+        rule = api.get("/api/v1/metadata/stage-rules/opportunity_path").json()
+        propose = next(s for s in rule["stages"] if s["value"] == "propose")
+        propose["tasks"] = [{"api_name": "send_deck", "subject": "Send the deck"}]
+        put = api.put(
+            "/api/v1/metadata/stage-rules/opportunity_path", json=rule, params={"confirm": "true"}
+        )
+        assert put.status_code == 200, put.text
+    rep = crm.token("rep@web.test")
+    opp = create(
+        crm,
+        rep,
+        "opportunity",
+        {"name": "Tasked deal", "stage": "qualify", "amount": 5000, "close_date": "2027-01-31"},
+    )
+    with crm.api(rep) as api:
+        moved = api.post(f"/api/v1/data/opportunity/{opp}/stage", json={"to": "propose"})
+        assert moved.status_code == 200, moved.text
+    page = await sign_in(context, crm, "rep@web.test")
+    await page.goto(f"{crm.url}/app/o/opportunity/{opp}")
+    tasks = page.locator(".stage-tasks")
+    await tasks.get_by_text("Send the deck", exact=True).wait_for()
+    gate = page.locator(".gate[data-stage='negotiate']")
+    missing = " ".join(await gate.locator("li.missing").all_inner_texts())
+    assert "Task done: Send the deck" in missing
+    await tasks.get_by_role("button", name="Mark done: Send the deck").click()
+    await page.get_by_role("status").wait_for()
+    assert await page.locator(".stage-tasks").count() == 0
+    assert "task done: Send the deck" in await page.locator("#timeline").inner_text()
+    with crm.api(rep) as api:
+        listed = api.get(f"/api/v1/data/opportunity/{opp}/stage-tasks").json()["tasks"]
+    assert [t["status"] for t in listed] == ["done"]
