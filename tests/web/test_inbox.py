@@ -107,6 +107,8 @@ async def test_manager_approves_and_rejects_in_place_and_the_rep_recalls(
     assert "Step: Sales manager" in text
     assert "Quote discount approval" in text
     assert await page.locator(".inbox-item").count() == 3
+    badge = page.locator("#nav-waiting")  # the navigation's count of waiting approvals
+    assert (await badge.text_content() or "").startswith("3")
 
     await item.get_by_label("Comment (optional)").fill("Fine for a three-year term")
     await item.get_by_role("button", name="Approve").click()
@@ -117,6 +119,7 @@ async def test_manager_approves_and_rejects_in_place_and_the_rep_recalls(
     ).wait_for()
     assert await page.locator(".inbox-item").count() == 2
     assert (await page.locator("#inbox-count-assigned").inner_text()).strip() == "2"
+    assert (await badge.text_content() or "").startswith("2")
     await screenshot(page, "inbox", tmp_path)
     run = _status(manager, first_run)
     assert run["status"] == "approved"
@@ -141,6 +144,7 @@ async def test_manager_approves_and_rejects_in_place_and_the_rep_recalls(
         rep_page = await sign_in(rep_context, crm, "rep@web.test")
         await rep_page.goto(f"{crm.url}/app/inbox")
         await rep_page.get_by_text("Nothing is waiting for your approval.").wait_for()
+        assert await rep_page.locator("#nav-waiting").text_content() == ""
         await rep_page.get_by_role("link", name="My submissions").click()
         await rep_page.wait_for_url(f"{crm.url}/app/inbox?tab=submitted")
         mine = rep_page.locator(f"#approval-{third_run}")

@@ -13,6 +13,7 @@ from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledTenant
 from metacrm.runtime.packs import installed_packs
 from metacrm.runtime.permissions import has_platform_permission, object_permission
+from metacrm.runtime.process.submissions import waiting_count
 from metacrm.runtime.tenant_tables import users
 from metacrm.ui_schema.labels import text
 
@@ -41,6 +42,8 @@ class Shell:
     can_design: bool
     nav: tuple[NavGroup, ...]
     csrf: str
+    #: Approvals waiting for the user (or their delegators): the navigation's badge.
+    waiting_approvals: int = 0
 
     def object_label(self, name: str) -> str:
         for group in self.nav:
@@ -109,4 +112,5 @@ async def build_shell(
         can_design=has_platform_permission(ct.model, actor, "manage_metadata"),
         nav=tuple(groups),
         csrf=csrf,
+        waiting_approvals=await waiting_count(conn, actor.user_id),
     )

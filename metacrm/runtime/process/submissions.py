@@ -1,4 +1,4 @@
-"""The submitter's side of approvals: a user's own runs, their comments, and people's names."""
+"""Approvals as the workspace lists them: a user's own runs, waiting counts, comments, names."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.runtime.process.rows import row_json
 from metacrm.runtime.process.work import OPEN
-from metacrm.runtime.tenant_tables import approval_tasks, approvals, users
+from metacrm.runtime.records import utcnow
+from metacrm.runtime.tenant_tables import approval_tasks, approvals, delegations, users
 
 
 def _uuids(values: Iterable[Any]) -> list[uuid.UUID]:
@@ -81,3 +82,20 @@ async def user_names(conn: AsyncConnection, user_ids: Iterable[Any]) -> dict[str
         return {}
     rows = await conn.execute(sa.select(users.c.id, users.c.full_name).where(users.c.id.in_(ids)))
     return {str(r.id): r.full_name for r in rows}
+
+
+async def waiting_count(conn: AsyncConnection, user_id: uuid.UUID) -> int:
+    """How many runs wait for the user, or for those who delegate to them now (one query;
+    what `inbox` lists, counted by run)."""
+    now = utcnow()
+    d, t = delegations, approval_tasks
+    delegators = sa.select(d.c.user_id).where(
+        d.c.delegate_id == user_id, d.c.starts_at <= now, d.c.ends_at > now
+    )
+    found = await conn.scalar(
+        sa.select(sa.func.count(sa.distinct(t.c.approval_id))).where(
+            t.c.status == OPEN,
+            sa.or_(t.c.assignee_id == user_id, t.c.assignee_id.in_(delegators)),
+        )
+    )
+    return int(found or 0)
