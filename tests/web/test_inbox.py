@@ -193,6 +193,10 @@ async def test_a_delegate_sees_and_decides_the_managers_items(
     assert "on behalf of Mia Manager" in page.text
     assert quote["number"] in page.text and "Please decide before Friday" in page.text
 
+    chinese = deputy.get("/app/inbox", headers={"Accept-Language": "zh-CN"}).text
+    assert "待我审批" in chinese and "报价折扣审批" in chinese and "步骤：销售经理" in chinese
+    assert "代 Mia Manager 审批" in chinese and "同意" in chinese
+
     # The marketing role may not read quotes: the task is listed, the record's fields are not.
     marketer, marketer_csrf = _signed_in(clients, crm, "marketer@web.test")
     hidden = marketer.get("/app/inbox")
