@@ -164,6 +164,8 @@ async def test_submit_a_quote_for_approval_and_see_the_run(
     run = page.locator(".run")
     assert await run.get_attribute("data-status") == "pending"
     assert "Strategic logo" in await run.inner_text()
+    event = page.locator("#timeline .event.approval").first
+    assert "Quote discount approval: submitted" in await event.inner_text()
     # The flow locks the record: no edit, delete or transfer for the rep meanwhile.
     html = await page.content()
     assert f"/app/o/quote/{quote}/edit" not in html

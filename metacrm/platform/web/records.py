@@ -13,6 +13,7 @@ from fastapi import APIRouter, Form, Request
 from markupsafe import Markup
 from starlette.responses import RedirectResponse, Response
 
+from metacrm import i18n
 from metacrm.errors import MetacrmError, NotFound, PermissionDenied
 from metacrm.metadata.layouts import RelatedList
 from metacrm.metadata.model import FieldDef
@@ -537,6 +538,18 @@ async def _summaries(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> list[
     return out
 
 
+def _known(prefix: str, value: str, language: i18n.Language) -> str:
+    """The word for a process value (`record_action_submit`...), or the value itself."""
+    key = f"{prefix}{value}"
+    return word(key, language) if key in CATALOGUE else value
+
+
+def _flow_label(ws: Workspace, object_name: str, flow: str) -> str:
+    co = ws.ct.objects.get(object_name)
+    found = next((f for f in co.approval_flows if f.api_name == flow), None) if co else None
+    return text(found.label, _languages(ws), flow) if found is not None else flow
+
+
 def _value_html(ws: Workspace, object_name: str, name: str, value: Any) -> Markup:
     co = ws.ct.objects.get(object_name)
     if co is None or not co.obj.has_field(name):
@@ -588,7 +601,12 @@ async def _timeline(
                 body += Markup(" — {}").format(e["reason"])
         elif kind == "approval":
             body = Markup("{}").format(
-                word("record_event_approval", lang, flow=e["flow"], action=e["action"])
+                word(
+                    "record_event_approval",
+                    lang,
+                    flow=_flow_label(ws, obj, e["flow"]),
+                    action=_known("record_action_", e["action"], lang),
+                )
             )
             if e["step"]:
                 body += Markup(" ({})").format(e["step"])
@@ -598,7 +616,12 @@ async def _timeline(
             body = Markup("{}").format(word("record_event_task", lang, task=e["subject"]))
         elif kind == "task_closed":
             body = Markup("{}").format(
-                word("record_event_task_closed", lang, task=e["subject"], status=e["status"])
+                word(
+                    "record_event_task_closed",
+                    lang,
+                    task=e["subject"],
+                    status=_known("record_task_status_", e["status"], lang),
+                )
             )
         else:
             body = Markup('<span class="comment-body">{}</span>').format(e["body"])
@@ -632,6 +655,7 @@ async def _runs(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> list[RunVi
             )
         )
         names = {str(i): str(n) for i, n in rows}
+    lang = ws.actor.language
     out = []
     for run in reversed(found):
         flow = next((f for f in co.approval_flows if f.api_name == run["flow"]), None)
@@ -648,7 +672,8 @@ async def _runs(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> list[RunVi
                 (
                     _when(e["at"]),
                     names.get(e["actor_id"] or "", ""),
-                    e["action"] + (f" ({e['step']})" if e["step"] else ""),
+                    _known("record_action_", e["action"], lang)
+                    + (f" ({e['step']})" if e["step"] else ""),
                     e["comment"] or "",
                 )
             )
