@@ -138,6 +138,18 @@ async def test_manager_approves_and_rejects_in_place_and_the_rep_recalls(
     assert reject["comment"] == "30% is too much for this account"
     assert await axe_findings(browser, context, f"{crm.url}/app/inbox") == []
 
+    # A stale page: the rep recalls a submission the manager still sees; deciding it shows
+    # the server's refusal inside the item, which stays.
+    fourth = _quote(rep, "Soylent trial", 24)
+    fourth_run = _submit(rep, fourth)
+    await page.reload()
+    stale = page.locator(f"#approval-{fourth_run}")
+    await stale.wait_for()
+    assert rep.post(f"/api/v1/approvals/{fourth_run}/recall", json={}).status_code == 200
+    await stale.get_by_role("button", name="Approve").click()
+    await stale.get_by_role("alert").get_by_text("the approval is already recalled").wait_for()
+    assert await stale.is_visible()
+
     # The rep recalls the third submission from "My submissions".
     rep_context = await browser.new_context(viewport={"width": 1280, "height": 800})
     try:

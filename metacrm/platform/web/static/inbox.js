@@ -1,4 +1,4 @@
-// The approval inbox: a refusal (4xx) of a decision is drawn in the item, not dropped.
+// The approval inbox: a refusal of a decision (the server names where) is drawn, not dropped.
 (function () {
   "use strict";
   document.addEventListener("htmx:beforeSwap", function (event) {
@@ -6,7 +6,7 @@
     var source = detail.requestConfig && detail.requestConfig.elt;
     if (!source || !source.closest || !source.closest("[data-inbox]")) { return; }
     var status = detail.xhr.status;
-    if (status >= 400 && status < 500 && detail.xhr.getResponseHeader("HX-Retarget")) {
+    if (status >= 400 && detail.xhr.getResponseHeader("HX-Retarget")) {
       detail.shouldSwap = true;
       detail.isError = false;
     }
