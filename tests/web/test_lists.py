@@ -290,6 +290,20 @@ async def test_rep_never_sees_hidden_records_or_fields_and_bad_parameters_give_p
         assert response.status_code == status, (params, response.status_code, response.text[-500:])
         assert "text/html" in response.headers["content-type"]
         assert "Traceback" not in response.text
+    for where in (
+        'close_date < DATEVALUE("2027-13-45")',
+        "amount > 1e999",
+        "amount > 99999999999999999999999999999999999999999",
+        'name == "\\ud800"',
+        'CONTAINS(name, "%_")',
+        "amount / 0 > 1",
+        "account.name == 1",
+        "__import__('os')",
+        "owner_id == 'not-a-uuid'",
+        "created_at > DATETIMEVALUE('2020-01-01 00:00:00')",
+    ):
+        response = rep.get("/app/o/opportunity", params={"where": where})
+        assert response.status_code in (200, 422), (where, response.text[-300:])
     bad = rep.get("/app/o/opportunity", params={"where": ")))"})
     assert 'role="alert"' in bad.text and 'value=")))"' in bad.text
     assert rep.get("/app/o/no_such_object").status_code == 404

@@ -392,6 +392,11 @@ async def _page_context(
         "builder_json": json.dumps(builder, ensure_ascii=False),
         "column_choices": column_choices,
         "owners": await _owners(ws),
+        "board_url": (
+            f"/app/o/{co.name}/kanban?" + urlencode({"field": plan.document["kanban"]["field"]})
+            if plan.document["kanban"]
+            else None
+        ),
         "can_create": permission.create or ws.actor.is_admin,
         "can_delete": permission.delete or ws.actor.is_admin,
         "can_transfer": permission.edit or permission.modify_all or ws.actor.is_admin,
