@@ -259,7 +259,7 @@ def _columns(ws: Workspace, plan: Plan, params: ListParams) -> list[Column]:
     return out
 
 
-def _name_text(plan: Plan, record: dict[str, Any], language: str) -> str:
+def _name_text(plan: Plan, record: dict[str, Any]) -> str:
     name = plan.co.obj.record_name_field
     value = record.get(name) if name else None
     if value in (None, ""):
@@ -292,9 +292,7 @@ def _rows(ws: Workspace, plan: Plan, page_records: list[dict[str, Any]]) -> list
                 )
             number = kind_of(f) in ("number", "currency", "percent")
             cells.append({"html": html, "number": number})
-        rows.append(
-            {"id": record["id"], "name": _name_text(plan, record, language), "cells": cells}
-        )
+        rows.append({"id": record["id"], "name": _name_text(plan, record), "cells": cells})
     return rows
 
 
