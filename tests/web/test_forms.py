@@ -380,3 +380,58 @@ async def test_every_crm_object_saves_its_edit_form_unchanged_as_is(crm: Crm, co
             assert after["version"] == before["version"], (name, before, after)
             tried += 1
     assert tried >= 10
+
+
+RENEWAL = {
+    "api_name": "opportunity_renewal",
+    "object": "opportunity",
+    "label": {"en": "Renewal", "zh-CN": "续约"},
+    "when": {"field": "kind", "values": ["renewal"]},
+    "sections": [
+        {
+            "title": {"en": "Renewal terms", "zh-CN": "续约条款"},
+            "columns": 1,
+            "fields": [
+                {"field": "name"},
+                {"field": "kind"},
+                {"field": "account"},
+                {"field": "amount", "required": True},
+                {"field": "next_step", "help_text": {"en": "What the customer renews"}},
+            ],
+        }
+    ],
+}
+
+
+async def test_a_record_type_draws_its_own_layout_as_it_is_chosen(crm: Crm, context: Any) -> None:
+    with crm.api() as api:
+        added = api.post("/api/v1/metadata/layouts", json=RENEWAL)
+        assert added.status_code in (200, 201), added.text
+        account = api.get(
+            "/api/v1/data/account", params={"where": "name == 'Globex Software'"}
+        ).json()["records"][0]
+    page = await sign_in(context, crm, "rep@web.test")
+    # Fields filled in from the address (a related list's "New"), lookups named.
+    await page.goto(f"{crm.url}/app/o/opportunity/new?account={account['id']}&bogus=1")
+    assert await page.get_by_role("combobox", name="Account").input_value() == "Globex Software"
+    assert await page.locator("legend", has_text="Renewal terms").count() == 0
+    await page.get_by_label("Opportunity Name").fill("Globex renewal")
+    await page.get_by_label("Type").select_option("renewal")
+    # The form is drawn again with the renewal layout, keeping what was typed.
+    await page.locator("legend", has_text="Renewal terms").wait_for()
+    assert await page.get_by_label("Opportunity Name").input_value() == "Globex renewal"
+    assert await page.get_by_role("combobox", name="Account").input_value() == "Globex Software"
+    assert await page.locator("#f-next_step-help").inner_text() == "What the customer renews"
+    assert await page.locator("#f-amount").get_attribute("aria-required") == "true"
+    assert await page.locator("#form-summary").count() == 0
+    await page.get_by_role("button", name="Save").click()
+    await page.locator("#f-amount-error").wait_for()  # the layout requires it
+    await page.get_by_label("Amount").fill("5000")
+    await page.get_by_role("button", name="Save").click()
+    await page.wait_for_url(re.compile(r"/app/o/opportunity/[0-9a-f-]{36}$"))
+    with crm.api() as api:
+        saved = api.get(f"/api/v1/data/opportunity/{page.url.rsplit('/', 1)[-1]}").json()
+    assert saved["kind"] == "renewal" and saved["account"] == account["id"]
+    # Opened again, the record's type picks the layout at once.
+    await page.goto(f"{page.url}/edit")
+    await page.locator("legend", has_text="Renewal terms").wait_for()

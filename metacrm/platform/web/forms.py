@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from markupsafe import Markup
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
 from metacrm import i18n
@@ -48,7 +48,9 @@ router = APIRouter(prefix="/app", include_in_schema=False)
 
 #: Form inputs that are not fields of the record.
 VERSION_FIELD = "_version"
-_RESERVED = {CSRF_FIELD, VERSION_FIELD}
+#: Set by form.js when the draft calls for another layout: draw the form again, save nothing.
+REDRAW_FIELD = "_redraw"
+_RESERVED = {CSRF_FIELD, VERSION_FIELD, REDRAW_FIELD}
 _LOOKUP_LIMIT = 10
 _WIDGETS = {
     "text": "text",
@@ -130,6 +132,17 @@ def _document(ws: Workspace, co: CompiledObject, record: dict[str, Any] | None) 
         key, lambda: form_document(ct.model, co.obj, chosen, actor, languages)
     )
     return document
+
+
+def _layout_name(ws: Workspace, co: CompiledObject, record: dict[str, Any] | None) -> str:
+    return select_layout(ws.ct.model, co.obj, ws.actor, record=record).api_name
+
+
+def _conditional_layouts(ws: Workspace, co: CompiledObject) -> bool:
+    """Whether a layout of the object depends on a record's values (a record type)."""
+    return any(
+        layout.object == co.name and layout.when is not None for layout in ws.ct.model.layouts
+    )
 
 
 def _form_value(definition: FieldDef, value: Any) -> Any:
@@ -409,6 +422,7 @@ async def _draw(
     else:
         selector = shown
     document = _document(ws, co, selector or None)
+    layout = _layout_name(ws, co, selector or None)
     sections = _sections(ws, co, document, values, shown)
     controls = [c for s in sections for c in s.controls]
     await _lookup_names(ws, co, controls)
@@ -457,7 +471,8 @@ async def _draw(
         "reload": action,
         "version": version,
         "editing": record_id is not None,
-        "state_json": json.dumps(state.as_dict()),
+        "state_json": json.dumps(state.as_dict() | {"layout": layout}),
+        "layout": layout,
     }
     return await ws.page("form.html", context, status=status)
 
@@ -473,11 +488,18 @@ async def _read_form(request: Request, state: AppState) -> FormData:
 async def new_form(
     object_name: str, request: Request, state: StateDep, identity: WebIdentityDep
 ) -> Response:
-    """A blank form for a new record of the object."""
+    """A blank form for a new record of the object; `?field=value` fills fields in (a
+    related list's "New" names the parent; a record type picks its layout)."""
     async with workspace(request, state, identity) as ws:
         co = object_or_404(ws.ct, object_name)
         require_object(ws.ct.model, ws.actor, co.name, "create")
-        return await _draw(ws, co, record_id=None, current=None)
+        given: list[tuple[str, str | UploadFile]] = [
+            (k, v)
+            for k, v in request.query_params.multi_items()
+            if k in co.writable and _may_read_field(ws, co, k)
+        ]
+        prefill = FormData(given) if given else None
+        return await _draw(ws, co, record_id=None, current=None, posted=prefill)
 
 
 @router.post("/o/{object_name}/new")
@@ -486,6 +508,11 @@ async def create(
 ) -> Response:
     """Save a new record through the write path; on problems, the form again with them."""
     form = await _read_form(request, state)
+    if form.get(REDRAW_FIELD) == "1":
+        async with workspace(request, state, identity) as ws:
+            co = object_or_404(ws.ct, object_name)
+            require_object(ws.ct.model, ws.actor, co.name, "create")
+            return await _draw(ws, co, record_id=None, current=None, posted=form)
     try:
         async with workspace(request, state, identity, writes=True) as ws:
             co = object_or_404(ws.ct, object_name)
@@ -538,6 +565,12 @@ async def update(
     key = path_id(record_id)
     sent = form.get(VERSION_FIELD)
     version = sent.strip() if isinstance(sent, str) else ""
+    if form.get(REDRAW_FIELD) == "1":
+        async with workspace(request, state, identity) as ws:
+            co = object_or_404(ws.ct, object_name)
+            raw, _pending = await records.editable(ws.conn, ws.ct, co, key, ws.actor)
+            current = records.shown(ws.ct, co, raw, ws.actor)
+            return await _draw(ws, co, record_id=key, current=current, posted=form, version=version)
     try:
         async with workspace(request, state, identity, writes=True) as ws:
             co = object_or_404(ws.ct, object_name)
@@ -579,7 +612,14 @@ async def form_state(
         draft = {k: _convert(co.fields[k], _texts(form, k)) for k in _keys(form) if k in co.fields}
         record_id = path_id(record) if record else None
         found = await draft_state(ws.conn, ws.ct, co, draft, ws.actor, record_id=record_id)
-        return ws.fragment("form_state.html", {"state_json": json.dumps(found.as_dict())})
+        answer = found.as_dict()
+        if _conditional_layouts(ws, co):
+            selector = {k: v for k, v in draft.items() if isinstance(v, str)}
+            if record_id is not None:
+                current = await records.get(ws.conn, ws.ct, co, record_id, ws.actor)
+                selector = current | selector
+            answer["layout"] = _layout_name(ws, co, selector)
+        return ws.fragment("form_state.html", {"state_json": json.dumps(answer)})
 
 
 def _search_text(q: str) -> str:

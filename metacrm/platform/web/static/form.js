@@ -124,7 +124,14 @@
     if (!holder || !form || holder.getAttribute("data-applied") === "1") { return; }
     holder.setAttribute("data-applied", "1");
     var state = readState(holder);
-    if (state) { applyState(form, state); }
+    if (!state) { return; }
+    if (state.layout && state.layout !== form.getAttribute("data-layout")) {
+      // The draft is of another record type: draw its layout, keeping what was typed.
+      form.querySelector("[data-redraw]").value = "1";
+      form.submit();
+      return;
+    }
+    applyState(form, state);
     form.setAttribute("data-state-version", String(Number(form.getAttribute("data-state-version") || "0") + 1));
   });
 })();
