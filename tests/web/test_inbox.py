@@ -159,6 +159,10 @@ async def test_manager_approves_and_rejects_in_place_and_the_rep_recalls(
         assert await rep_page.locator("#nav-waiting").text_content() == ""
         await rep_page.get_by_role("link", name="My submissions").click()
         await rep_page.wait_for_url(f"{crm.url}/app/inbox?tab=submitted")
+        submitted = rep.get("/api/v1/approvals/submitted").json()["approvals"]
+        assert [(r["id"], [t["step"] for t in r["waiting_on"]]) for r in submitted] == [
+            (third_run, ["manager"])
+        ]
         mine = rep_page.locator(f"#approval-{third_run}")
         assert "Sales manager: Mia Manager" in await mine.inner_text()
         assert await rep_page.locator(".inbox-item").count() == 1  # decided runs are gone
