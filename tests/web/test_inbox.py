@@ -166,6 +166,7 @@ async def test_manager_approves_and_rejects_in_place_and_the_rep_recalls(
         mine = rep_page.locator(f"#approval-{third_run}")
         assert "Sales manager: Mia Manager" in await mine.inner_text()
         assert await rep_page.locator(".inbox-item").count() == 1  # decided runs are gone
+        await screenshot(rep_page, "inbox_submissions", tmp_path)
         await mine.get_by_role("button", name="Recall").click()
         await mine.wait_for(state="detached")
         await (
