@@ -249,6 +249,11 @@ def test_hidden_fields_read_only_fields_and_lookups_follow_the_reps_access(
     assert "Globex Software" in accounts.text and accounts.text.count('role="option"') == 1
     tricky = rep.get("/app/o/opportunity/lookup/account", params={"q": "') or (1 == 1"})
     assert tricky.status_code == 200 and "No matching records" in tricky.text
+    for q in ("a\\b", "it's", 'say "hi"', "\\'", "😀", "\x00\x1fzz", "{x}", "a\nb", "%_"):
+        odd = rep.get("/app/o/opportunity/lookup/account", params={"q": q})
+        assert odd.status_code == 200 and "No matching records" in odd.text, (q, odd.text[:300])
+    chinese = rep.get("/app/o/opportunity/lookup/account", params={"q": "北京"})
+    assert chinese.text.count('role="option"') >= 1 and "北京" in chinese.text
     assert rep.get("/app/o/opportunity/lookup/next_step").status_code == 404
     assert rep.get("/app/o/opportunity/lookup/name").status_code == 404
     assert rep.get("/app/o/payment/new").status_code == 403
