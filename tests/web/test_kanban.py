@@ -383,3 +383,34 @@ def test_a_reader_who_may_not_edit_gets_no_way_to_move(
         headers={"X-CSRF-Token": _csrf(board.text), "HX-Request": "true"},
     )
     assert refused.status_code == 403 and 'role="alert"' in refused.text
+
+
+async def test_a_move_back_that_needs_a_reason_asks_for_one(
+    crm: Crm, browser: Any, context: Any
+) -> None:
+    with crm.api() as api:
+        rule = api.get("/api/v1/metadata/stage-rules/opportunity_path").json()
+        rule = {k: v for k, v in rule.items() if not k.startswith("_")} | {"reason_on_back": True}
+        changed = api.put("/api/v1/metadata/stage-rules/opportunity_path", json=rule)
+        assert changed.status_code == 200, changed.text
+    rep = crm.api(crm.token("rep@web.test"))
+    deal = rep.post(
+        "/api/v1/data/opportunity",
+        json={"name": "Going back", "amount": "300", "close_date": "2027-02-01"},
+    ).json()["id"]
+    moved = rep.post(f"/api/v1/data/opportunity/{deal}/stage", json={"to": "propose"})
+    assert moved.status_code == 200, moved.text
+
+    page = await sign_in(context, crm, "rep@web.test")
+    await page.goto(f"{crm.url}{BOARD}")
+    await page.locator(f"#kanban-card-{deal}").drag_to(
+        page.locator('.kanban-lane[data-value="qualify"] .kanban-cards')
+    )
+    reason = page.locator("#kanban-alert").get_by_label("Reason")
+    await reason.fill("The customer reopened the budget")
+    await page.get_by_role("button", name="Move with this reason").click()
+    await page.locator(f'.kanban-lane[data-value="qualify"] #kanban-card-{deal}').wait_for()
+    assert rep.get(f"/api/v1/data/opportunity/{deal}").json()["stage"] == "qualify"
+    history = rep.get(f"/api/v1/data/opportunity/{deal}/stage-history").json()
+    assert "The customer reopened the budget" in str(history)
+    rep.close()

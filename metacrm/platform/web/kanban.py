@@ -20,7 +20,7 @@ from metacrm.metadata.process import StageRule
 from metacrm.platform.api.common import if_match_version, path_id
 from metacrm.platform.state import StateDep, object_or_404
 from metacrm.platform.web.render import is_htmx, render
-from metacrm.platform.web.session import WebIdentityDep, safe_next
+from metacrm.platform.web.session import WebIdentityDep, csrf_token, safe_next
 from metacrm.platform.web.shell import object_label
 from metacrm.platform.web.texts import word
 from metacrm.platform.web.values import choice_label, display, link_name_paths
@@ -343,6 +343,7 @@ async def move_card(
     field: Annotated[str | None, Form(max_length=100)] = None,
     version: Annotated[str | None, Form(max_length=20)] = None,
     next: Annotated[str | None, Form(max_length=2000)] = None,
+    reason: Annotated[str | None, Form(max_length=2000)] = None,
     if_match: Annotated[str | None, Header(max_length=100)] = None,
 ) -> Response:
     """Move a record to the column `to`: through the stage move (gates and all) when a stage
@@ -360,7 +361,9 @@ async def move_card(
                 message = f"{to[:64]!r} is not a column of this board"
                 raise RecordInvalid(message, [FieldError(chosen, "not-a-value", message)])
             if move.rule is not None:
-                intent = Intent(ws.actor, origin=Origin.STAGE)
+                intent = Intent(
+                    ws.actor, origin=Origin.STAGE, reason=(reason or "").strip() or None
+                )
                 await stages.move(
                     ws.conn, ws.ct, co, rid, intent, to=to, rule=move.rule.api_name,
                     if_match=expected,
@@ -380,10 +383,21 @@ async def move_card(
         alert = {
             "title": _refusal_title(move, to, language),
             "messages": _localised(error, move.co, language, move.rule, to),
+            # A move refused for want of a reason can be tried again with one, from the alert.
+            "retry": {
+                "action": f"/app/o/{object_name}/{record_id}/stage",
+                "card": record_id,
+                "field": field or "",
+                "to": to,
+                "version": version or "",
+            }
+            if any(e.code == "reason-required" for e in error.errors)
+            else None,
         }
         if is_htmx(request):
+            csrf = csrf_token(identity, state.signing_key)
             return render(
-                request, "kanban_alert.html", {"alert": alert}, language=language,
+                request, "kanban_alert.html", {"alert": alert, "csrf": csrf}, language=language,
                 status=error.status,
             )  # fmt: skip
         if move.co is None:

@@ -28,7 +28,7 @@
     if (status) { status.textContent = text; }
   }
 
-  function move(board, card, lane, refocus) {
+  function move(board, card, lane, refocus, reason) {
     var form = card.querySelector("form.kanban-move");
     if (!form || card.getAttribute("aria-busy") === "true") { return; }
     var to = lane.getAttribute("data-value");
@@ -36,6 +36,7 @@
     body.set("to", to);
     body.set("field", board.getAttribute("data-field"));
     body.set("version", card.getAttribute("data-version"));
+    if (reason) { body.set("reason", reason); }
     card.setAttribute("aria-busy", "true");
     fetch(form.getAttribute("action"), {
       method: "POST",
@@ -134,6 +135,17 @@
       if (!card || !lane) { return; }
       if (card.closest(".kanban-lane") === lane) { return; }
       move(board, card, lane, true);
+    });
+    // A move refused for want of a reason: the alert asks for one and moves again.
+    document.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (!form.matches || !form.matches("form.kanban-reason")) { return; }
+      event.preventDefault();
+      var card = document.getElementById("kanban-card-" + form.getAttribute("data-card"));
+      var lane = laneOf(board, form.querySelector("input[name=to]").value);
+      var reason = form.querySelector("input[name=reason]").value.trim();
+      if (!card || !lane || !reason) { return; }
+      move(board, card, lane, true, reason);
     });
   });
 })();
