@@ -153,6 +153,24 @@ async def test_rep_filters_sorts_chooses_columns_pages_and_saves_a_view(
     await manager.context.close()
 
 
+async def test_bulk_actions_in_the_browser(crm: Crm, context: Any) -> None:
+    _opportunities(crm, "rep@web.test", 3, "Browser deal")
+    page = await sign_in(context, crm, "rep@web.test")
+    await page.goto(f"{crm.url}/app/o/opportunity")
+    await page.get_by_label("Select Browser deal 001").check()
+    await page.get_by_label("Select Browser deal 002").check()
+    await page.get_by_label("New owner").select_option(label="Mia Manager")
+    await page.get_by_role("button", name="Change owner").click()
+    await page.get_by_text("2 given to the new owner, 0 refused").wait_for()
+    await page.get_by_role("link", name="Back to the list").click()
+    # The two deals left the rep's private view; the third is still there.
+    assert await page.locator("#list-count").inner_text() == "1–1 of 1"
+    # Select all; the rep's role may not delete, so there is no delete button.
+    await page.get_by_label("Select all records on this page").check()
+    assert await page.get_by_label("Select Browser deal 003").is_checked()
+    assert await page.get_by_role("button", name="Delete").count() == 0  # may not delete
+
+
 async def test_bulk_change_owner_delete_and_export(crm: Crm, clients: list[httpx.Client]) -> None:
     ids = _opportunities(crm, "rep@web.test", 4, "Bulk deal")
     _hide_next_step_from_reps(crm)
