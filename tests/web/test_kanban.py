@@ -383,6 +383,21 @@ def test_a_reader_who_may_not_edit_gets_no_way_to_move(
         headers={"X-CSRF-Token": _csrf(board.text), "HX-Request": "true"},
     )
     assert refused.status_code == 403 and 'role="alert"' in refused.text
+    assert "data-amount" in board.text
+
+    # Hide the amount from the role: no column total may reveal it any more.
+    with crm.api() as api:
+        role = api.get("/api/v1/metadata/roles/finance").json()
+        role = {k: v for k, v in role.items() if not k.startswith("_")}
+        role["fields"] = {"opportunity": {"amount": "hidden"}}
+        changed = api.put("/api/v1/metadata/roles/finance", json=role, params={"confirm": "true"})
+        assert changed.status_code == 200, changed.text
+    hidden = client.get(BOARD).text
+    assert f'id="kanban-card-{deal}"' in hidden
+    assert "data-amount" not in hidden and "kanban-total" not in hidden
+    assert "Amount" not in hidden
+    with crm.api(crm.token("finance@web.test")) as api:
+        assert api.get("/api/v1/analytics/board/opportunity").json()["amount_field"] is None
 
 
 async def test_a_move_back_that_needs_a_reason_asks_for_one(
