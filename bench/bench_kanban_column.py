@@ -1,8 +1,9 @@
 """Kanban columns: does a column of 100,000 cards open as fast as a column of ten?
 
 A real `metacrm serve` process per database (SQLite, then PostgreSQL when a URL is set), one
-tenant with crm-core (no seed), `--rows` opportunities in the stage `qualify` (batch API) and
-ten moved on to `propose` (stage API, gates met). The administrator signs in through
+tenant with crm-core (no seed), ten opportunities moved on to `propose` (stage API, gates
+met), then `--rows` in the stage `qualify` (batch API): the small column's cards are the
+oldest, the last a newest-first walk of the table reaches. The administrator signs in through
 `/app/login`; then, one request at a time over loopback, each target is timed `--repeats`
 times, in turns:
 
@@ -137,14 +138,6 @@ def setup(url: str, rows: int) -> tuple[httpx.Client, httpx.Client, str]:
     api.headers["Authorization"] = f"Bearer {token}"
     params = {"example": "crm-core", "confirm": "true", "seed": "false"}
     _ok(api.post("/api/v1/packs/install", params=params))
-    started = time.perf_counter()
-    for start in range(0, rows, BATCH):
-        batch = [
-            {"name": f"Deal {i:06d}", "amount": str(100 + i % 900)}
-            for i in range(start, min(rows, start + BATCH))
-        ]
-        _ok(api.post("/api/v1/data/opportunity/batch", json={"records": batch}))
-    print(f"  {rows:,} opportunities in {time.perf_counter() - started:.1f} s", flush=True)
     for i in range(SMALL):
         made = _ok(
             api.post(
@@ -154,6 +147,14 @@ def setup(url: str, rows: int) -> tuple[httpx.Client, httpx.Client, str]:
             201,
         )
         _ok(api.post(f"/api/v1/data/opportunity/{made['id']}/stage", json={"to": "propose"}))
+    started = time.perf_counter()
+    for start in range(0, rows, BATCH):
+        batch = [
+            {"name": f"Deal {i:06d}", "amount": str(100 + i % 900)}
+            for i in range(start, min(rows, start + BATCH))
+        ]
+        _ok(api.post("/api/v1/data/opportunity/batch", json={"records": batch}))
+    print(f"  {rows:,} opportunities in {time.perf_counter() - started:.1f} s", flush=True)
     web = httpx.Client(base_url=url, timeout=600)
     web.get("/app/login")
     form["csrf_token"] = web.cookies["metacrm_login_csrf"]
