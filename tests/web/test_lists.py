@@ -347,6 +347,9 @@ async def test_personal_views_over_the_rest_api(crm: Crm) -> None:
             == "Mine"
         )
         assert mgr.get("/api/v1/ui/opportunity/my-list-views").json()["list_views"] == []
+        document = rep.get("/api/v1/ui/opportunity/list", params={"view": name}).json()
+        assert document["query"] == {"fields": "name,amount", "limit": 50, "order_by": "-amount"}
+        assert mgr.get("/api/v1/ui/opportunity/list", params={"view": name}).status_code == 404
         for body in (
             {"label": "x", "columns": ["nosuch"]},
             {"label": "x", "filter": ")))"},

@@ -11,6 +11,7 @@ from metacrm.platform.api.common import path_id
 from metacrm.platform.body import read_object
 from metacrm.platform.params import OPEN_QUERY
 from metacrm.platform.state import IdentityDep, StateDep, object_or_404
+from metacrm.runtime import personal_views
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledTenant
 from metacrm.runtime.form_state import draft_state
@@ -68,11 +69,13 @@ async def form(
 async def list_view(
     object_name: str, state: StateDep, identity: IdentityDep, view: Name = None
 ) -> dict[str, Any]:
-    """The caller's list view of an object: columns, filter, sort, kanban lanes, query."""
-    async with state.tenant(identity, writes=False) as (_conn, ct, actor):
+    """The caller's list view of an object: columns, filter, sort, kanban lanes, query.
+    `view` may name one of the caller's personal views (`my_...`)."""
+    async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
         _readable(ct, actor, co.name)
-        chosen = select_list_view(ct.model, co.obj, actor, name=view)
+        own = await personal_views.find(conn, ct, actor, co, view) if view else None
+        chosen = own or select_list_view(ct.model, co.obj, actor, name=view)
         return list_document(ct.model, co.obj, chosen, actor, _languages(actor))
 
 
