@@ -254,7 +254,7 @@ async def _board_page(
     }
     view_field = select_list_view(ct.model, co.obj, actor).kanban_field
     try:
-        chosen = board.choose_field(ct, actor, co, requested, view_field=view_field)
+        chosen = board.choose_field(ct, actor, co, requested or None, view_field=view_field)
     except MetacrmError as error:
         if error.status >= 500:
             raise
