@@ -25,7 +25,7 @@ from tests.web.conftest import (
 pytestmark = needs_chromium
 
 #: Field rules added to crm-core's opportunity: the loss reason appears, required, once
-#: the deal is lost; the amount is locked while the deal is won.
+#: the deal is lost; the amount is locked while the deal is won; a lost deal is no upsell.
 RULES = [
     {
         "api_name": "loss_reason_only_when_lost",
@@ -38,6 +38,19 @@ RULES = [
         "when": "stage == 'lost'",
         "fields": ["loss_reason"],
         "effect": "required",
+    },
+    {
+        "api_name": "amount_locked_when_won",
+        "when": "stage == 'won'",
+        "fields": ["amount"],
+        "effect": "read_only",
+    },
+    {
+        "api_name": "lost_deals_are_not_upsells",
+        "when": "stage == 'lost'",
+        "fields": ["kind"],
+        "effect": "allowed_values",
+        "values": ["new_business", "renewal"],
     },
 ]
 
@@ -132,9 +145,15 @@ async def test_rep_creates_and_edits_an_opportunity_with_live_rules_and_lookup(
     await reason.wait_for(state="visible")
     await page.locator("[data-field=loss_reason][data-rule-required]").wait_for()
     assert await page.locator("#f-loss_reason").get_attribute("aria-required") == "true"
+    assert await page.locator("#f-kind option[value=upsell]").is_disabled()
+    assert await page.locator("#f-kind option[value=renewal]").is_enabled()
+    await page.get_by_label("Stage").select_option("won")
+    await expect(page.locator("#f-amount")).to_be_disabled()
+    await expect(page.locator("#f-kind option[value=upsell]")).to_be_enabled()
     await page.get_by_label("Stage").select_option("qualify")
     await reason.wait_for(state="hidden")
     assert await page.locator("#f-loss_reason").is_disabled()
+    await expect(page.locator("#f-amount")).to_be_enabled()
 
     # A check of the server: shown on its field, the input kept.
     await page.get_by_label("Amount").fill("-5")
@@ -311,8 +330,11 @@ def test_hand_made_bad_posts_give_messages_never_a_500(
         lost = api.post("/api/v1/ui/opportunity/form-state", json={"record": {"stage": "lost"}})
         assert lost.status_code == 200, lost.text
         assert lost.json()["required"] == ["loss_reason"] and lost.json()["hidden"] == []
+        assert lost.json()["allowed_values"] == {"kind": ["new_business", "renewal"]}
         early = api.post("/api/v1/ui/opportunity/form-state", json={"record": {}})
         assert early.json()["hidden"] == ["loss_reason"]
+        won = api.post("/api/v1/ui/opportunity/form-state", json={"record": {"stage": "won"}})
+        assert won.json()["read_only"] == ["amount"]
         bad = api.post("/api/v1/ui/opportunity/form-state", json={"record": 5})
         assert bad.status_code == 422
     # In Chinese, labels and messages too.
