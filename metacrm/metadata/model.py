@@ -426,10 +426,13 @@ class ObjectDef(Strict):
 
     @property
     def record_name_field(self) -> str | None:
-        """The field that names a record in lists and lookups."""
+        """The field that names a record in lists, lookups and page titles: `name_field`,
+        else a field called `name`, else the first text field (a ticket's `title`)."""
         if self.name_field:
             return self.name_field
-        return "name" if self.has_field("name") else None
+        if self.has_field("name"):
+            return "name"
+        return next((f.api_name for f in self.fields if f.type == "text"), None)
 
 
 class MetadataModel(Strict):
