@@ -152,6 +152,12 @@ async def test_rep_filters_sorts_chooses_columns_pages_and_saves_a_view(
     assert response is not None and response.status == 404
     await manager.context.close()
 
+    # The rep may forget the view again.
+    await page.get_by_text("Save as my view", exact=True).click()
+    await page.get_by_role("button", name="Delete this view").click()
+    await page.wait_for_url(f"{crm.url}/app/o/opportunity")
+    assert "My big deals" not in await page.content()
+
 
 async def test_bulk_actions_in_the_browser(crm: Crm, context: Any) -> None:
     _opportunities(crm, "rep@web.test", 3, "Browser deal")
