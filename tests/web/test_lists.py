@@ -50,14 +50,18 @@ def _csrf(html: str) -> str:
     return html.split('name="csrf-token" content="')[1].split('"')[0]
 
 
-def _opportunities(crm: Crm, email: str, count: int, prefix: str) -> list[str]:
+def _opportunities(
+    crm: Crm, email: str, count: int, prefix: str, *, account: str | None = None
+) -> list[str]:
     """`count` opportunities owned by `email`, named `prefix 001`..., amounts 1000, 2000..."""
     records = [
         {
             "name": f"{prefix} {i:03d}",
             "amount": 1000 * i,
+            "close_date": f"2027-{1 + i % 12:02d}-{1 + i % 28:02d}",
             "stage": "qualify",
             "next_step": "Call the CFO",
+            **({"account": account} if account else {}),
         }
         for i in range(1, count + 1)
     ]
@@ -84,7 +88,10 @@ def _hide_next_step_from_reps(crm: Crm) -> None:
 async def test_rep_filters_sorts_chooses_columns_pages_and_saves_a_view(
     crm: Crm, browser: Any, context: Any, tmp_path: Path
 ) -> None:
-    _opportunities(crm, "rep@web.test", 60, "Rep deal")
+    with crm.api() as api:
+        accounts = api.get("/api/v1/data/account", params={"where": 'name == "Globex Software"'})
+    globex = accounts.json()["records"][0]["id"]
+    _opportunities(crm, "rep@web.test", 60, "Rep deal", account=globex)
     page = await sign_in(context, crm, "rep@web.test")
     await page.goto(f"{crm.url}/app/o/opportunity")
     await page.get_by_role("heading", name="Opportunities", level=1).wait_for()
@@ -115,17 +122,18 @@ async def test_rep_filters_sorts_chooses_columns_pages_and_saves_a_view(
     assert "Rep deal 055" in await first.inner_text()
     await table.get_by_role("link", name="Amount").click()
     await page.wait_for_url("**order_by=-amount**")
-    assert "Rep deal 060" in await table.locator("tbody tr").first.inner_text()
+    top = await table.locator("tbody tr").first.inner_text()
+    assert "Rep deal 060" in top and "Globex Software" in top  # the lookup shows its name
     assert await table.locator("th[aria-sort=descending]").inner_text() == "Amount ▼"
 
-    # Choosing columns: drop the close date, add the probability.
+    # Choosing columns: drop the close date, add the number.
     await page.get_by_text("Columns", exact=True).click()
     await page.get_by_label("Close Date").uncheck()
-    await page.get_by_label("Probability").check()
+    await page.get_by_label("Number", exact=True).check()
     await page.get_by_role("button", name="Show these columns").click()
     await page.wait_for_url("**columns=**")
     headers = await table.locator("thead th").all_inner_texts()
-    assert "Probability" in headers and "Close Date" not in headers
+    assert "Number" in headers and "Close Date" not in headers
     assert await count.inner_text() == "1–6 of 6"  # the filter and sort were kept
 
     # Saving it as a personal view, and finding it again after a reload.
@@ -139,7 +147,7 @@ async def test_rep_filters_sorts_chooses_columns_pages_and_saves_a_view(
     )
     assert await count.inner_text() == "1–6 of 6"
     headers = await table.locator("thead th").all_inner_texts()
-    assert "Probability" in headers and "Close Date" not in headers
+    assert "Number" in headers and "Close Date" not in headers
     view_url = page.url
     await screenshot(page, "list", tmp_path)
     assert await axe_findings(browser, context, page.url) == []
