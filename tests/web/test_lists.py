@@ -341,6 +341,15 @@ async def test_rep_never_sees_hidden_records_or_fields_and_bad_parameters_give_p
     assert rep.get("/app/o/no_such_object").status_code == 404
     assert rep.get("/app/o/payment").status_code == 403  # no access to the object at all
     csrf = _csrf(rep.get("/app/o/opportunity").text)
+    unnamed = rep.post(
+        "/app/o/opportunity/views", data={"csrf_token": csrf, "label": "", "save_columns": "name"}
+    )
+    assert unnamed.status_code == 422 and "The view was not saved" in unnamed.text
+    hidden_view = rep.post(
+        "/app/o/opportunity/views",
+        data={"csrf_token": csrf, "label": "Sneaky", "save_columns": "name,next_step"},
+    )
+    assert hidden_view.status_code == 422 and "next_step" in hidden_view.text
     odd = rep.post("/app/o/opportunity/bulk", data={"csrf_token": csrf, "action": "explode"})
     assert odd.status_code == 422 and "text/html" in odd.headers["content-type"]
 

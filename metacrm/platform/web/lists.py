@@ -328,8 +328,9 @@ def _count_text(ws: Workspace, start: int, shown: int, total: int) -> str:
 
 
 async def _page_context(
-    ws: Workspace, co: CompiledObject, params: ListParams, *, notice: str | None = None
+    ws: Workspace, co: CompiledObject, params: ListParams
 ) -> tuple[dict[str, Any], int]:
+    """Everything list.html draws, and the page's status (422 when the query was refused)."""
     plan = await _plan(ws, co, params)
     page, problem = await _run(ws, plan, params)
     problems = [*plan.problems, *([problem] if problem else [])]
@@ -355,6 +356,7 @@ async def _page_context(
     mine = await personal_views.views_of(ws.conn, ws.ct, ws.actor, co)
     languages = _languages(ws)
     permission = object_permission(ws.ct.model, ws.actor, co.name)
+    can_transfer = permission.edit or permission.modify_all or ws.actor.is_admin
     visible = readable(ws.ct, ws.actor, co)
     labels = _labels(ws, co, visible)
     builder = [
@@ -379,7 +381,6 @@ async def _page_context(
         "params": params,
         "where": params.where,
         "problems": problems,
-        "notice": notice,
         "columns": _columns(ws, plan, params),
         "rows": _rows(ws, plan, records_),
         "count_text": _count_text(ws, start, len(records_), total) if page else "",
@@ -389,7 +390,7 @@ async def _page_context(
         "builder": builder,
         "builder_json": json.dumps(builder, ensure_ascii=False),
         "column_choices": column_choices,
-        "owners": await _owners(ws),
+        "owners": await _owners(ws) if can_transfer else [],
         "board_url": (
             f"/app/o/{co.name}/kanban?" + urlencode({"field": plan.document["kanban"]["field"]})
             if plan.document["kanban"]
@@ -397,7 +398,7 @@ async def _page_context(
         ),
         "can_create": permission.create or ws.actor.is_admin,
         "can_delete": permission.delete or ws.actor.is_admin,
-        "can_transfer": permission.edit or permission.modify_all or ws.actor.is_admin,
+        "can_transfer": can_transfer,
         "save_filter": plan.where or "",
         "save_sort": plan.order_by or "",
         "save_columns": ",".join(plan.columns),
