@@ -483,3 +483,31 @@ async def test_a_record_type_draws_its_own_layout_as_it_is_chosen(crm: Crm, cont
     # Opened again, the record's type picks the layout at once.
     await page.goto(f"{page.url}/edit")
     await page.locator("legend", has_text="Renewal terms").wait_for()
+
+
+def test_a_record_locked_by_a_pending_approval_says_so_and_refuses_by_message(
+    crm: Crm, clients: list[httpx.Client]
+) -> None:
+    deal = _rep_opportunity(crm)
+    with crm.api(crm.token("rep@web.test")) as api:
+        quote = api.post(
+            "/api/v1/data/quote",
+            json={"name": "Big discount", "opportunity": deal["id"], "discount": 30},
+        )
+        assert quote.status_code == 201, quote.text
+        quote_id = quote.json()["id"]
+        submitted = api.post(f"/api/v1/data/quote/{quote_id}/approvals", json={})
+        assert submitted.status_code == 201, submitted.text
+    rep = _signed_in(clients, crm, "rep@web.test")
+    form = rep.get(f"/app/o/quote/{quote_id}/edit")
+    assert form.status_code == 200 and 'id="form-pending"' in form.text
+    version = re.search(r'name="_version" value="(\d+)"', form.text)
+    assert version is not None
+    posted = rep.post(
+        f"/app/o/quote/{quote_id}/edit",
+        data={"csrf_token": _csrf(form.text), "_version": version.group(1), "discount": "5"},
+    )
+    assert posted.status_code == 422, posted.text[:500]
+    assert 'id="form-summary"' in posted.text and "Discount" in posted.text
+    with crm.api() as api:
+        assert api.get(f"/api/v1/data/quote/{quote_id}").json()["discount"] in (30, "30.00", 30.0)

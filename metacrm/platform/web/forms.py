@@ -205,9 +205,13 @@ def _texts(form: FormData, key: str) -> list[str]:
     return [v for v in form.getlist(key) if isinstance(v, str)]
 
 
-def record_from_form(co: CompiledObject, form: FormData) -> dict[str, Any]:
+def record_from_form(
+    co: CompiledObject, form: FormData, *, drawn: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The record a form submits, as the REST API's JSON body: fields converted by type;
-    anything else passed on as given, for the write path to refuse."""
+    anything else passed on as given, for the write path to refuse. With `drawn` (the
+    record the edit form was drawn from), a field whose control still holds the value it
+    was drawn with is left out: untouched, so unchanged (to the microsecond)."""
     data: dict[str, Any] = {}
     for key in _keys(form):
         if key in _RESERVED:
@@ -216,9 +220,19 @@ def record_from_form(co: CompiledObject, form: FormData) -> dict[str, Any]:
         definition = co.fields.get(key)
         if definition is None:
             data[key] = items[-1] if len(items) == 1 else items
-        else:
-            data[key] = _convert(definition, items)
+            continue
+        if drawn is not None and _untouched(definition, items, drawn.get(key)):
+            continue
+        data[key] = _convert(definition, items)
     return data
+
+
+def _untouched(definition: FieldDef, items: list[str], value: Any) -> bool:
+    posted = _posted_value(definition, items)
+    held = _form_value(definition, value)
+    if isinstance(posted, list) and isinstance(held, list):
+        return sorted(posted) == sorted(held)
+    return bool(posted == held)
 
 
 def _scale_step(definition: FieldDef) -> str | None:
@@ -406,8 +420,10 @@ async def _draw(
     posted: FormData | None = None,
     version: str = "",
     error: MetacrmError | None = None,
+    pending: bool = False,
 ) -> Response:
-    """The form page: from the record (or blank), or from what the user posted."""
+    """The form page: from the record (or blank), or from what the user posted;
+    `pending`: an approval of the record is pending (it may lock the record)."""
     shown = dict(current or {})
     values: dict[str, Any] = {n: _form_value(f, shown.get(n)) for n, f in co.fields.items()}
     draft: dict[str, Any] = {}
@@ -473,6 +489,7 @@ async def _draw(
         "editing": record_id is not None,
         "state_json": json.dumps(state.as_dict() | {"layout": layout}),
         "layout": layout,
+        "pending": pending,
     }
     return await ws.page("form.html", context, status=status)
 
@@ -547,9 +564,11 @@ async def edit_form(
     async with workspace(request, state, identity) as ws:
         co = object_or_404(ws.ct, object_name)
         key = path_id(record_id)
-        raw, _pending = await records.editable(ws.conn, ws.ct, co, key, ws.actor)
+        raw, pending = await records.editable(ws.conn, ws.ct, co, key, ws.actor)
         current = records.shown(ws.ct, co, raw, ws.actor)
-        return await _draw(ws, co, record_id=key, current=current, version=str(raw["version"]))
+        return await _draw(
+            ws, co, record_id=key, current=current, version=str(raw["version"]), pending=pending
+        )
 
 
 @router.post("/o/{object_name}/{record_id}/edit")
@@ -576,12 +595,13 @@ async def update(
             co = object_or_404(ws.ct, object_name)
             if not version.isdigit() or len(version) > 12:
                 raise StaleVersion("the form names no version of this record")
+            drawn = await records.get(ws.conn, ws.ct, co, key, ws.actor)
             await writes.update(
                 ws.conn,
                 ws.ct,
                 co,
                 key,
-                record_from_form(co, form),
+                record_from_form(co, form, drawn=drawn),
                 Intent(ws.actor),
                 if_match=int(version),
             )
