@@ -261,6 +261,7 @@ def test_bad_parameters_give_pages_never_500(crm: Crm, clients: list[httpx.Clien
     assert page(rep, column, field="stage", value="qualify", cursor="garbage").status_code == 422
     assert page(rep, column, field="stage").status_code == 400
     assert page(rep, column, field="name", value="qualify").status_code == 422
+    assert page(rep, column, field="stage", value="qualify", order="name").status_code == 404
 
     csrf = _csrf(rep.get(BOARD).text)
     headers = {"X-CSRF-Token": csrf, "HX-Request": "true"}

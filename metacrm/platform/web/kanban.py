@@ -45,8 +45,14 @@ router = APIRouter(prefix="/app", include_in_schema=False)
 
 #: Cards a column shows at first, and adds on each "Load more".
 PAGE_SIZE = 20
-#: Newest first, on the primary key: a column pages by keyset on an index, never by OFFSET.
+#: Newest first, on the primary key (ids are time-ordered): a long column pages by keyset
+#: on an index, never by OFFSET, and its first page stops after a few rows of the index.
 CARD_ORDER = "-id"
+#: Newest first too, for a column whose cards all fit on its first page: with no index to
+#: walk, the database reads the table once and keeps the few matches, where a walk of the
+#: primary key would visit every row of the table to find them.
+SHORT_ORDER = "-created_at"
+_ORDERS = (CARD_ORDER, SHORT_ORDER)
 OWNER = "owner_id"
 _Name = Annotated[str | None, Query(max_length=100)]
 
@@ -128,8 +134,8 @@ def _where(spec: BoardSpec, value: str) -> str:
     return f"{spec.field} == {value!r}"
 
 
-def _more_url(spec: BoardSpec, value: str, cursor: str) -> str:
-    query = urlencode({"field": spec.field, "value": value, "cursor": cursor})
+def _more_url(spec: BoardSpec, value: str, cursor: str, order: str) -> str:
+    query = urlencode({"field": spec.field, "value": value, "order": order, "cursor": cursor})
     return f"/app/o/{spec.co.name}/kanban/column?{query}"
 
 
@@ -177,7 +183,7 @@ def _card(ws: Workspace, spec: BoardSpec, record: dict[str, Any], owners: dict[s
 
 
 async def _page_of(
-    ws: Workspace, spec: BoardSpec, value: str, cursor: str | None
+    ws: Workspace, spec: BoardSpec, value: str, cursor: str | None, order: str = CARD_ORDER
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of a column's records, through the record list every list uses."""
     fields = ["id", "version", spec.field, *(f for f in spec.fields if f != spec.field)]
@@ -185,7 +191,7 @@ async def _page_of(
         fields.append(spec.title_field)
     query = ListQuery(
         where=_where(spec, value),
-        order_by=CARD_ORDER,
+        order_by=order,
         fields=",".join(dict.fromkeys([*fields, *spec.paths])),
         limit=PAGE_SIZE,
         cursor=cursor,
@@ -263,11 +269,16 @@ async def _board_page(
     spec = _spec(ws, co, chosen)
     figures = await board.board(ws.conn, ct, actor, co, chosen)
     lanes = await _lanes(ws, spec, figures)
-    pages = [await _page_of(ws, spec, lane.value, None) for lane in lanes]
+    # The grouped figures tell which columns are empty (no query) and which are short.
+    orders = [CARD_ORDER if lane.count > PAGE_SIZE else SHORT_ORDER for lane in lanes]
+    pages = [
+        await _page_of(ws, spec, lane.value, None, order) if lane.count else ([], None)
+        for lane, order in zip(lanes, orders, strict=True)
+    ]
     owners = await _owner_names(ws, [r for records, _ in pages for r in records])
-    for lane, (records, cursor) in zip(lanes, pages, strict=True):
+    for lane, order, (records, cursor) in zip(lanes, orders, pages, strict=True):
         lane.cards = [_card(ws, spec, r, owners) for r in records]
-        lane.more = _more_url(spec, lane.value, cursor) if cursor else None
+        lane.more = _more_url(spec, lane.value, cursor, order) if cursor else None
     context |= {
         "field": chosen,
         "field_label": text(co.fields[chosen].label, [actor.language, "en"], chosen),
@@ -303,6 +314,7 @@ async def column_page(
     field: Annotated[str, Query(max_length=100)],
     value: Annotated[str, Query(max_length=100)],
     cursor: Annotated[str | None, Query(max_length=4000)] = None,
+    order: Annotated[str, Query(max_length=20)] = CARD_ORDER,
 ) -> Response:
     """The next cards of one column, after `cursor` (htmx appends them)."""
     async with workspace(request, state, identity) as ws:
@@ -311,7 +323,9 @@ async def column_page(
         spec = _spec(ws, co, chosen)
         if value not in spec.values:
             raise NotFound(f"the board by {chosen} has no column {value[:64]!r}")
-        records, next_cursor = await _page_of(ws, spec, value, cursor)
+        if order not in _ORDERS:
+            raise NotFound(f"a column is ordered by {' or '.join(_ORDERS)}, not {order[:20]!r}")
+        records, next_cursor = await _page_of(ws, spec, value, cursor, order)
         owners = await _owner_names(ws, records)
         context = {
             "object": co.name,
@@ -319,7 +333,7 @@ async def column_page(
             "lane_choices": spec.choices,
             "movable": spec.movable,
             "cards": [_card(ws, spec, r, owners) for r in records],
-            "more": _more_url(spec, value, next_cursor) if next_cursor else None,
+            "more": _more_url(spec, value, next_cursor, order) if next_cursor else None,
         }
         return ws.fragment("kanban_cards.html", context)
 
