@@ -247,6 +247,7 @@ def test_hidden_fields_read_only_fields_and_lookups_follow_the_reps_access(
     )
     assert posted.status_code == 422, posted.text[:500]
     assert "may not change probability" in posted.text
+    assert 'id="f-probability-error"' in posted.text and 'href="#f-probability"' in posted.text
     assert "has no field next_step" in posted.text
     with crm.api() as api:
         found = api.get("/api/v1/data/opportunity", params={"where": "name == 'By hand'"})

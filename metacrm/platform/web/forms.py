@@ -17,7 +17,6 @@ from starlette.responses import RedirectResponse, Response
 
 from metacrm import i18n
 from metacrm.errors import (
-    FieldError,
     MetacrmError,
     NotFound,
     PayloadTooLarge,
@@ -368,26 +367,26 @@ def _problems(
     ws: Workspace,
     co: CompiledObject,
     sections: list[Section],
-    errors: list[FieldError],
-    detail: str,
+    error: MetacrmError,
 ) -> list[Problem]:
     """The server's errors in the user's language, each put on the control it names."""
     language: i18n.Language = ws.actor.language
     by_name = {c.name: c for s in sections for c in s.controls}
     problems = []
-    for error in errors:
-        control = by_name.get(error.field)
-        label = control.label if control else error.field
-        if control is None and error.field in co.fields and _may_read_field(ws, co, error.field):
-            label = text(co.fields[error.field].label, _languages(ws), error.field)
-        message = i18n.message(error.code, label, language, error.message)
+    for problem in error.errors:
+        name = problem.field
+        control = by_name.get(name)
+        label = control.label if control else name
+        if control is None and name in co.fields and _may_read_field(ws, co, name):
+            label = text(co.fields[name].label, _languages(ws), name)
+        message = i18n.message(problem.code, label, language, problem.message)
         if control is not None and not control.rule_hidden:
             control.errors.append(message)
             problems.append(Problem(message, control.name, control.label))
         else:
             problems.append(Problem(message, None, label))
-    if not problems and detail:
-        problems.append(Problem(detail))
+    if not problems:
+        problems.append(Problem(i18n.detail(error.code, language, error.detail)))
     return problems
 
 
@@ -459,7 +458,7 @@ async def _draw(
         stale = await _who_changed(ws, co, record_id)
         status = 409
     elif error is not None:
-        problems = _problems(ws, co, sections, error.errors, error.detail)
+        problems = _problems(ws, co, sections, error)
         status = error.status
     language = ws.actor.language
     label = object_label(ws.ct, co.name, language)
