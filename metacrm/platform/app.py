@@ -19,6 +19,7 @@ from metacrm.platform.api import activity as activity_api
 from metacrm.platform.api import audit as audit_api
 from metacrm.platform.api import auth, data, keys, metadata, tenants, users
 from metacrm.platform.api import board as board_api
+from metacrm.platform.api import list_totals as list_totals_api
 from metacrm.platform.api import my_views as my_views_api
 from metacrm.platform.api import packs as packs_api
 from metacrm.platform.api import process as process_api
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         process_api.router,
         board_api.router,
         my_views_api.router,
+        list_totals_api.router,
         search_api.router,
     ):
         # Every /api/v1 route refuses query parameters it does not declare.

@@ -349,6 +349,17 @@ async def list_records(
     return page
 
 
+def list_conditions(
+    ct: CompiledTenant, co: CompiledObject, query: ListQuery, *, actor: Actor
+) -> list[sa.ColumnElement[bool]]:
+    """What every record of the list `query` meets, on all its pages (live or deleted, its
+    `where`, the actor's record access): for aggregates over exactly the listed records.
+    Execute them with `user_binding(actor)`."""
+    _check_texts(query)
+    access = record_filter(ct, actor, co, "read")
+    return _conditions(ct, co, query, actor, access)
+
+
 def _conditions(
     ct: CompiledTenant,
     co: CompiledObject,

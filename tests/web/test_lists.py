@@ -124,6 +124,8 @@ async def test_rep_filters_sorts_chooses_columns_pages_and_saves_a_view(
     await page.wait_for_url("**order_by=-amount**")
     top = await table.locator("tbody tr").first.inner_text()
     assert "Rep deal 060" in top and "Globex Software" in top  # the lookup shows its name
+    # The totals row adds up the whole filtered list (one aggregate query).
+    assert "$345,000.00" in await table.locator("tfoot").inner_text()
     assert await table.locator("th[aria-sort=descending]").inner_text() == "Amount ▼"
 
     # Choosing columns: drop the close date, add the number.
@@ -399,3 +401,33 @@ async def test_list_page_in_chinese(crm: Crm, context: Any) -> None:
     await page.get_by_role("button", name="应用筛选").wait_for()
     await page.get_by_role("link", name="客户名称").click()  # sort by the name, in Chinese
     await page.wait_for_url("**order_by=-name**")
+
+
+async def test_list_totals_over_the_rest_api(crm: Crm) -> None:
+    _opportunities(crm, "rep@web.test", 3, "Sum")  # 1000 + 2000 + 3000
+    _opportunities(crm, "manager@web.test", 1, "Sum")
+    _hide_next_step_from_reps(crm)
+    where = 'CONTAINS(name, "Sum 00")'
+    with crm.api(crm.token("rep@web.test")) as rep, crm.api(crm.token("manager@web.test")) as mgr:
+        mine = rep.get(
+            "/api/v1/analytics/totals/opportunity", params={"fields": "amount", "where": where}
+        )
+        assert mine.status_code == 200, mine.text
+        assert float(mine.json()["totals"]["amount"]) == 6000  # only what the rep may read
+        theirs = mgr.get(
+            "/api/v1/analytics/totals/opportunity", params={"fields": "amount", "where": where}
+        )
+        assert float(theirs.json()["totals"]["amount"]) == 7000
+        for params in (
+            {"fields": "name"},
+            {"fields": "next_step"},
+            {"fields": "nosuch"},
+            {"fields": "amount", "where": ")))"},
+            {"fields": "amount", "where": 'next_step == "x"'},
+        ):
+            refused = rep.get("/api/v1/analytics/totals/opportunity", params=params)
+            assert refused.status_code == 422, (params, refused.text)
+        assert (
+            rep.get("/api/v1/analytics/totals/payment", params={"fields": "amount"}).status_code
+            == 403
+        )

@@ -28,6 +28,7 @@ from metacrm.platform.web.workspace import Workspace, workspace
 from metacrm.runtime import audit, personal_views, records, writes
 from metacrm.runtime.compiler import UNSORTABLE, CompiledObject
 from metacrm.runtime.hooks import Intent
+from metacrm.runtime.list_totals import summable, totals
 from metacrm.runtime.listing import ListQuery, list_records
 from metacrm.runtime.permissions import object_permission, object_readable, readable
 from metacrm.runtime.tenant_tables import users
@@ -367,8 +368,10 @@ async def _page_context(
         for n in [*plan.columns, *[n for n in visible if n not in plan.columns]]
         if n in labels
     ]
+    footer = await _totals_row(ws, plan) if page and records_ else []
     context = {
         "object": co.name,
+        "footer": footer,
         "label": plan.document["label"],
         "views": [
             {"name": v.api_name, "label": text(v.label, languages, v.api_name)} for v in shared
@@ -405,6 +408,29 @@ async def _page_context(
         "here": f"/app/o/{co.name}?" + params.query(),
     }
     return context, status
+
+
+async def _totals_row(ws: Workspace, plan: Plan) -> list[dict[str, Any]]:
+    """The totals row: the sum of each number and currency column over every page, in one
+    query (empty when no column adds up)."""
+    summed = [n for n in plan.columns if summable(plan.co, n)]
+    if not summed:
+        return []
+    sums = await totals(
+        ws.conn, ws.ct, plan.co, ListQuery(where=plan.where), summed, actor=ws.actor
+    )
+    cells: list[dict[str, Any]] = []
+    for i, name in enumerate(plan.columns):
+        f = plan.co.obj.field(name)
+        if name in sums:
+            html = display(f, sums[name], language=ws.actor.language, currency=ws.currency)
+            cells.append({"html": html, "number": True, "label": False})
+        else:
+            label = i == 0
+            cells.append(
+                {"html": _t(ws, "list_total") if label else "", "number": False, "label": label}
+            )
+    return cells
 
 
 def _builder_fields(ws: Workspace, co: CompiledObject, visible: list[str]) -> list[dict[str, Any]]:
