@@ -121,6 +121,15 @@ _MESSAGES: dict[str, str] = {
     "required-for-stage": "进入该阶段前必须填写 {field}",
     "unknown-role": "{field} 指定的角色不存在",
     "unknown-permission": "{field} 不是已知的平台权限",
+    "min": "{field} 小于允许的最小值",
+    "max": "{field} 大于允许的最大值",
+    "max-length": "{field} 超出了允许的最大长度",
+    "precision": "{field} 的整数位数过多",
+    "picklist-value": "{field} 不是可选的值",
+    "email": "{field} 不是有效的邮箱地址",
+    "phone": "{field} 不是有效的电话号码",
+    "url": "{field} 不是有效的 http(s) 网址",
+    "duplicate-value": "{field} 中有重复的值",
 }
 
 

@@ -345,7 +345,10 @@ def test_hand_made_bad_posts_give_messages_never_a_500(
         headers={"Accept-Language": "zh-CN"},
     )
     assert (
-        chinese.status_code == 422 and "商机名称" in chinese.text and "记录未保存" in chinese.text
+        chinese.status_code == 422
+        and "商机名称" in chinese.text
+        and "记录未保存" in chinese.text
+        and "金额 小于允许的最小值" in chinese.text
     )
     no_csrf = rep.post("/app/o/opportunity/new", data={"name": "No token"})
     assert no_csrf.status_code == 403
