@@ -42,11 +42,9 @@ async def test_a_rep_and_a_manager_work_a_deal_through_the_workspace(
     page = await sign_in(context, crm, "rep@web.test")
 
     # 1. Filter a list.
-    await (
-        page.get_by_role("navigation", name="Main navigation")
-        .get_by_role("link", name="Opportunities")
-        .click()
-    )
+    nav = page.get_by_role("navigation", name="Main navigation")
+    async with page.expect_navigation():
+        await nav.get_by_role("link", name="Opportunities", exact=True).click()
     await page.get_by_label("Filter expression").fill('CONTAINS(name, "Scenario")')
     await page.get_by_role("button", name="Apply filter").click()
     table = page.locator("table.list-table")
@@ -111,8 +109,8 @@ async def test_a_rep_and_a_manager_work_a_deal_through_the_workspace(
     assert run["status"] == "approved"
 
     # 7. zh-CN labels when chosen, on the pages the rep just used.
-    await page.get_by_label("Language").select_option("zh-CN")
-    await page.wait_for_load_state()
+    async with page.expect_navigation():
+        await page.get_by_label("Language").select_option("zh-CN")
     await page.goto(f"{crm.url}/app/o/opportunity/{deal}")
     assert await page.locator("html").get_attribute("lang") == "zh-CN"
     text = await page.locator("main").inner_text()
