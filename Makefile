@@ -26,11 +26,12 @@ test: $(STAMP)
 	$(BIN)/python -m metacrm.metadata.schema | diff -q - metacrm/metadata/schemas/metadata.schema.json
 	$(BIN)/pytest
 
-## Install Debian's Chromium for the browser tests (root with apt only; else they skip).
+## Install Debian's Chromium, and a CJK font so zh-CN pages render, for the browser tests
+## (root with apt only; else they skip).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk"; } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null; \
 	  else echo "chromium not installed: browser tests will be skipped"; fi; }
 
 ## Refresh the pinned browser libraries from the npm registry (vendor/package-lock.json);
