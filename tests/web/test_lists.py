@@ -338,6 +338,8 @@ async def test_rep_never_sees_hidden_records_or_fields_and_bad_parameters_give_p
     ):
         response = rep.get("/app/o/opportunity", params={"where": where})
         assert response.status_code in (200, 422), (where, response.text[-300:])
+    long = rep.get("/app/o/opportunity", params={"where": "x" * 5000})
+    assert "The filter is longer than 4,000 characters." in long.text
     bad = rep.get("/app/o/opportunity", params={"where": ")))"})
     assert 'role="alert"' in bad.text and 'value=")))"' in bad.text
     assert rep.get("/app/o/no_such_object").status_code == 404

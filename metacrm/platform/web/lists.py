@@ -76,7 +76,7 @@ class ListParams:
         back = [b[:4000] for b in values.getlist("back") if isinstance(b, str)][-MAX_BACK:]
         return cls(
             view=one("view", 100),
-            where=(one("where", _MAX_WHERE) or "").strip(),
+            where=(one("where", _MAX_WHERE + 1) or "").strip(),
             order_by=one("order_by", 500),
             columns=list(dict.fromkeys(columns))[:_MAX_COLUMNS],
             cursor=one("cursor", 4000),
@@ -212,6 +212,8 @@ async def _run(
         count=True,
     )
     key = ws.state.signing_key.encode()
+    if len(params.where) > _MAX_WHERE:
+        return None, _t(ws, "list_where_too_long", limit=f"{_MAX_WHERE:,}")
     try:
         return await list_records(
             ws.conn, ws.ct, plan.co, query, actor=ws.actor, cursor_key=key
