@@ -10,7 +10,10 @@ times, in turns:
 - board: `GET /app/o/opportunity/kanban` (figures of every column: one grouped query; the
   first 20 cards of every column);
 - big column / small column: `GET /app/o/opportunity/kanban/column?field=stage&value=...`,
-  the first 20 cards of `qualify` (all the rows) and of `propose` (ten);
+  the first 20 cards of `qualify` (all the rows) and of `propose` (ten), each in the order
+  the board reads it (`-id`: a walk of the primary key that stops after 21 matches, for a
+  column longer than a page; `-created_at`: one pass over the table, for a short one), and
+  the short column walking the primary key too (what the short order saves);
 - big column, page 2: the same with the cursor its "Load more" button carries (keyset);
 - figures API: `GET /api/v1/analytics/board/opportunity` (the grouped count and amount).
 
@@ -173,7 +176,12 @@ def measure(api: httpx.Client, web: httpx.Client, repeats: int) -> dict[str, dic
     targets = {
         "board": lambda: web.get("/app/o/opportunity/kanban"),
         "big column": lambda: web.get(column, params={"field": "stage", "value": "qualify"}),
-        "small column": lambda: web.get(column, params={"field": "stage", "value": "propose"}),
+        "small column": lambda: web.get(
+            column, params={"field": "stage", "value": "propose", "order": "-created_at"}
+        ),
+        "small column, walking the id index": lambda: web.get(
+            column, params={"field": "stage", "value": "propose", "order": "-id"}
+        ),
         "big column, page 2": lambda: web.get(page_two),
         "figures API": lambda: api.get("/api/v1/analytics/board/opportunity"),
     }
