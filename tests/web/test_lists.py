@@ -4,11 +4,14 @@ columns, paging with exact counts, personal views, bulk actions, CSV export, and
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -433,3 +436,26 @@ async def test_list_totals_over_the_rest_api(crm: Crm) -> None:
             rep.get("/api/v1/analytics/totals/payment", params={"fields": "amount"}).status_code
             == 403
         )
+
+
+async def test_deep_paging_keeps_its_place(crm: Crm, clients: list[httpx.Client]) -> None:
+    _opportunities(crm, "rep@web.test", 45, "Deep")
+    with crm.api(crm.token("rep@web.test")) as api:
+        saved = api.post(
+            "/api/v1/ui/opportunity/my-list-views",
+            json={"label": "One a page", "columns": ["name"], "sort": "name", "limit": 1},
+        )
+    view = saved.json()["api_name"]
+    rep = _signed_in(clients, crm, "rep@web.test")
+    url = f"/app/o/opportunity?view={view}"
+    for _ in range(43):
+        page = rep.get(url)
+        assert page.status_code == 200
+        url = html.unescape(re.search(r'href="([^"]+)" rel="next"', page.text)[1])  # type: ignore[index]
+    page = rep.get(url)
+    assert '<p class="count" id="list-count" aria-live="polite">44–44 of 45</p>' in page.text
+    assert "Deep 044" in page.text
+    assert len(parse_qs(urlsplit(url).query)["back"]) == 40  # the URL stays short
+    earlier = html.unescape(re.search(r'href="([^"]+)" rel="prev"', page.text)[1])  # type: ignore[index]
+    page = rep.get(earlier)
+    assert "43–43 of 45" in page.text and "Deep 043" in page.text

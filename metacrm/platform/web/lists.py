@@ -60,6 +60,8 @@ class ListParams:
     columns: list[str] = field(default_factory=list)
     cursor: str | None = None
     back: list[str] = field(default_factory=list)
+    #: How many pages come before this one (the URL keeps only the last MAX_BACK cursors).
+    page: int = 0
 
     @classmethod
     def read(cls, values: Any) -> ListParams:
@@ -74,13 +76,16 @@ class ListParams:
             if isinstance(item, str):
                 columns += [c.strip()[:63] for c in item.split(",") if c.strip()]
         back = [b[:4000] for b in values.getlist("back") if isinstance(b, str)][-MAX_BACK:]
+        page = one("page", 9)
+        cursor = one("cursor", 4000)
         return cls(
             view=one("view", 100),
             where=(one("where", _MAX_WHERE + 1) or "").strip(),
             order_by=one("order_by", 500),
             columns=list(dict.fromkeys(columns))[:_MAX_COLUMNS],
-            cursor=one("cursor", 4000),
+            cursor=cursor,
             back=back,
+            page=int(page) if cursor and page and page.isdigit() else 0,
         )
 
     def query(self, **changes: Any) -> str:
@@ -92,6 +97,7 @@ class ListParams:
             "columns": ",".join(self.columns) or None,
             "cursor": self.cursor,
             "back": self.back or None,
+            "page": self.page or None,
         }
         values.update(changes)
         return urlencode({k: v for k, v in values.items() if v not in (None, [], "")}, doseq=True)
@@ -252,7 +258,7 @@ def _columns(ws: Workspace, plan: Plan, params: ListParams) -> list[Column]:
         if _sortable(plan.co, name):
             target = f"-{name}" if sorted_by == name and not descending else name
             sort_url = f"/app/o/{plan.co.name}?" + params.query(
-                order_by=target, cursor=None, back=None
+                order_by=target, cursor=None, back=None, page=None
             )
         state = None
         if sorted_by == name:
@@ -341,20 +347,24 @@ async def _page_context(
     records_ = page["records"] if page else []
     total = page.get("total", 0) if page else 0
     limit = plan.view.limit
-    start = len(params.back) * limit + 1
+    start = params.page * limit + 1
     base = f"/app/o/{co.name}?"
     next_url = None
     if page and page["next_cursor"]:
         next_url = base + params.query(
-            cursor=page["next_cursor"], back=[*params.back, params.cursor or "0"][-MAX_BACK:]
+            cursor=page["next_cursor"],
+            back=[*params.back, params.cursor or "0"][-MAX_BACK:],
+            page=params.page + 1,
         )
     prev_url = None
     if params.back:
         earlier = params.back[-1]
         prev_url = base + params.query(
-            cursor=None if earlier == "0" else earlier, back=params.back[:-1] or None
+            cursor=None if earlier == "0" else earlier,
+            back=params.back[:-1] or None,
+            page=max(params.page - 1, 0) or None,
         )
-    first_url = base + params.query(cursor=None, back=None) if params.cursor else None
+    first_url = base + params.query(cursor=None, back=None, page=None) if params.cursor else None
     shared = [v for v in list_views_of(ws.ct.model, co.obj) if view_visible(v, ws.actor)]
     mine = await personal_views.views_of(ws.conn, ws.ct, ws.actor, co)
     languages = _languages(ws)
@@ -596,7 +606,7 @@ async def export(
     """The whole list as shown (every page) as CSV, under the user's record and field
     access, with lookup names beside their ids; the export is audited."""
     params = ListParams.read(await request.form())
-    params.cursor, params.back = None, []
+    params.cursor, params.back, params.page = None, [], 0
     async with workspace(request, state, identity, writes=True) as ws:
         co = object_or_404(ws.ct, object_name)
         plan = await _plan(ws, co, params)
