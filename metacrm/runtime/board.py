@@ -14,7 +14,8 @@ from metacrm.metadata.model import FieldDef
 from metacrm.metadata.process import StageRule
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
-from metacrm.runtime.permissions import readable, record_filter, require_object, user_binding
+from metacrm.runtime.listing import ListQuery, list_conditions
+from metacrm.runtime.permissions import readable, require_object, user_binding
 
 
 def board_fields(ct: CompiledTenant, actor: Actor, co: CompiledObject) -> list[str]:
@@ -90,16 +91,13 @@ async def lane_totals(
 ) -> dict[Any, tuple[int, Decimal | None]]:
     """Value -> (count, total of `amount`) over the live records the actor may read: one
     grouped query, record access applied as record lists apply it."""
-    access = record_filter(ct, actor, co, "read")
-    t = co.table
+    # Exactly the records the object's list shows the actor, on all its pages.
+    conditions = list_conditions(ct, co, ListQuery(), actor=actor)
     group = co.sql(field)
     columns: list[sa.ColumnElement[Any]] = [group.label("value"), sa.func.count().label("n")]
     if amount is not None:
         columns.append(sa.func.sum(co.sql(amount)).label("total"))
-    conditions: list[sa.ColumnElement[bool]] = [t.c.deleted_at.is_(None)]
-    if access is not None:
-        conditions.append(access)
-    statement = sa.select(*columns).select_from(t).where(*conditions).group_by(group)
+    statement = sa.select(*columns).select_from(co.table).where(*conditions).group_by(group)
     rows = await conn.execute(statement, user_binding(actor))
     quantum = _quantum(co, amount)
     totals: dict[Any, tuple[int, Decimal | None]] = {}
