@@ -1,4 +1,5 @@
-"""The field rules' state of a draft record: which fields are hidden, required, read-only."""
+"""The field rules' state of a draft record: which fields are hidden, required, read-only,
+and which picklist values it may take (field rules and stage rules' moves)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm import formula
 from metacrm.errors import RecordInvalid
+from metacrm.metadata.process import StageRule
 from metacrm.metadata.values import ValueProblem, coerce
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
@@ -106,4 +108,28 @@ async def draft_state(
                 state.allowed[name] = (
                     allowed if previous is None else [v for v in previous if v in allowed]
                 )
+    for stage_rule in co.stage_rules:
+        if stage_rule.field not in visible:
+            continue
+        moves = stage_moves(stage_rule, None if before is None else before.get(stage_rule.field))
+        if moves is not None:
+            previous = state.allowed.get(stage_rule.field)
+            state.allowed[stage_rule.field] = (
+                moves if previous is None else [v for v in previous if v in moves]
+            )
     return state
+
+
+def stage_moves(rule: StageRule, current: Any) -> list[str] | None:
+    """The stages a record in `current` (None: a new or unstaged record) may be given, as
+    the stage gates allow them: staying, moving on, and back where the stage allows it;
+    None when `current` is not a stage of the rule (any stage may follow)."""
+    if current is None:
+        return rule.initial_stages()
+    index = rule.index(str(current))
+    if index < 0:
+        return None
+    moves = [str(current), *rule.allowed_next(str(current))]
+    if rule.stages[index].allow_back:
+        moves += [s.value for s in rule.stages[:index]]
+    return list(dict.fromkeys(moves))

@@ -25,7 +25,7 @@ from tests.web.conftest import (
 pytestmark = needs_chromium
 
 #: Field rules added to crm-core's opportunity: the loss reason appears, required, once
-#: the deal is lost; the amount is locked while the deal is won; a lost deal is no upsell.
+#: the deal is lost; a renewal's amount is fixed; a lost deal is no upsell.
 RULES = [
     {
         "api_name": "loss_reason_only_when_lost",
@@ -40,8 +40,8 @@ RULES = [
         "effect": "required",
     },
     {
-        "api_name": "amount_locked_when_won",
-        "when": "stage == 'won'",
+        "api_name": "renewal_amount_is_fixed",
+        "when": "kind == 'renewal'",
         "fields": ["amount"],
         "effect": "read_only",
     },
@@ -124,7 +124,7 @@ async def test_rep_creates_and_edits_an_opportunity_with_live_rules_and_lookup(
     assert await reason.is_hidden()
     # The rep's role may only read the probability: shown, not editable.
     assert await page.locator("[data-field=probability].static").count() == 1
-    assert await page.locator("#f-probability").count() == 0
+    assert await page.locator("[name=probability]").count() == 0
 
     await page.get_by_label("Opportunity Name").fill("Robots for Acme")
     account = page.get_by_role("combobox", name="Account")
@@ -140,19 +140,14 @@ async def test_rep_creates_and_edits_an_opportunity_with_live_rules_and_lookup(
     account_id = await page.locator("input[name=account][type=hidden]").input_value()
     assert re.fullmatch(r"[0-9a-f-]{36}", account_id)
 
-    # A field rule applies as the stage changes, before anything is saved.
-    await page.get_by_label("Stage").select_option("lost")
-    await reason.wait_for(state="visible")
-    await page.locator("[data-field=loss_reason][data-rule-required]").wait_for()
-    assert await page.locator("#f-loss_reason").get_attribute("aria-required") == "true"
-    assert await page.locator("#f-kind option[value=upsell]").is_disabled()
-    assert await page.locator("#f-kind option[value=renewal]").is_enabled()
-    await page.get_by_label("Stage").select_option("won")
+    # A new deal starts in its stage rule's first stage: the other stages are not offered.
+    assert await page.get_by_label("Stage").input_value() == "qualify"
+    assert await page.locator("#f-stage option[value=lost]").is_disabled()
+    # A field rule applies as the type changes, before anything is saved.
+    await page.get_by_label("Type").select_option("renewal")
     await expect(page.locator("#f-amount")).to_be_disabled()
-    await expect(page.locator("#f-kind option[value=upsell]")).to_be_enabled()
-    await page.get_by_label("Stage").select_option("qualify")
-    await reason.wait_for(state="hidden")
-    assert await page.locator("#f-loss_reason").is_disabled()
+    assert await page.locator("[data-field=amount][data-rule-readonly]").count() == 1
+    await page.get_by_label("Type").select_option("new_business")
     await expect(page.locator("#f-amount")).to_be_enabled()
 
     # A check of the server: shown on its field, the input kept.
@@ -185,8 +180,13 @@ async def test_rep_creates_and_edits_an_opportunity_with_live_rules_and_lookup(
     assert await page.get_by_label("Opportunity Name").input_value() == "Robots for Acme"
     assert await account.input_value() == "Acme Robotics"
     await page.get_by_label("Next Step").fill("Send the contract")
+    assert await page.locator("#f-stage option[value=won]").is_disabled()  # not from qualify
     await page.get_by_label("Stage").select_option("lost")
     await reason.wait_for(state="visible")
+    await page.locator("[data-field=loss_reason][data-rule-required]").wait_for()
+    assert await page.locator("#f-loss_reason").get_attribute("aria-required") == "true"
+    assert await page.locator("#f-kind option[value=upsell]").is_disabled()
+    assert await page.locator("#f-kind option[value=renewal]").is_enabled()
     await page.get_by_role("button", name="Save").click()
     await page.locator("#f-loss_reason-error").wait_for()
     assert "Loss Reason is required" in await page.locator("#f-loss_reason-error").inner_text()
@@ -326,16 +326,29 @@ def test_hand_made_bad_posts_give_messages_never_a_500(
         files={"name": ("name.txt", b"a file", "text/plain")},
     )
     assert upload.status_code == 422 and "Opportunity Name" in upload.text
+    deal = _rep_opportunity(crm)
     # The same rule state over REST, for any other client.
     with crm.api(crm.token("rep@web.test")) as api:
         lost = api.post("/api/v1/ui/opportunity/form-state", json={"record": {"stage": "lost"}})
         assert lost.status_code == 200, lost.text
         assert lost.json()["required"] == ["loss_reason"] and lost.json()["hidden"] == []
-        assert lost.json()["allowed_values"] == {"kind": ["new_business", "renewal"]}
+        assert lost.json()["allowed_values"] == {
+            "kind": ["new_business", "renewal"],
+            "stage": ["qualify"],
+        }
+        moving = api.post(
+            "/api/v1/ui/opportunity/form-state",
+            json={"record": {}, "id": deal["id"]},
+        )
+        assert moving.json()["allowed_values"] == {"stage": ["qualify", "propose", "lost"]}
         early = api.post("/api/v1/ui/opportunity/form-state", json={"record": {}})
         assert early.json()["hidden"] == ["loss_reason"]
-        won = api.post("/api/v1/ui/opportunity/form-state", json={"record": {"stage": "won"}})
-        assert won.json()["read_only"] == ["amount"]
+        renewal = api.post(
+            "/api/v1/ui/opportunity/form-state", json={"record": {"kind": "renewal"}}
+        )
+        assert renewal.json()["read_only"] == ["amount"]
+        # A new deal may only start in the first stage; an open one moves on as its rule says.
+        assert renewal.json()["allowed_values"] == {"stage": ["qualify"]}
         bad = api.post("/api/v1/ui/opportunity/form-state", json={"record": 5})
         assert bad.status_code == 422
     # In Chinese, labels and messages too.
@@ -352,7 +365,6 @@ def test_hand_made_bad_posts_give_messages_never_a_500(
     )
     no_csrf = rep.post("/app/o/opportunity/new", data={"name": "No token"})
     assert no_csrf.status_code == 403
-    deal = _rep_opportunity(crm)
     for version in ("", "abc", "99"):
         stale = rep.post(
             f"/app/o/opportunity/{deal['id']}/edit",
@@ -386,11 +398,10 @@ async def test_forms_pass_axe_with_and_without_errors(crm: Crm, browser: Any, co
         edit = await audit.new_page()
         await edit.goto(f"{crm.url}/app/o/opportunity/{deal['id']}/edit")
         await edit.get_by_label("Amount").fill("-5")
-        await edit.get_by_label("Close Date").fill("")
-        await edit.get_by_label("Stage").select_option("won")
+        await edit.get_by_label("Opportunity Name").fill("")
         await edit.get_by_role("button", name="Save").click()
         await edit.locator("#form-summary").wait_for()
-        assert await edit.locator(".field-error").count() >= 1
+        assert await edit.locator(".field-error").count() == 2
         await edit.add_script_tag(path=str(AXE))
         result = await edit.evaluate("async () => await axe.run(document)")
     finally:

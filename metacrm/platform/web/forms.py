@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import unicodedata
@@ -40,6 +41,7 @@ from metacrm.runtime.layouts import select_layout
 from metacrm.runtime.listing import ListQuery, list_records
 from metacrm.runtime.permissions import field_access, require_object
 from metacrm.runtime.tenant_tables import users
+from metacrm.runtime.validation import apply_defaults
 from metacrm.ui_schema.forms import form_document
 from metacrm.ui_schema.labels import text
 
@@ -425,6 +427,11 @@ async def _draw(
     `pending`: an approval of the record is pending (it may lock the record)."""
     shown = dict(current or {})
     values: dict[str, Any] = {n: _form_value(f, shown.get(n)) for n, f in co.fields.items()}
+    if record_id is None:
+        defaults: dict[str, Any] = {}
+        with contextlib.suppress(MetacrmError):  # a default that fails is reported on save
+            apply_defaults(co, defaults, skip=set())
+        values |= {n: _form_value(co.fields[n], v) for n, v in defaults.items() if v is not None}
     draft: dict[str, Any] = {}
     if posted is not None:
         for key in _keys(posted):
