@@ -282,6 +282,9 @@ def test_hidden_fields_read_only_fields_and_lookups_follow_the_reps_access(
         assert odd.status_code == 200 and "No matching records" in odd.text, (q, odd.text[:300])
     chinese = rep.get("/app/o/opportunity/lookup/account", params={"q": "北京"})
     assert chinese.text.count('role="option"') >= 1 and "北京" in chinese.text
+    denied = rep.get("/app/o/quote/lookup/price_book", params={"q": "PB"})
+    assert denied.status_code == 200 and "may not read these records" in denied.text
+    assert "data-id" not in denied.text
     assert rep.get("/app/o/opportunity/lookup/next_step").status_code == 404
     assert rep.get("/app/o/opportunity/lookup/name").status_code == 404
     assert rep.get("/app/o/payment/new").status_code == 403

@@ -684,9 +684,17 @@ async def lookup(
             query = ListQuery(
                 where=where, fields=f"id,{name_field}", order_by=name_field, limit=_LOOKUP_LIMIT
             )
-        page = await list_records(
-            ws.conn, ws.ct, target, query, actor=ws.actor, cursor_key=ws.state.signing_key.encode()
-        )
+        try:
+            page = await list_records(
+                ws.conn,
+                ws.ct,
+                target,
+                query,
+                actor=ws.actor,
+                cursor_key=ws.state.signing_key.encode(),
+            )
+        except PermissionDenied:  # the role may not read the target at all
+            return ws.fragment("form_lookup.html", {"options": [], "denied": True})
         options = [
             {
                 "id": r["id"],
@@ -694,4 +702,4 @@ async def lookup(
             }
             for r in page["records"]
         ]
-        return ws.fragment("form_lookup.html", {"options": options})
+        return ws.fragment("form_lookup.html", {"options": options, "denied": False})
