@@ -366,6 +366,10 @@ async def _page_context(
         )
     first_url = base + params.query(cursor=None, back=None, page=None) if params.cursor else None
     shared = [v for v in list_views_of(ws.ct.model, co.obj) if view_visible(v, ws.actor)]
+    if not plan.view.api_name.startswith(personal_views.PREFIX) and all(
+        v.api_name != plan.view.api_name for v in shared
+    ):
+        shared.append(plan.view)  # the generated default, asked for by name
     mine = await personal_views.views_of(ws.conn, ws.ct, ws.actor, co)
     languages = _languages(ws)
     permission = object_permission(ws.ct.model, ws.actor, co.name)

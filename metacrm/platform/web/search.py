@@ -15,6 +15,7 @@ from metacrm.platform.web.session import WebIdentityDep
 from metacrm.platform.web.shell import object_label
 from metacrm.platform.web.values import display
 from metacrm.platform.web.workspace import Workspace, workspace
+from metacrm.runtime.layouts import DEFAULT
 from metacrm.runtime.search import ObjectHits, clean, search
 from metacrm.ui_schema.labels import text
 
@@ -66,7 +67,8 @@ def _group(ws: Workspace, hits: ObjectHits, fragment: str) -> dict[str, Any]:
         )
     more = None
     if hits.more:
-        more = f"/app/o/{co.name}?" + urlencode({"where": hits.where})
+        # The generated default view: every record, whatever the object's own views filter.
+        more = f"/app/o/{co.name}?" + urlencode({"view": DEFAULT, "where": hits.where})
     return {
         "object": co.name,
         "label": object_label(ws.ct, co.name, language, plural=True),
