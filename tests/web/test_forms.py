@@ -529,3 +529,46 @@ def test_a_record_locked_by_a_pending_approval_says_so_and_refuses_by_message(
     assert 'id="form-summary"' in posted.text and "Discount" in posted.text
     with crm.api() as api:
         assert api.get(f"/api/v1/data/quote/{quote_id}").json()["discount"] in (30, "30.00", 30.0)
+
+
+async def test_controls_give_the_apis_types(crm: Crm, context: Any) -> None:
+    """A cleared multi-select clears the field, an unticked box is false, a date-time is
+    read as UTC, a decimal keeps its scale."""
+    with crm.api() as api:
+
+        def first(name: str, where: str) -> dict[str, Any]:
+            found = api.get(f"/api/v1/data/{name}", params={"where": where}).json()
+            return dict(found["records"][0])
+
+        account = first("account", "name == 'Acme Robotics'")
+        contact = first("contact", "email == 'ada.moreau@acme-robotics.example'")
+        case = first("service_case", "subject == 'Robot arm calibration drift'")
+    assert account["tags"] and contact["is_primary"] is True
+    page = await sign_in(context, crm, crm.admin)
+
+    await page.goto(f"{crm.url}/app/o/account/{account['id']}/edit")
+    await page.get_by_label("Tags").select_option([])
+    await page.get_by_label("Annual Revenue").fill("1234.5")
+    await page.get_by_role("button", name="Save").click()
+    await page.wait_for_url(f"{crm.url}/app/o/account/{account['id']}")
+
+    await page.goto(f"{crm.url}/app/o/contact/{contact['id']}/edit")
+    await page.get_by_label("Primary Contact").uncheck()
+    await page.get_by_role("button", name="Save").click()
+    await page.wait_for_url(f"{crm.url}/app/o/contact/{contact['id']}")
+
+    await page.goto(f"{crm.url}/app/o/service_case/{case['id']}/edit")
+    assert await page.get_by_label("Opened At").input_value() == "2027-01-05T09:00"
+    await page.get_by_label("SLA Due At").fill("2027-01-07T17:45")
+    await page.get_by_role("button", name="Save").click()
+    await page.wait_for_url(f"{crm.url}/app/o/service_case/{case['id']}")
+
+    with crm.api() as api:
+        account = api.get(f"/api/v1/data/account/{account['id']}").json()
+        contact = api.get(f"/api/v1/data/contact/{contact['id']}").json()
+        case = api.get(f"/api/v1/data/service_case/{case['id']}").json()
+    assert account["tags"] in (None, [])
+    assert str(account["annual_revenue"]).startswith("1234.5")
+    assert contact["is_primary"] is False
+    assert case["sla_due_at"].startswith("2027-01-07T17:45")
+    assert case["opened_at"].startswith("2027-01-05T09:00:00")  # untouched, kept
