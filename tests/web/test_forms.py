@@ -140,6 +140,8 @@ async def test_rep_creates_and_edits_an_opportunity_with_live_rules_and_lookup(
     account_id = await page.locator("input[name=account][type=hidden]").input_value()
     assert re.fullmatch(r"[0-9a-f-]{36}", account_id)
 
+    # The form asks the server again only when a field the rules read changes.
+    assert await page.locator("form.record-form").get_attribute("data-watch") == "kind stage"
     # A new deal starts in its stage rule's first stage: the other stages are not offered.
     assert await page.get_by_label("Stage").input_value() == "qualify"
     assert await page.locator("#f-stage option[value=lost]").is_disabled()
@@ -238,6 +240,7 @@ def test_hidden_fields_read_only_fields_and_lookups_follow_the_reps_access(
     assert form.status_code == 200
     assert "next_step" not in form.text and "Next Step" not in form.text
     assert 'name="probability"' not in form.text
+    assert 'data-watch=""' in form.text  # no field rule here: no live requests at all
     token = _csrf(form.text)
 
     # A hidden field posted by hand is unknown; a read-only one is refused: messages.

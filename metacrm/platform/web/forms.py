@@ -146,6 +146,18 @@ def _conditional_layouts(ws: Workspace, co: CompiledObject) -> bool:
     )
 
 
+def _watched(ws: Workspace, co: CompiledObject, controls: list[Control]) -> list[str]:
+    """The form's fields whose change may change the form: those the field rules' conditions
+    and the layouts' record types read (only fields the form shows are named)."""
+    names = {path.split(".", 1)[0] for _rule, checked in co.field_rules for path in checked.paths}
+    names |= {
+        layout.when.field
+        for layout in ws.ct.model.layouts
+        if layout.object == co.name and layout.when is not None
+    }
+    return sorted(c.name for c in controls if c.name in names and not c.read_only)
+
+
 def _form_value(definition: FieldDef, value: Any) -> Any:
     """A record's JSON value as its control holds it."""
     if value is None:
@@ -496,6 +508,7 @@ async def _draw(
         "state_json": json.dumps(state.as_dict() | {"layout": layout}),
         "layout": layout,
         "pending": pending,
+        "watched": _watched(ws, co, controls),
     }
     return await ws.page("form.html", context, status=status)
 

@@ -3,7 +3,10 @@
 (function () {
   "use strict";
 
-  function changed(form) {
+  // Ask the server for the rules' state only when a field they read has changed.
+  function changed(form, name) {
+    var watched = (form.getAttribute("data-watch") || "").split(" ");
+    if (watched.indexOf(name) < 0) { return; }
     form.dispatchEvent(new CustomEvent("form-changed", { bubbles: false }));
   }
 
@@ -54,7 +57,7 @@
     value.value = option.getAttribute("data-id");
     input.value = option.getAttribute("data-name");
     close(input, list);
-    changed(input.closest("form.record-form"));
+    changed(input.closest("form.record-form"), value.name);
   }
 
   function move(input, list, step) {
@@ -74,7 +77,7 @@
     var value = box.querySelector("[data-lookup-value]");
     input.addEventListener("input", function () {
       value.value = "";  // typed text is a search, not a choice
-      changed(input.closest("form.record-form"));
+      changed(input.closest("form.record-form"), value.name);
     });
     input.addEventListener("keydown", function (event) {
       if (event.key === "ArrowDown") { event.preventDefault(); move(input, list, 1); }
@@ -96,10 +99,10 @@
     var form = document.querySelector("form.record-form");
     if (!form) { return; }
     form.addEventListener("input", function (event) {
-      if (event.target.name && event.target.form === form) { changed(form); }
+      if (event.target.name && event.target.form === form) { changed(form, event.target.name); }
     });
     form.addEventListener("change", function (event) {
-      if (event.target.name && event.target.form === form) { changed(form); }
+      if (event.target.name && event.target.form === form) { changed(form, event.target.name); }
     });
     form.querySelectorAll("input[role=combobox]").forEach(setUpLookup);
     var summary = document.getElementById("form-summary") || document.getElementById("form-stale");
