@@ -311,3 +311,23 @@ async def test_refusals_and_bad_input_are_messages_never_500(
     # An unknown tab shows the default list; an over-long parameter is a 400 page.
     assert manager.get("/app/inbox?tab=bogus").status_code == 200
     assert manager.get("/app/inbox?tab=" + "x" * 50).status_code == 400
+
+
+async def test_a_long_inbox_shows_the_oldest_hundred(crm: Crm, clients: list[httpx.Client]) -> None:
+    rep = _api(clients, crm, "rep@web.test")
+    created = rep.post(
+        "/api/v1/data/quote/batch",
+        json={"records": [{"name": f"Bulk quote {i:03d}", "discount": 25} for i in range(101)]},
+    )
+    assert created.status_code == 200, created.text
+    runs = [
+        _submit(rep, {"id": result["id"]}, f"Bulk {i:03d}")
+        for i, result in enumerate(created.json()["results"])
+    ]
+    manager, _csrf = _signed_in(clients, crm, "manager@web.test")
+    page = manager.get("/app/inbox").text
+    assert "Showing 100 of 101; the rest appear as these are decided." in page
+    assert page.count('class="card inbox-item') == 100
+    assert f'id="approval-{runs[0]}"' in page and f'id="approval-{runs[-1]}"' not in page
+    assert 'id="inbox-count-assigned">101<' in page
+    assert 'id="nav-waiting">101<' in page

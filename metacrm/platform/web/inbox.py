@@ -36,8 +36,11 @@ router = APIRouter(prefix="/app", include_in_schema=False)
 TABS = ("assigned", "submitted")
 #: Confirmations a redirect may ask the page to show (only these words, nothing echoed).
 NOTICES = {"approved", "rejected", "recalled"}
-#: How many records one list query reads (the API's largest page).
-_CHUNK = 200
+#: The most items a list shows (the oldest waiting first); deciding them brings the rest.
+SHOWN = 100
+#: How many records one list query reads: its `id in [...]` filter stays within the 4,000
+#: characters an expression may have (40 characters an id).
+_CHUNK = 80
 COMMENT_LIMIT = 2000
 
 
@@ -109,7 +112,7 @@ async def _key_fields(
     ws: Workspace, object_name: str, record_ids: list[str]
 ) -> dict[str, tuple[str, list[KeyField]]]:
     """record id -> (name, key fields) of the records the reader may see: their compact layout
-    fields, hidden fields left out; one list query per object and 200 records, through the
+    fields, hidden fields left out; one list query per object and 80 records, through the
     service of the API's record lists (record access, field access, lookup names)."""
     co = ws.ct.objects.get(object_name)
     if co is None or not object_readable(ws.ct, ws.actor, co):
@@ -193,15 +196,19 @@ def _item(
     )
 
 
-async def assigned_items(ws: Workspace) -> list[Item]:
+async def assigned_items(ws: Workspace) -> tuple[list[Item], int]:
     """The approvals waiting for the reader or their delegators (one line per run), oldest
-    first, as the API's `GET /approvals?assigned_to=me` lists them."""
-    tasks = await approval_queries.inbox(ws.conn, ws.actor.user_id)
-    if not tasks:
-        return []
+    first, as the API's `GET /approvals?assigned_to=me` lists them: the first `SHOWN`, and
+    how many there are."""
+    every = await approval_queries.inbox(ws.conn, ws.actor.user_id)
+    if not every:
+        return [], 0
     runs_of: dict[str, list[dict[str, Any]]] = {}
-    for task in tasks:
+    for task in every:
         runs_of.setdefault(task["approval_id"], []).append(task)
+    total = len(runs_of)
+    runs_of = dict(list(runs_of.items())[:SHOWN])
+    tasks = [t for own in runs_of.values() for t in own]
     comments = await submissions.comments(ws.conn, runs_of)
     people = {t["submitted_by"] for t in tasks} | {t["assignee_id"] for t in tasks}
     people |= {t["on_behalf_of"] for t in tasks if t["on_behalf_of"]}
@@ -226,14 +233,16 @@ async def assigned_items(ws: Workspace) -> list[Item]:
         due = sorted(t["due_at"] for t in own if t["due_at"])
         item.due_at = moment(due[0]) if due else None
         items.append(item)
-    return items
+    return items, total
 
 
-async def submitted_items(ws: Workspace) -> list[Item]:
-    """The reader's own pending submissions, newest first, with who must decide now."""
-    mine = await submissions.submissions(ws.conn, ws.actor.user_id)
-    if not mine:
-        return []
+async def submitted_items(ws: Workspace) -> tuple[list[Item], int]:
+    """The reader's own pending submissions, newest first, with who must decide now: the
+    first `SHOWN`, and how many there are."""
+    every = await submissions.submissions(ws.conn, ws.actor.user_id)
+    if not every:
+        return [], 0
+    mine = every[:SHOWN]
     people = {run["submitted_by"] for run in mine}
     people |= {task["assignee_id"] for run in mine for task in run["waiting_on"]}
     names = await submissions.user_names(ws.conn, people)
@@ -253,7 +262,7 @@ async def submitted_items(ws: Workspace) -> list[Item]:
             )
         )
         items.append(item)
-    return items
+    return items, len(every)
 
 
 @router.get("/inbox")
@@ -268,15 +277,11 @@ async def inbox_page(
     tab = tab if tab in TABS else "assigned"
     async with workspace(request, state, identity) as ws:
         if tab == "assigned":
-            items = await assigned_items(ws)
-            assigned_count = len(items)
+            items, assigned_count = await assigned_items(ws)
             submitted_count = len(await submissions.submissions(ws.conn, ws.actor.user_id))
         else:
-            items = await submitted_items(ws)
-            submitted_count = len(items)
-            assigned_count = len(
-                {t["approval_id"] for t in await approval_queries.inbox(ws.conn, ws.actor.user_id)}
-            )
+            items, submitted_count = await submitted_items(ws)
+            assigned_count = await submissions.waiting_count(ws.conn, ws.actor.user_id)
         return await ws.page(
             "inbox.html",
             {
@@ -285,6 +290,7 @@ async def inbox_page(
                 "assigned_count": assigned_count,
                 "submitted_count": submitted_count,
                 "notice": notice if notice in NOTICES else None,
+                "total": assigned_count if tab == "assigned" else submitted_count,
             },
         )
 
