@@ -50,6 +50,7 @@ def render(
             "Cache-Control": "no-store",
             "Content-Language": language,
             "X-Frame-Options": "DENY",
+            "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "same-origin",
             "Content-Security-Policy": _POLICY,
             **(headers or {}),
