@@ -1,7 +1,22 @@
 // metacrm workspace: the few behaviours the shell needs; pages add their own files.
 (function () {
   "use strict";
+  // Instants drawn in UTC by the server (values.display, data-local) shown in the reader's
+  // time zone, in the page's language.
+  function localTimes(root) {
+    root.querySelectorAll("time[data-local]").forEach(function (element) {
+      var when = new Date(element.getAttribute("datetime"));
+      if (isNaN(when.getTime())) { return; }
+      element.textContent = when.toLocaleString(document.documentElement.lang || undefined,
+        { dateStyle: "medium", timeStyle: "short" });
+      element.removeAttribute("data-local");
+    });
+  }
+  document.addEventListener("htmx:afterSettle", function (event) {
+    localTimes(event.detail && event.detail.elt ? event.detail.elt : document);
+  });
   document.addEventListener("DOMContentLoaded", function () {
+    localTimes(document);
     // The phone menu.
     document.querySelectorAll("[data-toggle]").forEach(function (button) {
       button.addEventListener("click", function () {
