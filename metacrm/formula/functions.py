@@ -18,6 +18,7 @@ from metacrm.formula.types import (
     DATETIME,
     MAX_EXPONENT,
     MAX_REGEX,
+    MAX_REGEX_REPEATS,
     MAX_REPT,
     MAX_TEXT,
     NULL,
@@ -452,9 +453,12 @@ def check_regex(pattern: str) -> str | None:
         return "REGEX patterns cannot use (? groups"
     if re.search(r"\{\s*\d{4,}", pattern):
         return "REGEX repetition counts are limited to 999"
-    # No quantified group that itself contains a quantifier (catastrophic backtracking).
+    # No quantified group that itself contains a quantifier or an alternative, and few
+    # variable repetitions in all: the backtracking engines (Python's, SQLite's `regexp`)
+    # would take exponential time on `(a|a)*` or `a?a?a?...aaa` (catastrophic backtracking).
     depth_quant: list[bool] = []
     in_class = escaped = False
+    repeats = len(re.findall(r"(?<!\\)\{\s*\d+\s*,", pattern))
     for index, char in enumerate(pattern):
         if escaped:
             escaped = False
@@ -473,11 +477,18 @@ def check_regex(pattern: str) -> str | None:
             inner = depth_quant.pop()
             follow = pattern[index + 1 : index + 2]
             if inner and follow and follow in "*+?{":
-                return "REGEX patterns cannot repeat a group that contains a repetition"
+                return (
+                    "REGEX patterns cannot repeat a group that contains a repetition "
+                    "or an alternative (|)"
+                )
             if depth_quant:
                 depth_quant[-1] = depth_quant[-1] or inner or bool(follow and follow in "*+?{")
-        elif char in "*+?{" and depth_quant:
+        elif char in "*+?{|" and depth_quant:
             depth_quant[-1] = True
+        if char in "*+?" and not in_class:
+            repeats += 1
+    if repeats > MAX_REGEX_REPEATS:
+        return f"a REGEX pattern may hold at most {MAX_REGEX_REPEATS} variable repetitions"
     try:
         re.compile(pattern)
     except re.error as exc:

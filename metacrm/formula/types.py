@@ -19,6 +19,7 @@ MAX_TEXT = 100_000  #: characters of any text value computed in Python
 MAX_LIST = 1000  #: items of an `in (...)` list
 MAX_PATH = 5  #: lookups crossed by one field path
 MAX_REGEX = 200  #: characters of a REGEX pattern
+MAX_REGEX_REPEATS = 3  #: variable repetitions (* + ? {n,} {n,m}) in a REGEX pattern
 MAX_REPT = 100  #: largest count of REPT
 
 NUMERIC = frozenset({"number", "currency", "percent"})

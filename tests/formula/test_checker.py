@@ -77,6 +77,8 @@ def test_rollups_are_paths_to_load() -> None:
         ("amount % 2", "'%' is not supported: use MOD(a, b)", 1),
         ("TODAY", "TODAY is a function: call it as TODAY()", 1),
         ("REGEX(name, '(a+)+')", "cannot repeat a group that contains a repetition", 13),
+        ("REGEX(name, '(a|a)*')", "cannot repeat a group that contains a repetition", 13),
+        ("REGEX(name, 'a?a?a?a?aaaa')", "at most 3 variable repetitions", 13),
         ("REGEX(name, '\\\\1')", "REGEX patterns allow only", 13),
         ("account == 'not-a-uuid'", "'not-a-uuid' is not a record id", 1),
     ],

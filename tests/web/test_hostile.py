@@ -223,3 +223,21 @@ async def test_every_post_route_answers_malformed_forms_without_500(
         _post(client, f"/app/inbox/{seg}/approve", data={"csrf_token": csrf})
     # The record is still there, readable by its owner.
     assert client.get(f"/app/o/opportunity/{record}").status_code == 200
+
+
+async def test_a_filter_cannot_make_the_server_backtrack_for_ever(
+    crm: Crm, rep: tuple[httpx.Client, str]
+) -> None:
+    """REGEX patterns with exponential backtracking (`(a|a)*`, `a?a?...aaa`) are refused
+    when the filter is checked; before, 25 characters of name held the server 12 s."""
+    client, _ = rep
+    with crm.api(crm.token("rep@web.test")) as api:
+        made = api.post(
+            "/api/v1/data/opportunity", json={"name": "a" * 60 + "!", "stage": "qualify"}
+        )
+        assert made.status_code == 201, made.text
+    for pattern in ("(a|a)*", "(a|aa)*", "a?" * 30 + "a" * 30, r"\\w*\\w*\\w*\\w*\\w*!"):
+        started = time.monotonic()
+        answer = client.get("/app/o/opportunity", params={"where": f'REGEX(name, "{pattern}")'})
+        _check(answer, pattern, time.monotonic() - started)
+        assert answer.status_code == 422 and "REGEX" in answer.text, answer.text[:500]
