@@ -4,6 +4,7 @@ CSRF on every form, record and object access on every page, redirects, cookies, 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import uuid
 from collections.abc import Iterator
@@ -11,7 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from metacrm.runtime.tenant_tables import web_sessions
+from tests.conftest import PG_URL
 from tests.web.conftest import Crm, needs_chromium, sign_in
 from tests.web.test_hostile import LEAKS, _post_routes
 
@@ -440,3 +444,41 @@ async def test_sign_out_ends_the_session_and_its_csrf_token(
     # A form posted with the ended session's cookie and token does nothing.
     answer = copied.post("/app/o/opportunity/views", data={"csrf_token": csrf, "label": "x"})
     assert answer.status_code == 303 and answer.headers["location"].startswith("/app/login")
+
+
+def _expire_sessions(crm: Crm, tmp_path_factory: pytest.TempPathFactory, user_id: str) -> None:
+    """Move the user's web sessions' expiry into the past, in the server's own database."""
+    storage = f"tenant_{crm.tenant}"
+    files = list(tmp_path_factory.getbasetemp().glob(f"web-sqlite*/tenants/{storage}.db"))
+    if files:
+        engine = sa.create_engine(f"sqlite:///{files[0]}")
+        options: dict[str, Any] = {}
+    else:
+        assert PG_URL
+        engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+        options = {"schema_translate_map": {None: storage}}
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    try:
+        with engine.begin() as conn:
+            done = conn.execution_options(**options).execute(
+                sa.update(web_sessions)
+                .where(web_sessions.c.user_id == uuid.UUID(user_id))
+                .values(expires_at=past)
+            )
+            assert done.rowcount >= 1
+    finally:
+        engine.dispose()
+
+
+async def test_an_expired_session_is_refused(
+    crm: Crm, clients: list[httpx.Client], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    client, csrf = _signed_in(clients, crm, "rep@web.test")
+    assert client.get("/app/o/opportunity").status_code == 200
+    _expire_sessions(crm, tmp_path_factory, crm.users["rep@web.test"])
+    answer = client.get("/app/o/opportunity")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/app/login")
+    made = client.post("/app/o/opportunity/views", data={"csrf_token": csrf, "label": "Late"})
+    assert made.status_code == 303 and made.headers["location"].startswith("/app/login")
+    fragment = client.get("/app/o/opportunity", headers={"hx-request": "true"})
+    assert fragment.status_code == 401 and fragment.headers["hx-redirect"] == "/app/login"
