@@ -482,3 +482,32 @@ async def test_an_expired_session_is_refused(
     assert made.status_code == 303 and made.headers["location"].startswith("/app/login")
     fragment = client.get("/app/o/opportunity", headers={"hx-request": "true"})
     assert fragment.status_code == 401 and fragment.headers["hx-redirect"] == "/app/login"
+
+
+async def test_a_huge_form_is_refused_before_it_is_read(
+    crm: Crm, clients: list[httpx.Client]
+) -> None:
+    """FastAPI parses a route's form before the session is checked: without a limit anyone
+    could make the server hold 1,000 fields of 1 MB each per request."""
+    client, csrf = _signed_in(clients, crm, "rep@web.test")
+    anonymous = httpx.Client(base_url=crm.url, timeout=60)
+    clients.append(anonymous)
+    piece = b"a=" + b"b" * 1_000_000 + b"&"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts what arrives
+        yield from [piece] * 3
+
+    for who, path in (
+        (anonymous, "/app/login"),
+        (anonymous, "/app/language"),
+        (client, "/app/o/opportunity/views"),
+        (client, "/app/o/opportunity/new"),
+    ):
+        form = {"content-type": "application/x-www-form-urlencoded", "x-csrf-token": csrf}
+        for body in (piece * 3, chunks()):
+            answer = who.post(path, content=body, headers=form)
+            assert answer.status_code in (400, 413), (path, answer.status_code)
+            assert answer.headers["content-type"].startswith("text/html")
+    # A form of ordinary size still works.
+    made = client.post("/app/o/opportunity/views", data={"csrf_token": csrf, "label": "Mine"})
+    assert made.status_code == 303

@@ -13,6 +13,7 @@ from metacrm.platform.web import (
     home,
     inbox,
     kanban,
+    limits,
     lists,
     records,
     search,
@@ -38,6 +39,7 @@ ROUTERS = (
 def install(app: FastAPI) -> None:
     """Add the workspace's pages, static files and error pages to `app`."""
     errors.install(app)
+    app.add_middleware(limits.BodyLimit)
     app.mount("/app/static", StaticFiles(directory=STATIC), name="web-static")
     for router in ROUTERS:
         app.include_router(router)

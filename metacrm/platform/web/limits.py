@@ -1,0 +1,52 @@
+"""A size limit on the bodies sent to workspace pages, enforced before any form is parsed."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from metacrm.errors import PayloadTooLarge
+
+PREFIX = "/app"
+#: Used until the application's settings are known (the lifespan sets them).
+DEFAULT_MAX_BYTES = 1_048_576
+
+
+class BodyLimit:
+    """Refuse a workspace request whose body exceeds the settings' `max_body_bytes`.
+
+    FastAPI parses a route's form before its dependencies run (the session and the CSRF
+    check), and Starlette keeps up to 1,000 fields of 1 MB each: without this limit anyone,
+    signed in or not, could make the server hold a gigabyte per request. The error is raised
+    while the body is read, so the workspace's error page answers it (413)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (path == PREFIX or path.startswith(PREFIX + "/")):
+            await self.app(scope, receive, send)
+            return
+        limit = _max_bytes(scope)
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            if declared.isdigit() and int(declared) > limit:
+                raise PayloadTooLarge(f"the form exceeds {limit} bytes")
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(f"the form exceeds {limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _max_bytes(scope: Scope) -> int:
+    state = getattr(getattr(scope.get("app"), "state", None), "metacrm", None)
+    settings = getattr(state, "settings", None)
+    value = getattr(settings, "max_body_bytes", DEFAULT_MAX_BYTES)
+    return value if isinstance(value, int) else DEFAULT_MAX_BYTES
