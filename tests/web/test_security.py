@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from tests.conftest import PG_URL
 from tests.web.conftest import Crm, needs_chromium, sign_in
 from tests.web.test_hostile import LEAKS, _post_routes
 
+EXAMPLES = Path(__file__).parents[2] / "examples"
 XSS_SCRIPT = "<script>alert('script')</script>"
 XSS_IMG = "\"><img src=x onerror=alert('img')>"
 XSS_SVG = "'><svg onload=alert('svg')>"
@@ -511,3 +514,63 @@ async def test_a_huge_form_is_refused_before_it_is_read(
     # A form of ordinary size still works.
     made = client.post("/app/o/opportunity/views", data={"csrf_token": csrf, "label": "Mine"})
     assert made.status_code == 303
+
+
+async def test_a_hidden_field_shows_nowhere_not_even_in_history(
+    crm: Crm, clients: list[httpx.Client]
+) -> None:
+    roles = json.loads((EXAMPLES / "crm-core" / "roles.json").read_text(encoding="utf-8"))
+    rep_role = next(r for r in roles if r["api_name"] == "sales_rep")
+    rep_role["fields"]["opportunity"]["next_step"] = "hidden"
+    secret = f"Hidden step {uuid.uuid4().hex[:8]}"
+    with crm.api() as api:
+        applied = api.post("/api/v1/metadata/apply?confirm=true", json={"roles": [rep_role]})
+        assert applied.status_code in (200, 201), applied.text
+        for name in ("next_step", "amount"):
+            tracked = api.patch(
+                f"/api/v1/metadata/objects/opportunity/fields/{name}?confirm=true",
+                json={"track_history": True},
+            )
+            assert tracked.status_code == 200, tracked.text
+    with crm.api(crm.token("rep@web.test")) as api:
+        opp = _made(
+            api.post(
+                "/api/v1/data/opportunity",
+                json={"name": "Rep deal with a secret", "stage": "qualify"},
+            )
+        )
+    with crm.api(crm.token("manager@web.test")) as api:  # the manager may edit the rep's
+        changed = api.patch(
+            f"/api/v1/data/opportunity/{opp['id']}",
+            json={"next_step": secret, "amount": 5},
+            headers={"If-Match": str(opp["version"])},
+        )
+        assert changed.status_code == 200, changed.text
+    manager, _ = _signed_in(clients, crm, "manager@web.test")
+    rid = opp["id"]
+    assert secret in manager.get(f"/app/o/opportunity/{rid}").text  # in the manager's history
+    rep, csrf = _signed_in(clients, crm, "rep@web.test")
+    record = rep.get(f"/app/o/opportunity/{rid}")
+    assert record.status_code == 200 and "Rep deal with a secret" in record.text
+    assert 'data-kind="field"' in record.text  # the amount's history is drawn for the rep
+    for path, params in (
+        (f"/app/o/opportunity/{rid}", {}),
+        (f"/app/o/opportunity/{rid}/edit", {}),
+        ("/app/o/opportunity", {"columns": "name,next_step"}),
+        ("/app/o/opportunity", {"where": f"next_step == '{secret}'"}),
+        ("/app/o/opportunity", {"order_by": "next_step"}),
+        ("/app/o/opportunity/kanban", {}),
+        ("/app/search", {"q": "Hidden step"}),
+        ("/app/o/opportunity/new", {"next_step": "planted"}),
+    ):
+        answer = rep.get(path, params=params)
+        assert answer.status_code < 500, (path, answer.text[:300])
+        shown = answer.text.replace(secret, "") if "where" in params else answer.text
+        assert secret not in shown and "Next Step" not in shown, path
+    # A filter on the hidden field is refused: it would tell its value, row by row.
+    probe = rep.get("/app/o/opportunity", params={"where": f"next_step == '{secret}'"})
+    assert probe.status_code == 422 and "Rep deal with a secret" not in probe.text
+    exported = rep.post(
+        "/app/o/opportunity/export", data={"csrf_token": csrf, "columns": "name,next_step"}
+    )
+    assert secret not in exported.text
