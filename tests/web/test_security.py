@@ -574,3 +574,26 @@ async def test_a_hidden_field_shows_nowhere_not_even_in_history(
         "/app/o/opportunity/export", data={"csrf_token": csrf, "columns": "name,next_step"}
     )
     assert secret not in exported.text
+
+
+async def test_cookies_are_secure_behind_https(crm: Crm, clients: list[httpx.Client]) -> None:
+    """Behind a TLS proxy on this host (X-Forwarded-Proto), every cookie is Secure."""
+    https = {"X-Forwarded-Proto": "https"}
+    client = httpx.Client(base_url=crm.url, timeout=30, headers=https)
+    clients.append(client)
+    form = client.get("/app/login")
+    token = form.headers["set-cookie"].split("metacrm_login_csrf=")[1].split(";")[0]
+    assert "Secure" in form.headers["set-cookie"]
+    signed = client.post(
+        "/app/login",
+        data={
+            "tenant": crm.tenant,
+            "username": "rep@web.test",
+            "password": crm.password,
+            "csrf_token": token,
+        },
+        headers={"Cookie": f"metacrm_login_csrf={token}"},
+    )
+    assert signed.status_code == 303, signed.text
+    session = next(c for c in signed.headers.get_list("set-cookie") if "metacrm_session=" in c)
+    assert "Secure" in session and "HttpOnly" in session and "SameSite=lax" in session
