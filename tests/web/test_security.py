@@ -66,6 +66,13 @@ def _made(response: httpx.Response) -> dict[str, Any]:
 def _hostile_data(crm: Crm) -> dict[str, str]:
     """Records whose text is markup and script, made by a user whose name is markup too."""
     crm.add_user("evil@web.test", role="sales_rep", manager="manager@web.test", full_name=XSS_USER)
+    with crm.api() as admin:  # labels with quotes and markup, in both languages
+        for name in ("next_step", "amount", "stage"):
+            labelled = admin.patch(
+                f"/api/v1/metadata/objects/opportunity/fields/{name}?confirm=true",
+                json={"label": {"en": f"{name} {XSS_IMG}", "zh-CN": f"{name} {XSS_SVG}"}},
+            )
+            assert labelled.status_code == 200, labelled.text
     with crm.api(crm.token("evil@web.test")) as api:
         account = _made(
             api.post(
