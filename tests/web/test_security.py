@@ -604,3 +604,21 @@ async def test_cookies_are_secure_behind_https(crm: Crm, clients: list[httpx.Cli
     assert signed.status_code == 303, signed.text
     session = next(c for c in signed.headers.get_list("set-cookie") if "metacrm_session=" in c)
     assert "Secure" in session and "HttpOnly" in session and "SameSite=lax" in session
+
+
+async def test_signing_in_returns_to_the_page_asked_for_with_its_query(
+    crm: Crm, clients: list[httpx.Client]
+) -> None:
+    client = httpx.Client(base_url=crm.url, timeout=30)
+    clients.append(client)
+    asked = "/app/o/opportunity?where=amount > 5&order_by=-amount"
+    bounced = client.get(asked)
+    assert bounced.status_code == 303
+    login = bounced.headers["location"]
+    assert login.startswith("/app/login?next=")
+    next_value = httpx.URL(login).params["next"]
+    sent = bounced.request.url.raw_path.decode()  # the path and query, as sent
+    assert next_value == sent
+    signed = _sign_in_with_next(client, crm, next_value)
+    assert signed.status_code == 303 and signed.headers["location"] == sent
+    assert client.get(sent).status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -42,7 +43,8 @@ def _html_error(api_handler: Handler) -> Handler:
         if status == 401:
             target = f"{PREFIX}/login"
             if request.method == "GET" and not is_htmx(request):
-                target += f"?next={request.url.path}"
+                wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                target += "?" + urlencode({"next": wanted})
             if is_htmx(request):
                 return Response(status_code=401, headers={"HX-Redirect": target})
             return RedirectResponse(target, status_code=303)
