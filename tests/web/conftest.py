@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -158,6 +159,40 @@ def crm(web_server: str) -> Crm:
         "rep@web.test", role="sales_rep", manager="manager@web.test", full_name="Ray Rep"
     )
     return tenant
+
+
+@pytest.fixture
+def clients() -> Iterator[list[httpx.Client]]:
+    """Plain HTTP clients a test opens (see signed_in_client); closed after it."""
+    opened: list[httpx.Client] = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
+def signed_in_client(clients: list[httpx.Client], crm: Crm, email: str) -> httpx.Client:
+    """A plain HTTP client that signed in through the sign-in form, as a browser does."""
+    client = httpx.Client(base_url=crm.url, timeout=60)
+    clients.append(client)
+    client.get("/app/login")
+    response = client.post(
+        "/app/login",
+        data={
+            "tenant": crm.tenant,
+            "username": email,
+            "password": crm.password,
+            "csrf_token": client.cookies["metacrm_login_csrf"],
+        },
+    )
+    assert response.status_code == 303, response.text
+    return client
+
+
+def page_csrf(html: str) -> str:
+    """The CSRF token a workspace page carries (its meta tag)."""
+    found = re.search(r'name="csrf-token" content="([0-9a-f]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ readable records, server errors on their fields, If-Match on every save, access.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,10 @@ from tests.web.conftest import (
     axe_findings,
     needs_chromium,
     new_crm,
+    page_csrf,
     screenshot,
     sign_in,
+    signed_in_client,
 )
 
 pytestmark = needs_chromium
@@ -71,39 +72,6 @@ def _hide_from_rep(crm: Crm, field: str) -> None:
         role.setdefault("fields", {}).setdefault("opportunity", {})[field] = "hidden"
         changed = api.put("/api/v1/metadata/roles/sales_rep", params={"confirm": "true"}, json=role)
         assert changed.status_code == 200, changed.text
-
-
-@pytest.fixture
-def clients() -> Iterator[list[httpx.Client]]:
-    opened: list[httpx.Client] = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
-def _signed_in(clients: list[httpx.Client], crm: Crm, email: str) -> httpx.Client:
-    """A plain HTTP client signed in through the login form, as a browser is."""
-    client = httpx.Client(base_url=crm.url, timeout=30)
-    clients.append(client)
-    client.get("/app/login")
-    token = client.cookies["metacrm_login_csrf"]
-    response = client.post(
-        "/app/login",
-        data={
-            "tenant": crm.tenant,
-            "username": email,
-            "password": crm.password,
-            "csrf_token": token,
-        },
-    )
-    assert response.status_code == 303, response.text
-    return client
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', html)
-    assert found, html[:500]
-    return found.group(1)
 
 
 def _rep_opportunity(crm: Crm, **values: Any) -> dict[str, Any]:
@@ -235,13 +203,13 @@ def test_hidden_fields_read_only_fields_and_lookups_follow_the_reps_access(
     crm: Crm, clients: list[httpx.Client]
 ) -> None:
     _hide_from_rep(crm, "next_step")
-    rep = _signed_in(clients, crm, "rep@web.test")
+    rep = signed_in_client(clients, crm, "rep@web.test")
     form = rep.get("/app/o/opportunity/new")
     assert form.status_code == 200
     assert "next_step" not in form.text and "Next Step" not in form.text
     assert 'name="probability"' not in form.text
     assert 'data-watch=""' in form.text  # no field rule here: no live requests at all
-    token = _csrf(form.text)
+    token = page_csrf(form.text)
 
     # A hidden field posted by hand is unknown; a read-only one is refused: messages.
     posted = rep.post(
@@ -305,8 +273,8 @@ def test_hand_made_bad_posts_give_messages_never_a_500(
     crm: Crm, clients: list[httpx.Client]
 ) -> None:
     _add_rules(crm)
-    rep = _signed_in(clients, crm, "rep@web.test")
-    token = _csrf(rep.get("/app/o/opportunity/new").text)
+    rep = signed_in_client(clients, crm, "rep@web.test")
+    token = page_csrf(rep.get("/app/o/opportunity/new").text)
     base = {"csrf_token": token, "name": "Bad input", "stage": "qualify"}
     cases = [
         ({"no_such_field": "x"}, "has no field no_such_field"),
@@ -519,14 +487,14 @@ def test_a_record_locked_by_a_pending_approval_says_so_and_refuses_by_message(
         quote_id = quote.json()["id"]
         submitted = api.post(f"/api/v1/data/quote/{quote_id}/approvals", json={})
         assert submitted.status_code == 201, submitted.text
-    rep = _signed_in(clients, crm, "rep@web.test")
+    rep = signed_in_client(clients, crm, "rep@web.test")
     form = rep.get(f"/app/o/quote/{quote_id}/edit")
     assert form.status_code == 200 and 'id="form-pending"' in form.text
     version = re.search(r'name="_version" value="(\d+)"', form.text)
     assert version is not None
     posted = rep.post(
         f"/app/o/quote/{quote_id}/edit",
-        data={"csrf_token": _csrf(form.text), "_version": version.group(1), "discount": "5"},
+        data={"csrf_token": page_csrf(form.text), "_version": version.group(1), "discount": "5"},
     )
     assert posted.status_code == 422, posted.text[:500]
     assert 'id="form-summary"' in posted.text and "Discount" in posted.text

@@ -5,47 +5,26 @@ gate shown, bad parameters, accessibility."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.web.conftest import Crm, axe_findings, needs_chromium, screenshot, sign_in
+from tests.web.conftest import (
+    Crm,
+    axe_findings,
+    needs_chromium,
+    page_csrf,
+    screenshot,
+    sign_in,
+    signed_in_client,
+)
 
 pytestmark = needs_chromium
 
 BOARD = "/app/o/opportunity/kanban"
 CARD_ID = re.compile(r'id="kanban-card-([0-9a-f-]{36})"')
-
-
-@pytest.fixture
-def clients() -> Iterator[list[httpx.Client]]:
-    opened: list[httpx.Client] = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
-def _signed_in(clients: list[httpx.Client], crm: Crm, email: str) -> httpx.Client:
-    """A plain HTTP client signed in through the sign-in form, as a browser would be."""
-    client = httpx.Client(base_url=crm.url, timeout=60)
-    clients.append(client)
-    client.get("/app/login")
-    token = client.cookies["metacrm_login_csrf"]
-    response = client.post(
-        "/app/login",
-        data={
-            "tenant": crm.tenant,
-            "username": email,
-            "password": crm.password,
-            "csrf_token": token,
-        },
-    )
-    assert response.status_code == 303, response.text
-    return client
 
 
 def _all_records(api: httpx.Client, fields: str) -> list[dict[str, Any]]:
@@ -79,10 +58,6 @@ async def _page_figures(page: Any) -> dict[str, tuple[int, Decimal]]:
         count = int(await figures.get_attribute("data-count") or 0)
         out[value] = (count, Decimal(await figures.get_attribute("data-amount") or "0"))
     return out
-
-
-def _csrf(html: str) -> str:
-    return html.split('name="csrf-token" content="')[1].split('"')[0]
 
 
 async def test_rep_board_figures_and_stage_gates(crm: Crm, browser: Any, context: Any) -> None:
@@ -215,8 +190,8 @@ async def test_the_rep_board_holds_only_readable_records(
     hidden = everything - readable
     assert hidden, "the seed should hold opportunities the rep may not read"
 
-    rep_html = _signed_in(clients, crm, "rep@web.test").get(BOARD).text
-    admin_html = _signed_in(clients, crm, crm.admin).get(BOARD).text
+    rep_html = signed_in_client(clients, crm, "rep@web.test").get(BOARD).text
+    admin_html = signed_in_client(clients, crm, crm.admin).get(BOARD).text
     rep_cards = set(CARD_ID.findall(rep_html))
     assert own.json()["id"] in rep_cards
     assert rep_cards <= readable
@@ -237,8 +212,8 @@ async def test_the_rep_board_holds_only_readable_records(
 
 
 def test_bad_parameters_give_pages_never_500(crm: Crm, clients: list[httpx.Client]) -> None:
-    rep = _signed_in(clients, crm, "rep@web.test")
-    admin = _signed_in(clients, crm, crm.admin)
+    rep = signed_in_client(clients, crm, "rep@web.test")
+    admin = signed_in_client(clients, crm, crm.admin)
 
     def page(client: httpx.Client, path: str, **params: str) -> httpx.Response:
         response = client.get(path, params=params)
@@ -263,7 +238,7 @@ def test_bad_parameters_give_pages_never_500(crm: Crm, clients: list[httpx.Clien
     assert page(rep, column, field="name", value="qualify").status_code == 422
     assert page(rep, column, field="stage", value="qualify", order="name").status_code == 404
 
-    csrf = _csrf(rep.get(BOARD).text)
+    csrf = page_csrf(rep.get(BOARD).text)
     headers = {"X-CSRF-Token": csrf, "HX-Request": "true"}
     for path, data in [
         ("/app/o/opportunity/not-a-uuid/stage", {"to": "propose", "field": "stage"}),
@@ -286,8 +261,8 @@ def test_without_javascript_the_move_form_works_and_refusals_are_in_chinese(
 ) -> None:
     rep_api = crm.api(crm.token("rep@web.test"))
     deal = rep_api.post("/api/v1/data/opportunity", json={"name": "Form deal"}).json()
-    client = _signed_in(clients, crm, "rep@web.test")
-    csrf = _csrf(client.get(BOARD).text)
+    client = signed_in_client(clients, crm, "rep@web.test")
+    csrf = page_csrf(client.get(BOARD).text)
     path = f"/app/o/opportunity/{deal['id']}/stage"
     form = {"csrf_token": csrf, "field": "stage", "version": str(deal["version"])}
 
@@ -374,7 +349,7 @@ def test_a_reader_who_may_not_edit_gets_no_way_to_move(
         )
     assert made.status_code == 201, made.text
     deal = made.json()["id"]
-    client = _signed_in(clients, crm, "finance@web.test")
+    client = signed_in_client(clients, crm, "finance@web.test")
     board = client.get(BOARD)
     assert board.status_code == 200
     assert f'id="kanban-card-{deal}" draggable="false"' in board.text
@@ -382,7 +357,7 @@ def test_a_reader_who_may_not_edit_gets_no_way_to_move(
     refused = client.post(
         f"/app/o/opportunity/{deal}/stage",
         data={"to": "lost", "field": "stage"},
-        headers={"X-CSRF-Token": _csrf(board.text), "HX-Request": "true"},
+        headers={"X-CSRF-Token": page_csrf(board.text), "HX-Request": "true"},
     )
     assert refused.status_code == 403 and 'role="alert"' in refused.text
     assert "data-amount" in board.text

@@ -8,49 +8,24 @@ import html
 import io
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
 
-from tests.web.conftest import Crm, axe_findings, needs_chromium, screenshot, sign_in
+from tests.web.conftest import (
+    Crm,
+    axe_findings,
+    needs_chromium,
+    page_csrf,
+    screenshot,
+    sign_in,
+    signed_in_client,
+)
 
 pytestmark = needs_chromium
 ROLES = Path(__file__).parents[2] / "examples" / "crm-core" / "roles.json"
-
-
-@pytest.fixture
-def clients() -> Iterator[list[httpx.Client]]:
-    opened: list[httpx.Client] = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
-def _signed_in(clients: list[httpx.Client], crm: Crm, email: str) -> httpx.Client:
-    """A plain HTTP client signed in through the login form, as a browser is."""
-    client = httpx.Client(base_url=crm.url, timeout=60)
-    clients.append(client)
-    client.get("/app/login")
-    token = client.cookies["metacrm_login_csrf"]
-    response = client.post(
-        "/app/login",
-        data={
-            "tenant": crm.tenant,
-            "username": email,
-            "password": crm.password,
-            "csrf_token": token,
-        },
-    )
-    assert response.status_code == 303, response.text
-    return client
-
-
-def _csrf(html: str) -> str:
-    return html.split('name="csrf-token" content="')[1].split('"')[0]
 
 
 def _opportunities(
@@ -193,10 +168,10 @@ async def test_bulk_actions_in_the_browser(crm: Crm, context: Any) -> None:
 async def test_bulk_change_owner_delete_and_export(crm: Crm, clients: list[httpx.Client]) -> None:
     ids = _opportunities(crm, "rep@web.test", 4, "Bulk deal")
     _hide_next_step_from_reps(crm)
-    rep = _signed_in(clients, crm, "rep@web.test")
+    rep = signed_in_client(clients, crm, "rep@web.test")
     page = rep.get("/app/o/opportunity", params={"where": 'CONTAINS(name, "Bulk deal")'})
     assert page.status_code == 200, page.text
-    csrf = _csrf(page.text)
+    csrf = page_csrf(page.text)
     manager_id = crm.users["manager@web.test"]
     assert f'<option value="{manager_id}">Mia Manager</option>' in page.text
 
@@ -225,8 +200,8 @@ async def test_bulk_change_owner_delete_and_export(crm: Crm, clients: list[httpx
     assert "0 deleted, 2 refused" in refused.text
     assert "Bulk deal 003" in refused.text and "may not delete" in refused.text
     # The manager may delete: two deleted, the one already gone is refused.
-    manager = _signed_in(clients, crm, "manager@web.test")
-    mcsrf = _csrf(manager.get("/app/o/opportunity").text)
+    manager = signed_in_client(clients, crm, "manager@web.test")
+    mcsrf = page_csrf(manager.get("/app/o/opportunity").text)
     deleted = manager.post(
         "/app/o/opportunity/bulk",
         data={"csrf_token": mcsrf, "action": "delete", "ids": [ids[0], ids[1]]},
@@ -272,8 +247,8 @@ async def test_export_streams_every_page_with_lookup_names(
     crm: Crm, clients: list[httpx.Client]
 ) -> None:
     _opportunities(crm, "rep@web.test", 230, "Many")
-    manager = _signed_in(clients, crm, "manager@web.test")
-    csrf = _csrf(manager.get("/app/o/opportunity").text)
+    manager = signed_in_client(clients, crm, "manager@web.test")
+    csrf = page_csrf(manager.get("/app/o/opportunity").text)
     exported = manager.post(
         "/app/o/opportunity/export",
         data={"csrf_token": csrf, "view": "pipeline", "columns": "name,account,amount"},
@@ -291,7 +266,7 @@ async def test_rep_never_sees_hidden_records_or_fields_and_bad_parameters_give_p
     _opportunities(crm, "manager@web.test", 2, "Manager secret")
     _opportunities(crm, "rep@web.test", 1, "Rep own")
     _hide_next_step_from_reps(crm)
-    rep = _signed_in(clients, crm, "rep@web.test")
+    rep = signed_in_client(clients, crm, "rep@web.test")
     page = rep.get("/app/o/opportunity", params={"columns": "name,next_step,amount"})
     # Private opportunities of another owner (and the admin's seed deals) never reach the HTML.
     assert page.status_code == 200
@@ -307,7 +282,7 @@ async def test_rep_never_sees_hidden_records_or_fields_and_bad_parameters_give_p
     assert hidden.status_code == 422
     assert "unknown field &#39;next_step&#39;" in hidden.text
     assert 'value="next_step == &#34;call&#34;"' in hidden.text
-    manager = _signed_in(clients, crm, "manager@web.test")
+    manager = signed_in_client(clients, crm, "manager@web.test")
     assert "Manager secret 001" in manager.get("/app/o/opportunity").text
 
     for params, status in (
@@ -347,7 +322,7 @@ async def test_rep_never_sees_hidden_records_or_fields_and_bad_parameters_give_p
     assert 'role="alert"' in bad.text and 'value=")))"' in bad.text
     assert rep.get("/app/o/no_such_object").status_code == 404
     assert rep.get("/app/o/payment").status_code == 403  # no access to the object at all
-    csrf = _csrf(rep.get("/app/o/opportunity").text)
+    csrf = page_csrf(rep.get("/app/o/opportunity").text)
     unnamed = rep.post(
         "/app/o/opportunity/views", data={"csrf_token": csrf, "label": "", "save_columns": "name"}
     )
@@ -446,7 +421,7 @@ async def test_deep_paging_keeps_its_place(crm: Crm, clients: list[httpx.Client]
             json={"label": "One a page", "columns": ["name"], "sort": "name", "limit": 1},
         )
     view = saved.json()["api_name"]
-    rep = _signed_in(clients, crm, "rep@web.test")
+    rep = signed_in_client(clients, crm, "rep@web.test")
     url = f"/app/o/opportunity?view={view}"
     for _ in range(43):
         page = rep.get(url)

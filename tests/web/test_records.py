@@ -5,45 +5,24 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.web.conftest import Crm, axe_findings, needs_chromium, new_crm, screenshot, sign_in
+from tests.web.conftest import (
+    Crm,
+    axe_findings,
+    needs_chromium,
+    new_crm,
+    page_csrf,
+    screenshot,
+    sign_in,
+    signed_in_client,
+)
 
 pytestmark = needs_chromium
-
-
-@pytest.fixture
-def clients() -> Iterator[list[httpx.Client]]:
-    """Plain HTTP clients a test opens; closed after it."""
-    opened: list[httpx.Client] = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
-def signed_in(clients: list[httpx.Client], crm: Crm, email: str) -> tuple[httpx.Client, str]:
-    """A plain HTTP client signed in through the login form, and its CSRF token."""
-    client = httpx.Client(base_url=crm.url, timeout=60)
-    clients.append(client)
-    client.get("/app/login")
-    response = client.post(
-        "/app/login",
-        data={
-            "tenant": crm.tenant,
-            "username": email,
-            "password": crm.password,
-            "csrf_token": client.cookies["metacrm_login_csrf"],
-        },
-    )
-    assert response.status_code == 303, response.text
-    home = client.get("/app")
-    csrf = home.text.split('name="csrf-token" content="')[1].split('"')[0]
-    return client, csrf
 
 
 def account_id(crm: Crm, name: str) -> str:
@@ -221,7 +200,8 @@ async def test_transfer_share_and_delete(crm: Crm, browser: Any, context: Any) -
 
 
 async def test_access_hidden_records_and_buttons(crm: Crm, clients: list[httpx.Client]) -> None:
-    client, _csrf = signed_in(clients, crm, "rep@web.test")
+    client = signed_in_client(clients, crm, "rep@web.test")
+    _csrf = page_csrf(client.get("/app").text)
     # A seeded opportunity belongs to the administrator: private, so the rep gets the 404 page.
     with crm.api() as api:
         theirs = api.get("/api/v1/data/opportunity", params={"limit": 1}).json()["records"][0]
@@ -267,7 +247,8 @@ async def test_access_hidden_records_and_buttons(crm: Crm, clients: list[httpx.C
 
 
 async def test_bad_ids_objects_and_input_never_500(crm: Crm, clients: list[httpx.Client]) -> None:
-    client, csrf = signed_in(clients, crm, "rep@web.test")
+    client = signed_in_client(clients, crm, "rep@web.test")
+    csrf = page_csrf(client.get("/app").text)
     mine = create(
         crm, crm.token("rep@web.test"), "opportunity", {"name": "Mine", "stage": "qualify"}
     )
@@ -349,7 +330,8 @@ async def test_every_object_of_every_pack_draws_its_record_page(
     """No per-object code: the first record of every object, of crm-core and the pack, draws
     for the administrator, with its sections, and its timeline; nothing answers 500."""
     crm = new_crm(web_server, "crm-core", pack)
-    client, _csrf = signed_in(clients, crm, crm.admin)
+    client = signed_in_client(clients, crm, crm.admin)
+    _csrf = page_csrf(client.get("/app").text)
     with crm.api() as api:
         objects = [o["api_name"] for o in api.get("/api/v1/metadata/objects").json()["objects"]]
         drawn = 0

@@ -3,49 +3,27 @@ sign-out, session fixation and CSRF, error pages, accessibility."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.web.conftest import Crm, axe_findings, needs_chromium, screenshot, sign_in
+from tests.web.conftest import (
+    Crm,
+    axe_findings,
+    needs_chromium,
+    screenshot,
+    sign_in,
+    signed_in_client,
+)
 
 pytestmark = needs_chromium
 
 
-@pytest.fixture
-def clients() -> Iterator[list[httpx.Client]]:
-    """Plain HTTP clients a test opens; closed after it."""
-    opened: list[httpx.Client] = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
 def _client(clients: list[httpx.Client], crm: Crm, **kw: Any) -> httpx.Client:
+    """A client that has not signed in (closed after the test)."""
     client = httpx.Client(base_url=crm.url, timeout=30, **kw)
     clients.append(client)
-    return client
-
-
-def _signed_in_client(clients: list[httpx.Client], crm: Crm, email: str) -> httpx.Client:
-    """A plain HTTP client that signed in through the login form, as a browser does."""
-    client = _client(clients, crm)
-    form = client.get("/app/login")
-    token = client.cookies["metacrm_login_csrf"]
-    assert f'value="{token}"' in form.text
-    response = client.post(
-        "/app/login",
-        data={
-            "tenant": crm.tenant,
-            "username": email,
-            "password": crm.password,
-            "csrf_token": token,
-        },
-    )
-    assert response.status_code == 303, response.text
     return client
 
 
@@ -86,7 +64,7 @@ async def test_language_switch_and_accept_language(crm: Crm, browser: Any, conte
 
 
 async def test_sign_out_ends_the_session_everywhere(crm: Crm, clients: list[httpx.Client]) -> None:
-    client = _signed_in_client(clients, crm, "rep@web.test")
+    client = signed_in_client(clients, crm, "rep@web.test")
     cookie = client.cookies["metacrm_session"]
     home = client.get("/app")
     assert home.status_code == 200
@@ -121,14 +99,14 @@ async def test_session_fixation_a_planted_cookie_is_replaced_at_sign_in(
     fresh = signed.cookies["metacrm_session"]
     assert fresh != planted and crm.tenant in fresh
     # Two sign-ins never share a session id.
-    other = _signed_in_client(clients, crm, "rep@web.test").cookies["metacrm_session"]
+    other = signed_in_client(clients, crm, "rep@web.test").cookies["metacrm_session"]
     assert other.split(".")[2] != fresh.split(".")[2]
 
 
 async def test_csrf_is_required_on_every_form(crm: Crm, clients: list[httpx.Client]) -> None:
-    client = _signed_in_client(clients, crm, "rep@web.test")
+    client = signed_in_client(clients, crm, "rep@web.test")
     # No token, a wrong token, and another session's token: all refused, nothing changed.
-    other = _signed_in_client(clients, crm, "manager@web.test")
+    other = signed_in_client(clients, crm, "manager@web.test")
     other_csrf = other.get("/app").text.split('name="csrf-token" content="')[1].split('"')[0]
     for data in ({}, {"csrf_token": "nope"}, {"csrf_token": other_csrf}):
         refused = client.post("/app/logout", data=data)
@@ -162,7 +140,7 @@ async def test_wrong_password_and_unknown_pages_answer_pages_not_500(
     assert wrong.status_code == 401
     assert "The company, e-mail or password is wrong." in wrong.text
     assert 'value="rep@web.test"' in wrong.text  # the form keeps what was typed
-    signed = _signed_in_client(clients, crm, "rep@web.test")
+    signed = signed_in_client(clients, crm, "rep@web.test")
     for path in ("/app/nowhere", "/app/o/nothing_here", "/app/o/account/not-an-id"):
         response = signed.get(path)
         assert response.status_code == 404, (path, response.status_code)
