@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.web.conftest import Crm, needs_chromium, new_crm
+from tests.web.conftest import Crm, needs_chromium, new_crm, signed_in_client
 
 pytestmark = [needs_chromium, pytest.mark.slow]
 
@@ -30,33 +29,12 @@ BAD_LIST_PARAMS = [
 ]
 
 
-def _signed_in(crm: Crm, email: str) -> httpx.Client:
-    client = httpx.Client(base_url=crm.url, timeout=60)
-    client.get("/app/login")
-    token = client.cookies["metacrm_login_csrf"]
-    response = client.post(
-        "/app/login",
-        data={
-            "tenant": crm.tenant,
-            "username": email,
-            "password": crm.password,
-            "csrf_token": token,
-        },
-    )
-    assert response.status_code == 303, response.text
-    return client
-
-
 @pytest.fixture(params=PACKS, ids=lambda packs: packs[-1])
 def pack_tenant(
-    request: pytest.FixtureRequest, web_server: str
-) -> Iterator[tuple[Crm, httpx.Client]]:
+    request: pytest.FixtureRequest, web_server: str, clients: list[httpx.Client]
+) -> tuple[Crm, httpx.Client]:
     crm = new_crm(web_server, *request.param)
-    client = _signed_in(crm, crm.admin)
-    try:
-        yield crm, client
-    finally:
-        client.close()
+    return crm, signed_in_client(clients, crm, crm.admin)
 
 
 def _page(client: httpx.Client, path: str, params: dict[str, str] | None = None) -> httpx.Response:
