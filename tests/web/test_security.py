@@ -518,6 +518,14 @@ async def test_a_huge_form_is_refused_before_it_is_read(
             answer = who.post(path, content=body, headers=form)
             assert answer.status_code in (400, 413), (path, answer.status_code)
             assert answer.headers["content-type"].startswith("text/html")
+    # The API's token endpoint takes a form too, from anyone.
+    token = anonymous.post(
+        "/api/v1/auth/token",
+        content=piece * 3,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert token.status_code in (400, 413), token.text[:300]
+    assert crm.token("rep@web.test")  # an ordinary sign-in still works
     # A form of ordinary size still works.
     made = client.post("/app/o/opportunity/views", data={"csrf_token": csrf, "label": "Mine"})
     assert made.status_code == 303

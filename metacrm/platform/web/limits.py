@@ -1,4 +1,4 @@
-"""A size limit on the bodies sent to workspace pages, enforced before any form is parsed."""
+"""A size limit on workspace request bodies and on forms, enforced before any is parsed."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ DEFAULT_MAX_BYTES = 1_048_576
 
 
 class BodyLimit:
-    """Refuse a workspace request whose body exceeds the settings' `max_body_bytes`.
+    """Refuse a workspace request, or a form sent anywhere (the API's token endpoint takes
+    one), whose body exceeds the settings' `max_body_bytes`.
 
     FastAPI parses a route's form before its dependencies run (the session and the CSRF
     check), and Starlette keeps up to 1,000 fields of 1 MB each: without this limit anyone,
@@ -23,12 +24,18 @@ class BodyLimit:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if not (path == PREFIX or path.startswith(PREFIX + "/")):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        headers = dict(scope.get("headers", []))
+        kind = headers.get(b"content-type", b"").lower()
+        form = kind.startswith((b"application/x-www-form-urlencoded", b"multipart/form-data"))
+        if not (form or path == PREFIX or path.startswith(PREFIX + "/")):
             await self.app(scope, receive, send)
             return
         limit = _max_bytes(scope)
-        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        declared = headers.get(b"content-length", b"")
         seen = 0
 
         async def limited() -> Message:
