@@ -5,45 +5,28 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.web.conftest import Crm, axe_findings, needs_chromium, screenshot, sign_in
+from tests.web.conftest import (
+    Crm,
+    axe_findings,
+    needs_chromium,
+    page_csrf,
+    screenshot,
+    sign_in,
+    signed_in_client,
+)
 
 pytestmark = needs_chromium
 
 
-@pytest.fixture
-def clients() -> Iterator[list[httpx.Client]]:
-    """Plain HTTP clients a test opens; closed after it."""
-    opened: list[httpx.Client] = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
 def _signed_in(clients: list[httpx.Client], crm: Crm, email: str) -> tuple[httpx.Client, str]:
     """A plain HTTP client signed in through the login form, and its CSRF token."""
-    client = httpx.Client(base_url=crm.url, timeout=60)
-    clients.append(client)
-    client.get("/app/login")
-    response = client.post(
-        "/app/login",
-        data={
-            "tenant": crm.tenant,
-            "username": email,
-            "password": crm.password,
-            "csrf_token": client.cookies["metacrm_login_csrf"],
-        },
-    )
-    assert response.status_code == 303, response.text
-    home = client.get("/app")
-    csrf = home.text.split('name="csrf-token" content="')[1].split('"')[0]
-    return client, csrf
+    client = signed_in_client(clients, crm, email)
+    return client, page_csrf(client.get("/app").text)
 
 
 def _api(clients: list[httpx.Client], crm: Crm, email: str) -> httpx.Client:
