@@ -22,9 +22,9 @@ from metacrm.platform.api.common import path_id
 from metacrm.platform.auth import Identity
 from metacrm.platform.state import AppState, StateDep
 from metacrm.platform.web.session import WebIdentityDep
-from metacrm.platform.web.shell import object_label
+from metacrm.platform.web.shell import colleague_name, object_label
 from metacrm.platform.web.texts import CATALOGUE, word
-from metacrm.platform.web.values import choice_label, display, link_name_paths
+from metacrm.platform.web.values import choice_label, display, instant, link_name_paths
 from metacrm.platform.web.workspace import Workspace, workspace
 from metacrm.runtime import comments, record_actions, records, related, sharing, timeline, writes
 from metacrm.runtime.compiler import CompiledObject
@@ -295,7 +295,7 @@ async def _users(ws: Workspace) -> list[tuple[str, str]]:
         .where(users.c.is_active.is_(True))
         .order_by(users.c.full_name, users.c.email)
     )
-    return [(str(i), f"{n} <{e}>" if n else str(e)) for i, n, e in rows]
+    return [(str(r.id), colleague_name(r.full_name, r.email)) for r in rows]
 
 
 def _stage_label(ws: Workspace, co: CompiledObject, rule: StageRule, value: Any) -> str:
@@ -633,7 +633,7 @@ async def _timeline(
             )
         out.append(
             EventView(
-                at=_when(e["at"]),
+                at=instant(e["at"]),
                 kind=kind,
                 who=e["user_name"] or "",
                 text=body,
@@ -665,12 +665,12 @@ async def _runs(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> list[RunVi
             status_label=word(f"record_run_{run['status']}", ws.actor.language)
             if f"record_run_{run['status']}" in CATALOGUE
             else run["status"],
-            submitted_at=_when(run["submitted_at"]),
+            submitted_at=instant(run["submitted_at"]),
         )
         for e in run["events"]:
             view.events.append(
                 (
-                    _when(e["at"]),
+                    instant(e["at"]),
                     names.get(e["actor_id"] or "", ""),
                     _known("record_action_", e["action"], lang)
                     + (f" ({e['step']})" if e["step"] else ""),
@@ -679,12 +679,6 @@ async def _runs(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> list[RunVi
             )
         out.append(view)
     return out
-
-
-def _when(value: Any) -> Markup:
-    """A moment as the values module draws datetimes (the browser localises it)."""
-    shown = str(value).replace("T", " ")[:16] + " UTC"
-    return Markup('<time datetime="{}" data-local>{}</time>').format(value, shown)
 
 
 async def _draw(

@@ -56,6 +56,14 @@ def date_text(value: Any, language: str) -> str:
     return f"{_MONTHS_EN[day.month - 1]} {day.day}, {day.year}"
 
 
+def instant(value: Any) -> Markup:
+    """A moment (ISO 8601) as a <time>: UTC here, the reader's time zone once app.js ran."""
+    if isinstance(value, dt.datetime):
+        value = value.astimezone(dt.UTC).isoformat()
+    shown = str(value).replace("T", " ")[:16] + " UTC"
+    return Markup('<time datetime="{}" data-local>{}</time>').format(value, shown)
+
+
 def choice_label(field: FieldDef, value: Any, language: str) -> str:
     """A picklist value's label in `language` (the value itself when it has none)."""
     for choice in getattr(field, "values", ()):
@@ -92,9 +100,7 @@ def display(
         case "date":
             return Markup('<time datetime="{}">{}</time>').format(value, date_text(value, language))
         case "datetime":
-            # The browser shows it in the reader's time zone (app.js); UTC until then.
-            shown = str(value).replace("T", " ")[:16] + " UTC"
-            return Markup('<time datetime="{}" data-local>{}</time>').format(value, shown)
+            return instant(value)
         case "picklist":
             return Markup('<span class="pill" data-value="{}">{}</span>').format(
                 value, choice_label(field, value, language)

@@ -9,6 +9,7 @@
       if (isNaN(when.getTime())) { return; }
       element.textContent = when.toLocaleString(document.documentElement.lang || undefined,
         { dateStyle: "medium", timeStyle: "short" });
+      element.title = element.getAttribute("datetime");
       element.removeAttribute("data-local");
     });
   }
