@@ -630,3 +630,21 @@ async def test_signing_in_returns_to_the_page_asked_for_with_its_query(
     signed = _sign_in_with_next(client, crm, next_value)
     assert signed.status_code == 303 and signed.headers["location"] == sent
     assert client.get(sent).status_code == 200
+
+
+async def test_colleagues_e_mail_addresses_are_not_shown(
+    crm: Crm, clients: list[httpx.Client]
+) -> None:
+    """The owner and share choices name colleagues as the API's directory does: by name,
+    never by e-mail address (a user named by an address shows its local part)."""
+    with crm.api(crm.token("rep@web.test")) as api:
+        opp = _made(api.post("/api/v1/data/opportunity", json={"name": "Mine", "stage": "qualify"}))
+    rep, _ = _signed_in(clients, crm, "rep@web.test")
+    record = rep.get(f"/app/o/opportunity/{opp['id']}")
+    assert record.status_code == 200 and 'name="owner_id"' in record.text
+    listed = rep.get("/app/o/opportunity")
+    assert listed.status_code == 200
+    for page in (record.text, listed.text):
+        assert "Mia Manager" in page
+        for email in ("manager@web.test", crm.admin):
+            assert email not in page

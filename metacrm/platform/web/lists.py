@@ -21,7 +21,7 @@ from metacrm.errors import FormulaError, MetacrmError, NotFound, PermissionDenie
 from metacrm.metadata.layouts import ListView
 from metacrm.platform.state import StateDep, object_or_404
 from metacrm.platform.web.session import WebIdentityDep, safe_next
-from metacrm.platform.web.shell import object_label
+from metacrm.platform.web.shell import colleague_name, object_label
 from metacrm.platform.web.texts import word
 from metacrm.platform.web.values import choice_label, display, kind_of, link_name_paths
 from metacrm.platform.web.workspace import Workspace, workspace
@@ -325,7 +325,7 @@ async def _owners(ws: Workspace) -> list[dict[str, str]]:
         .order_by(users.c.full_name, users.c.email)
         .limit(500)
     )
-    return [{"id": str(r.id), "name": r.full_name or r.email} for r in rows]
+    return [{"id": str(r.id), "name": colleague_name(r.full_name, r.email)} for r in rows]
 
 
 def _count_text(ws: Workspace, start: int, shown: int, total: int) -> str:

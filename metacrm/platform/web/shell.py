@@ -81,6 +81,13 @@ async def _pack_of_objects(conn: AsyncConnection) -> list[tuple[str, str, list[s
     return out
 
 
+def colleague_name(full_name: str | None, email: str) -> str:
+    """What every colleague sees of a user, as in the API's directory (GET /api/v1/users):
+    the name, never the e-mail address (a user named by their address shows its local part)."""
+    name = full_name or email
+    return name.split("@")[0] if name == email else name
+
+
 async def build_shell(
     conn: AsyncConnection, ct: CompiledTenant, actor: Actor, *, csrf: str
 ) -> Shell:
