@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from metacrm.platform.web import (
+    actions,
     errors,
     forms,
     home,
@@ -32,6 +33,7 @@ ROUTERS = (
     kanban.router,
     forms.router,
     lists.router,
+    actions.router,
     records.router,
 )
 

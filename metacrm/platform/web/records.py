@@ -1,17 +1,16 @@
-"""The record page: layout, stage path, related lists, timeline and actions; customer 360."""
+"""The record page: layout, stage path, related lists, timeline and action buttons; customer 360."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from markupsafe import Markup
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from metacrm import i18n
 from metacrm.errors import MetacrmError, NotFound, PermissionDenied
@@ -19,16 +18,14 @@ from metacrm.metadata.layouts import RelatedList
 from metacrm.metadata.model import FieldDef
 from metacrm.metadata.process import StageRule
 from metacrm.platform.api.common import path_id
-from metacrm.platform.auth import Identity
-from metacrm.platform.state import AppState, StateDep
+from metacrm.platform.state import StateDep
 from metacrm.platform.web.session import WebIdentityDep
 from metacrm.platform.web.shell import colleague_name, object_label
 from metacrm.platform.web.texts import CATALOGUE, word
 from metacrm.platform.web.values import choice_label, display, instant, link_name_paths
 from metacrm.platform.web.workspace import Workspace, workspace
-from metacrm.runtime import comments, record_actions, records, related, sharing, timeline, writes
+from metacrm.runtime import record_actions, records, related, timeline
 from metacrm.runtime.compiler import CompiledObject
-from metacrm.runtime.hooks import Intent, Origin
 from metacrm.runtime.layouts import select_layout, summary_columns
 from metacrm.runtime.listing import ListQuery, list_records
 from metacrm.runtime.permissions import (
@@ -39,7 +36,7 @@ from metacrm.runtime.permissions import (
     readable,
     record_filter,
 )
-from metacrm.runtime.process import inbox, runs, stages, tasks
+from metacrm.runtime.process import inbox, tasks
 from metacrm.runtime.process.expressions import blank, condition_holds
 from metacrm.runtime.tenant_tables import users
 from metacrm.ui_schema.labels import text
@@ -175,7 +172,7 @@ class RecordPage:
 # ------------------------------------------------------------------ reading
 
 
-def _object(ws: Workspace, name: str) -> CompiledObject:
+def object_of(ws: Workspace, name: str) -> CompiledObject:
     co = ws.ct.objects.get(name)
     if co is None:
         raise NotFound(f"no object named {name[:64]!r}")
@@ -211,7 +208,7 @@ async def _names(
 
 async def _load(ws: Workspace, object_name: str, record_id: str) -> RecordPage:
     """Everything the record page draws, read with the user's access."""
-    co = _object(ws, object_name)
+    co = object_of(ws, object_name)
     rid = path_id(record_id)
     ct, actor, conn = ws.ct, ws.actor, ws.conn
     try:
@@ -681,7 +678,7 @@ async def _runs(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> list[RunVi
     return out
 
 
-async def _draw(
+async def draw(
     ws: Workspace,
     object_name: str,
     record_id: str,
@@ -690,6 +687,7 @@ async def _draw(
     done: str | None = None,
     status: int = 200,
 ) -> Response:
+    """The record page, with `problems` (a refused action's messages) or a `done` notice."""
     page = await _load(ws, object_name, record_id)
     notice = word(_DONE[done], ws.actor.language) if done in _DONE else None
     return await ws.page(
@@ -710,183 +708,4 @@ async def record_page(
 ) -> Response:
     """A record as the user may see it, with its path, related lists, timeline and actions."""
     async with workspace(request, state, identity) as ws:
-        return await _draw(ws, object_name, record_id, done=done)
-
-
-# ------------------------------------------------------------------ actions
-
-Action = Callable[[Workspace, CompiledObject, uuid.UUID], Awaitable[str]]
-
-
-def _messages(error: MetacrmError) -> list[str]:
-    found = [e.message for e in error.errors]
-    return found or [error.detail]
-
-
-async def _act(
-    request: Request,
-    state: AppState,
-    identity: Identity,
-    object_name: str,
-    record_id: str,
-    action: Action,
-) -> Response:
-    """Run `action` in a write transaction, then go where it says; a refusal draws the
-    record page again with the server's messages (a record gone or hidden: the 404 page)."""
-    try:
-        async with workspace(request, state, identity, writes=True) as ws:
-            co = _object(ws, object_name)
-            target = await action(ws, co, path_id(record_id))
-    except NotFound:
-        raise
-    except MetacrmError as error:
-        if error.status not in (400, 403, 409, 412, 422):
-            raise
-        async with workspace(request, state, identity) as ws:
-            return await _draw(
-                ws, object_name, record_id, problems=_messages(error), status=error.status
-            )
-    return RedirectResponse(target, status_code=303)
-
-
-def _back(object_name: str, record_id: uuid.UUID, done: str) -> str:
-    return f"/app/o/{object_name}/{record_id}?done={done}"
-
-
-TextForm = Annotated[str, Form(max_length=4000)]
-
-
-@router.post("/o/{object_name}/{record_id}/path")
-async def move_stage(
-    object_name: str,
-    record_id: str,
-    request: Request,
-    state: StateDep,
-    identity: WebIdentityDep,
-    to: Annotated[str, Form(max_length=100)] = "",
-    reason: TextForm = "",
-) -> Response:
-    """Move the record to stage `to` from the path bar; every failing gate is shown."""
-
-    async def run(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> str:
-        intent = Intent(ws.actor, origin=Origin.STAGE, reason=reason.strip() or None)
-        await stages.move(ws.conn, ws.ct, co, rid, intent, to=to)
-        return _back(co.name, rid, "moved")
-
-    return await _act(request, state, identity, object_name, record_id, run)
-
-
-@router.post("/o/{object_name}/{record_id}/tasks/{task_id}/done")
-async def complete_task(
-    object_name: str,
-    record_id: str,
-    task_id: str,
-    request: Request,
-    state: StateDep,
-    identity: WebIdentityDep,
-) -> Response:
-    """Mark a stage task of the record done (its assignee, who may also edit the record)."""
-
-    async def run(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> str:
-        await tasks.complete_task(ws.conn, ws.ct, ws.actor, path_id(task_id, "stage task"))
-        return _back(co.name, rid, "task")
-
-    return await _act(request, state, identity, object_name, record_id, run)
-
-
-@router.post("/o/{object_name}/{record_id}/submit")
-async def submit_for_approval(
-    object_name: str,
-    record_id: str,
-    request: Request,
-    state: StateDep,
-    identity: WebIdentityDep,
-    comment: TextForm = "",
-) -> Response:
-    """Submit the record for approval, with a comment (as POST .../approvals does)."""
-
-    async def run(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> str:
-        text_ = comment.strip()[:2000] or None
-        await runs.submit(ws.conn, ws.ct, co, rid, ws.actor, comment=text_)
-        return _back(co.name, rid, "submitted")
-
-    return await _act(request, state, identity, object_name, record_id, run)
-
-
-@router.post("/o/{object_name}/{record_id}/delete")
-async def delete_record(
-    object_name: str,
-    record_id: str,
-    request: Request,
-    state: StateDep,
-    identity: WebIdentityDep,
-) -> Response:
-    """Delete the record (to the recycle bin) and go back to its list."""
-
-    async def run(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> str:
-        await writes.delete(ws.conn, ws.ct, co, rid, Intent(ws.actor))
-        return f"/app/o/{co.name}"
-
-    return await _act(request, state, identity, object_name, record_id, run)
-
-
-@router.post("/o/{object_name}/{record_id}/transfer")
-async def transfer_owner(
-    object_name: str,
-    record_id: str,
-    request: Request,
-    state: StateDep,
-    identity: WebIdentityDep,
-    owner_id: Annotated[str, Form(max_length=64)] = "",
-) -> Response:
-    """Give the record to another active user."""
-
-    async def run(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> str:
-        await writes.transfer_owner(ws.conn, ws.ct, co, rid, owner_id, Intent(ws.actor))
-        try:
-            await records.get(ws.conn, ws.ct, co, rid, ws.actor)
-        except NotFound:  # given away for good: the record is no longer the user's to see
-            return f"/app/o/{co.name}"
-        return _back(co.name, rid, "transferred")
-
-    return await _act(request, state, identity, object_name, record_id, run)
-
-
-@router.post("/o/{object_name}/{record_id}/share")
-async def share_record(
-    object_name: str,
-    record_id: str,
-    request: Request,
-    state: StateDep,
-    identity: WebIdentityDep,
-    with_: Annotated[str, Form(alias="with", max_length=100)] = "",
-    access: Annotated[str, Form(max_length=8)] = "read",
-) -> Response:
-    """Share the record with a user (`user:<id>`) or a role (`role:<name>`), read or edit."""
-
-    async def run(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> str:
-        kind, _, value = with_.partition(":")
-        body: dict[str, Any] = {"access": access}
-        body["role" if kind == "role" else "user_id"] = value
-        await sharing.add_share(ws.conn, ws.ct, co, rid, body, ws.actor)
-        return _back(co.name, rid, "shared")
-
-    return await _act(request, state, identity, object_name, record_id, run)
-
-
-@router.post("/o/{object_name}/{record_id}/comments")
-async def add_comment(
-    object_name: str,
-    record_id: str,
-    request: Request,
-    state: StateDep,
-    identity: WebIdentityDep,
-    body: Annotated[str, Form(max_length=8000)] = "",
-) -> Response:
-    """Comment on the record; the timeline shows it at once."""
-
-    async def run(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> str:
-        await comments.add_comment(ws.conn, ws.ct, co, rid, body, ws.actor)
-        return _back(co.name, rid, "commented") + "#timeline"
-
-    return await _act(request, state, identity, object_name, record_id, run)
+        return await draw(ws, object_name, record_id, done=done)
