@@ -127,7 +127,7 @@ f-strings, `:=`, and calls of anything but the functions below.
 | text literal | {MAX_LITERAL_TEXT} characters |
 | text computed in Python | {MAX_TEXT} characters |
 | exponent of `**` and `POWER` | integer literal 0 to {MAX_EXPONENT} |
-| `REGEX` pattern | at most {MAX_REGEX} characters, {MAX_REGEX_REPEATS} variable repetitions, no repeated group with a repetition or an alternative |
+| `REGEX` pattern | at most {MAX_REGEX} characters, {MAX_REGEX_REPEATS} variable repetitions, no repeated group with a repetition or an alternative, no backreference, lookaround, possessive repetition or `{{,n}}` |
 
 Hostile input (`9**9**9`, `"a" * 10**9`, deep nesting, `__class__`) is refused when the
 expression is checked, with the line and column of the problem.

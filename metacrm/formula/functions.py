@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from metacrm.formula import regex
 from metacrm.formula.dialect import as_int, as_real, both, greatest
 from metacrm.formula.types import (
     BOOL,
@@ -447,15 +448,22 @@ def check_regex(pattern: str) -> str | None:
     """Why `pattern` is refused by REGEX, or None: a small, safe subset of regular syntax."""
     if len(pattern) > MAX_REGEX:
         return f"a REGEX pattern is limited to {MAX_REGEX} characters"
-    if re.search(r"\\[^dDsSwW.\\^$*+?()\[\]{}|/-]", pattern):
+    if re.search(r"(?<!\\)(?:\\\\)*\\[1-9]", pattern):
+        return (
+            r"REGEX patterns allow only \d \D \s \S \w \W and escaped punctuation: "
+            r"backreferences such as \1 are not supported"
+        )
+    if re.search(r"(?<!\\)(?:\\\\)*\\[^dDsSwW.\\^$*+?()\[\]{}|/-]", pattern):
         return r"REGEX patterns allow only \d \D \s \S \w \W and escaped punctuation"
+    if re.search(r"\(\?<?[=!]", pattern):
+        return "REGEX patterns cannot use (? groups: lookaround such as (?= is not supported"
     if "(?" in pattern:
         return "REGEX patterns cannot use (? groups"
     if re.search(r"\{\s*\d{4,}", pattern):
         return "REGEX repetition counts are limited to 999"
     # No quantified group that itself contains a quantifier or an alternative, and few
-    # variable repetitions in all: the backtracking engines (Python's, SQLite's `regexp`)
-    # would take exponential time on `(a|a)*` or `a?a?a?...aaa` (catastrophic backtracking).
+    # variable repetitions in all: PostgreSQL's backtracking engine would take exponential
+    # time on `(a|a)*` or `a?a?a?...aaa` (SQLite and Python run RE2: metacrm.formula.regex).
     depth_quant: list[bool] = []
     in_class = escaped = False
     repeats = len(re.findall(r"(?<!\\)\{\s*\d+\s*,", pattern))
@@ -483,6 +491,9 @@ def check_regex(pattern: str) -> str | None:
                 )
             if depth_quant:
                 depth_quant[-1] = depth_quant[-1] or inner or bool(follow and follow in "*+?{")
+        elif char == "{" and re.match(r"\{,\d*\}", pattern[index:]):
+            # Python reads {,n} as {0,n}, PostgreSQL as the literal text.
+            return "REGEX repetitions need a lower bound: write {0,n} rather than {,n}"
         elif char in "*+?{|" and depth_quant:
             depth_quant[-1] = True
         if char in "*+?" and not in_class:
@@ -491,8 +502,11 @@ def check_regex(pattern: str) -> str | None:
         return f"a REGEX pattern may hold at most {MAX_REGEX_REPEATS} variable repetitions"
     try:
         re.compile(pattern)
+        regex.compiled(full_pattern(pattern))  # RE2 runs it: see metacrm.formula.regex
     except re.error as exc:
         return f"invalid REGEX pattern: {exc}"
+    except regex.RegexError as exc:
+        return str(exc)
     return None
 
 
@@ -669,8 +683,9 @@ register("CONCAT", "text", "text,*text", TEXT, "The texts joined; null counts as
 register("REGEX", "text", "text,pattern:textlit", BOOL,
          f"True when the whole text matches the pattern literal (at most {MAX_REGEX} "
          r"characters; classes, \d \s \w, groups and repetition, but no nested repetition, "
-         "backreferences or lookaround).", r'REGEX("AB-123", "[A-Z]{2}-\\d+")', True,
-         py=lambda s, p: re.search(full_pattern(p), s) is not None,
+         "backreferences, lookaround or {,n}); SQLite and Python match in time linear in the "
+         "text (RE2).", r'REGEX("AB-123", "[A-Z]{2}-\\d+")', True,
+         py=lambda s, p: regex.search(full_pattern(p), s),
          sql=lambda a, n: a[0].regexp_match(full_pattern(n[1].value)))
 register("REPT", "text", "text,times:int", TEXT,
          f"The text repeated an integer literal number of times (0 to {MAX_REPT}).",

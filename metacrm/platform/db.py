@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from metacrm.errors import DatabaseBusy
+from metacrm.formula.regex import sqlite_regexp
 
 SYSTEM_SCHEMA = "metacrm"
 #: How long a SQLite writer waits for the file's write lock by default (in-process queue,
@@ -41,6 +42,9 @@ def _sqlite_engine(path: Path, busy_seconds: float = SQLITE_BUSY_SECONDS) -> Asy
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+        # REGEXP in linear time (RE2), replacing the backtracking `re` one that SQLAlchemy's
+        # dialect registered in its on_connect, which runs before this listener.
+        dbapi_connection.create_function("regexp", 2, sqlite_regexp, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
