@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from metacrm.platform.state import StateDep
 from metacrm.platform.web.render import is_htmx, page_language, render
 from metacrm.platform.web.session import WebIdentityDep
 from metacrm.platform.web.shell import object_label
-from metacrm.platform.web.values import display, link_name_paths
+from metacrm.platform.web.values import display, instant, link_name_paths
 from metacrm.platform.web.workspace import Workspace, workspace
 from metacrm.runtime.layouts import select_layout, summary_columns
 from metacrm.runtime.listing import ListQuery, list_records
@@ -80,15 +79,8 @@ class Item:
 
 
 def moment(value: Any) -> Markup:
-    """An instant (ISO 8601 text) as a <time> element, in UTC until the browser localises it."""
-    if not value:
-        return Markup("")
-    try:
-        when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return Markup("<time>{}</time>").format(value)
-    shown = when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") + " UTC"
-    return Markup('<time datetime="{}" data-local>{}</time>').format(value, shown)
+    """An instant (ISO 8601 text) as values.instant draws it; nothing when there is none."""
+    return instant(value) if value else Markup("")
 
 
 def _flow(ws: Workspace, object_name: str, flow_name: str) -> ApprovalFlow | None:
