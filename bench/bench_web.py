@@ -71,6 +71,9 @@ INDUSTRIES = ("technology", "manufacturing", "finance", "retail", "healthcare")
 RELATED_ROWS = 10
 KANBAN_CARDS = 20
 TARGETS = ("list", "record", "kanban")
+#: What a page should cost: its median under this, and at most this times its API set.
+TARGET_MS = 50
+TARGET_RATIO = 1.5
 
 
 def pg_url() -> str | None:
@@ -592,6 +595,19 @@ def run_backend(
 # ------------------------------------------------------------------ output
 
 
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -609,11 +625,21 @@ NAMES = {
 }
 
 
+def _verdict(entry: dict[str, Any]) -> str:
+    """Whether a page meets the target: median under 50 ms, at most 1.5x its API set."""
+    fast = entry["page_median_ms"] < TARGET_MS
+    close = entry["ratio"] <= TARGET_RATIO
+    if fast and close:
+        return "yes"
+    missed = ([] if fast else [f">= {TARGET_MS} ms"]) + ([] if close else [f"> {TARGET_RATIO}x"])
+    return "no (" + ", ".join(missed) + ")"
+
+
 def table(result: dict[str, Any]) -> str:
     lines = [
         "| page | page median ms | page p95 ms | API median ms | API p95 ms | API requests "
-        "| page / API |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| page / API | target met |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for target in TARGETS:
         e = result["targets"][target]
@@ -621,12 +647,13 @@ def table(result: dict[str, Any]) -> str:
         if "missing" in e:
             lines.append(
                 f"| {NAMES[target]} | {e['missing']} | | {e['api_median_ms']:.1f} "
-                f"| {e['api_p95_ms']:.1f} | {n} | |"
+                f"| {e['api_p95_ms']:.1f} | {n} | | |"
             )
             continue
         lines.append(
             f"| {NAMES[target]} | {e['page_median_ms']:.1f} | {e['page_p95_ms']:.1f} "
-            f"| {e['api_median_ms']:.1f} | {e['api_p95_ms']:.1f} | {n} | {e['ratio']:.2f}x |"
+            f"| {e['api_median_ms']:.1f} | {e['api_p95_ms']:.1f} | {n} | {e['ratio']:.2f}x "
+            f"| {_verdict(e)} |"
         )
     return "\n".join(lines)
 
@@ -640,7 +667,7 @@ def body(results: dict[str, Any], command: str) -> str:
     """The figures of a run, as markdown: command, machine, date, a table per database."""
     lines = [
         f"- command: `{command}`",
-        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; commit {_commit()}",
         f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} "
         f"{platform.release()}; Python {platform.python_version()}",
         "",
@@ -715,7 +742,11 @@ def main() -> None:
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
-    command = "python bench/bench_web.py " + " ".join(sys.argv[1:])
+    shown_args = [a for a in sys.argv[1:] if a != str(args.json)]
+    shown_args = [a for a in shown_args if a != "--json"]
+    command = "nice python bench/bench_web.py " + " ".join(shown_args)
+    if pg_url() and "postgresql" in backends:
+        command = "METACRM_BENCH_POSTGRES_URL=postgresql://…/<database> " + command
     if args.markdown or args.write:
         print("\n" + section(results, command.strip()))
     if args.write:
