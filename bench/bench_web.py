@@ -11,7 +11,8 @@ are the tenant's administrator. Then, one request at a time over loopback with h
 and the API calls for the same data alternate (who goes first alternates too):
 
 - list: `GET /app/o/opportunity` vs `GET /api/v1/data/opportunity?limit=50&count=true&...`
-  with the first list view's columns (plus `account.name`), filter and sort;
+  with the first list view's columns (plus `account.name`), filter and sort, and its totals
+  row (`GET /api/v1/analytics/totals/opportunity?fields=amount&where=...`);
 - record: `GET /app/o/account/{id}` vs the record and its layout's three related lists
   (contacts, opportunities, cases: 10 rows each), four requests in a row;
 - kanban: `GET /app/o/opportunity/kanban` vs the board's figures
@@ -321,6 +322,16 @@ def api_calls(tenant: Tenant) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         list_params["where"] = view["filter"]
     if view.get("sort"):
         list_params["order_by"] = view["sort"]
+    # The list's totals row: the sum of its number and currency columns over every match.
+    meta = _ok(api.get("/api/v1/metadata/objects/opportunity"))["fields"]
+    kinds = {f["api_name"]: f.get("returns") or f["type"] for f in meta}
+    summed = [c for c in columns if kinds.get(c) in ("number", "currency")]
+    listing: list[tuple[str, dict[str, Any]]] = [("/api/v1/data/opportunity", list_params)]
+    if summed:
+        totals = {"fields": ",".join(summed)} | (
+            {"where": view["filter"]} if view.get("filter") else {}
+        )
+        listing.append(("/api/v1/analytics/totals/opportunity", totals))
     account = tenant.account_ids[len(tenant.account_ids) // 2]
     found = _ok(api.get("/api/v1/metadata/layouts", params={"object": "account"}))
     layout = next(iter(found.values()))[0]
@@ -358,7 +369,7 @@ def api_calls(tenant: Tenant) -> dict[str, list[tuple[str, dict[str, Any]]]]:
                 },
             )
         )
-    return {"list": [("/api/v1/data/opportunity", list_params)], "record": record, "kanban": kanban}
+    return {"list": listing, "record": record, "kanban": kanban}
 
 
 def page_paths(tenant: Tenant) -> dict[str, str]:
@@ -675,7 +686,8 @@ def body(results: dict[str, Any], command: str) -> str:
         "httpx client over loopback, one request at a time, page and API interleaved. The API "
         "side is the set of JSON requests returning the same data as the page, sent one after "
         "the other, as the page asks the services for them: list: the first list view's 50 "
-        "rows with `count=true`; record: the record and its layout's 3 related lists of "
+        "rows with `count=true` and its totals row (`/api/v1/analytics/totals`); record: the "
+        "record and its layout's 3 related lists of "
         f"{RELATED_ROWS} rows; kanban: the board's figures (`/api/v1/analytics/board`, count "
         f"and amount per column) and {KANBAN_CARDS} cards per stage value (5 in crm-core). "
         "Both as the tenant's administrator. Target: page median under 50 ms and at most "
