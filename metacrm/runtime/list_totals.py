@@ -8,25 +8,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.errors import FieldError, QueryInvalid
-from metacrm.metadata.model import FormulaField
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
-from metacrm.runtime.listing import ListQuery, list_conditions
+from metacrm.runtime.listing import ListQuery, list_conditions, summable
 from metacrm.runtime.permissions import readable, user_binding
 from metacrm.runtime.serialize import json_value
 
-#: The kinds of value a total adds up (a sum of percentages or roll-ups means nothing).
-SUMMED = ("number", "currency")
 MAX_TOTALS = 20
-
-
-def summable(co: CompiledObject, name: str) -> bool:
-    """Whether a field's values add up: a number or currency field, or a formula of one."""
-    field = co.fields.get(name)
-    if field is None:
-        return False
-    kind = field.returns if isinstance(field, FormulaField) else field.type
-    return kind in SUMMED
 
 
 async def totals(

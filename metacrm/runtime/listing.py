@@ -47,6 +47,9 @@ class ListQuery:
     deleted: bool = False
     #: Also answer `total`: every matching record the caller may see, on all pages.
     count: bool = False
+    #: With `count`, also answer `sums`: these number fields added up over the same records,
+    #: in the same aggregate query (a list's totals row costs no second scan).
+    sums: tuple[str, ...] = ()
 
 
 def _invalid(param: str, code: str, message: str) -> QueryInvalid:
@@ -344,9 +347,47 @@ async def list_records(
     records = [row_to_record({k: v for k, v in r.items() if not k.startswith("__k")}) for r in rows]
     page: dict[str, Any] = {"records": records, "next_cursor": next_cursor}
     if query.count:
-        total = sa.select(sa.func.count()).select_from(co.table).where(*conditions)
-        page["total"] = (await conn.execute(total, user_binding(actor))).scalar_one()
+        sums = [sa.func.sum(co.sql(name)).label(name) for name in _summed(ct, co, query, actor)]
+        aggregate = sa.select(sa.func.count().label("__total"), *sums)
+        row = (
+            (
+                await conn.execute(
+                    aggregate.select_from(co.table).where(*conditions), user_binding(actor)
+                )
+            )
+            .mappings()
+            .one()
+        )
+        page["total"] = row["__total"]
+        if query.sums:
+            page["sums"] = {name: json_value(row[name]) for name in query.sums}
     return page
+
+
+#: The kinds of value a total adds up (a sum of percentages or roll-ups means nothing).
+SUMMED = ("number", "currency")
+
+
+def summable(co: CompiledObject, name: str) -> bool:
+    """Whether a field's values add up: a number or currency field, or a formula of one."""
+    field = co.fields.get(name)
+    if field is None:
+        return False
+    kind = field.returns if field.type == "formula" else field.type
+    return kind in SUMMED
+
+
+def _summed(
+    ct: CompiledTenant, co: CompiledObject, query: ListQuery, actor: Actor
+) -> tuple[str, ...]:
+    """The fields of `query.sums`, each readable by the actor and one that adds up."""
+    visible = set(readable(ct, actor, co))
+    wrong = [n for n in query.sums if n not in visible or not summable(co, n)]
+    if wrong:
+        raise _invalid(
+            "sums", "unknown-field", f"{co.name} has no field {wrong[0][:64]!r} to add up"
+        )
+    return query.sums
 
 
 def list_conditions(

@@ -28,8 +28,7 @@ from metacrm.platform.web.workspace import Workspace, workspace
 from metacrm.runtime import audit, personal_views, records, writes
 from metacrm.runtime.compiler import UNSORTABLE, CompiledObject
 from metacrm.runtime.hooks import Intent
-from metacrm.runtime.list_totals import summable, totals
-from metacrm.runtime.listing import ListQuery, list_records
+from metacrm.runtime.listing import ListQuery, list_records, summable
 from metacrm.runtime.permissions import object_permission, object_readable, readable
 from metacrm.runtime.tenant_tables import users
 from metacrm.ui_schema.labels import text
@@ -216,6 +215,8 @@ async def _run(
         limit=plan.view.limit,
         cursor=params.cursor,
         count=True,
+        # The totals row, added up in the count's own query.
+        sums=tuple(n for n in plan.columns if summable(plan.co, n)),
     )
     key = ws.state.signing_key.encode()
     if len(params.where) > _MAX_WHERE:
@@ -384,7 +385,7 @@ async def _page_context(
         for n in [*plan.columns, *[n for n in visible if n not in plan.columns]]
         if n in labels
     ]
-    footer = await _totals_row(ws, plan) if page and records_ else []
+    footer = _totals_row(ws, plan, page.get("sums", {})) if page and records_ else []
     context = {
         "object": co.name,
         "footer": footer,
@@ -426,15 +427,11 @@ async def _page_context(
     return context, status
 
 
-async def _totals_row(ws: Workspace, plan: Plan) -> list[dict[str, Any]]:
-    """The totals row: the sum of each number and currency column over every page, in one
-    query (empty when no column adds up)."""
-    summed = [n for n in plan.columns if summable(plan.co, n)]
-    if not summed:
+def _totals_row(ws: Workspace, plan: Plan, sums: dict[str, Any]) -> list[dict[str, Any]]:
+    """The totals row: the sum of each number and currency column over every page (empty
+    when no column adds up)."""
+    if not sums:
         return []
-    sums = await totals(
-        ws.conn, ws.ct, plan.co, ListQuery(where=plan.where), summed, actor=ws.actor
-    )
     cells: list[dict[str, Any]] = []
     for i, name in enumerate(plan.columns):
         f = plan.co.obj.field(name)
