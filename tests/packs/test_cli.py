@@ -36,7 +36,7 @@ def test_pack_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     )
     assert code == 0 and "seed records: account 6" in out, out
     code, out = run(capsys, "pack", "plan", "crm-core", "--tenant", "acme", *data)
-    assert out.startswith("upgrade crm-core 1.1.0:")
+    assert out.startswith("upgrade crm-core 1.2.0:")
     # 1.1 makes opportunity.probability read-only for sales reps: a loss to confirm.
     code, out = run(capsys, "pack", "upgrade", "crm-core", "--tenant", "acme", *data)
     assert code == 2 and "role sales_rep loses edit access to opportunity.probability" in out
@@ -45,7 +45,7 @@ def test_pack_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     code, out = run(capsys, "pack", "install", "education", "--tenant", "acme", *data)
     assert code == 0, out
     code, out = run(capsys, "pack", "list", "--tenant", "acme", *data)
-    assert "crm-core 1.1.0" in out and "education 1.0.0" in out
+    assert "crm-core 1.2.0" in out and "education 1.0.0" in out
     code, out = run(capsys, "pack", "uninstall", "crm-core", "--tenant", "acme", *data)
     assert code == 2 and "needed by education" in out
     code, out = run(capsys, "pack", "uninstall", "education", "--tenant", "acme", *data)

@@ -53,7 +53,7 @@ async def test_upgrade_from_1_0_keeps_tenant_additions(tenant: TenantClient) -> 
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["from_version"], body["version"]) == ("1.0.0", "1.1.0")
+    assert (body["from_version"], body["version"]) == ("1.0.0", "1.2.0")
     ops = {op["op"] for op in body["plan"]["ops"]}
     assert {"create_object", "add_field"} <= ops
     fields = (await tenant.get("/api/v1/metadata/objects/account/fields")).json()["fields"]
@@ -64,7 +64,7 @@ async def test_upgrade_from_1_0_keeps_tenant_additions(tenant: TenantClient) -> 
     assert len(acme.json()["records"]) == 1
     await tenant.create("product", {"name": "Widget", "code": "W-1"})
     packs = (await tenant.get("/api/v1/packs")).json()["packs"]
-    assert [(p["name"], p["version"]) for p in packs] == [("crm-core", "1.1.0")]
+    assert [(p["name"], p["version"]) for p in packs] == [("crm-core", "1.2.0")]
     source = (await tenant.get("/api/v1/metadata/versions")).json()["versions"][0]["source"]
     assert source == "pack"
 
