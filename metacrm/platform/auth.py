@@ -96,8 +96,7 @@ API_KEY_PREFIX = "mcrm"
 
 def make_api_key(tenant: str) -> tuple[uuid.UUID, str, str]:
     """A new key: its id, the whole key shown once, and the hash that is stored."""
-    key_id, secret = uuid.uuid4(), secrets.token_urlsafe(32)
-    return key_id, f"{API_KEY_PREFIX}.{tenant}.{key_id.hex}.{secret}", hash_secret(secret)
+    return _make_secret(API_KEY_PREFIX, tenant)
 
 
 def hash_secret(secret: str) -> str:
@@ -107,20 +106,11 @@ def hash_secret(secret: str) -> str:
 
 def read_api_key(key: str) -> Identity | None:
     """The identity an API key claims (checked against the tenant later), or None."""
-    parts = key.split(".")
-    if len(parts) != 4 or parts[0] != API_KEY_PREFIX or len(parts[3]) > 100:
+    read = _read_secret(API_KEY_PREFIX, key)
+    if read is None:
         return None
-    _prefix, tenant, key_id, secret = parts
-    try:
-        return Identity(
-            user_id=None,
-            tenant=tenant,
-            storage=f"tenant_{tenant}",
-            api_key_id=uuid.UUID(hex=key_id),
-            api_secret=secret,
-        )
-    except ValueError:
-        return None
+    tenant, key_id, secret = read
+    return Identity(None, tenant, f"tenant_{tenant}", api_key_id=key_id, api_secret=secret)
 
 
 SESSION_PREFIX = "mcs"
@@ -128,23 +118,31 @@ SESSION_PREFIX = "mcs"
 
 def make_session_cookie(tenant: str) -> tuple[uuid.UUID, str, str]:
     """A new web session: its id, the cookie value, and the hash of its secret to store."""
-    session_id, secret = uuid.uuid4(), secrets.token_urlsafe(32)
-    return session_id, f"{SESSION_PREFIX}.{tenant}.{session_id.hex}.{secret}", hash_secret(secret)
+    return _make_secret(SESSION_PREFIX, tenant)
 
 
 def read_session_cookie(value: str) -> Identity | None:
     """The identity a session cookie claims (checked against the tenant later), or None."""
-    parts = value.split(".")
-    if len(parts) != 4 or parts[0] != SESSION_PREFIX or len(parts[3]) > 100:
+    read = _read_secret(SESSION_PREFIX, value)
+    if read is None:
         return None
-    _prefix, tenant, session_id, secret = parts
+    tenant, session_id, secret = read
+    return Identity(None, tenant, f"tenant_{tenant}", session_id=session_id, session_secret=secret)
+
+
+def _make_secret(prefix: str, tenant: str) -> tuple[uuid.UUID, str, str]:
+    """`prefix.tenant.id.secret` with a new id and secret: the id, the value, the hash."""
+    new_id, secret = uuid.uuid4(), secrets.token_urlsafe(32)
+    return new_id, f"{prefix}.{tenant}.{new_id.hex}.{secret}", hash_secret(secret)
+
+
+def _read_secret(prefix: str, value: str) -> tuple[str, uuid.UUID, str] | None:
+    """The tenant, id and secret of a `prefix.tenant.id.secret` value, or None."""
+    parts = value.split(".")
+    if len(parts) != 4 or parts[0] != prefix or len(parts[3]) > 100:
+        return None
+    _prefix, tenant, raw_id, secret = parts
     try:
-        return Identity(
-            user_id=None,
-            tenant=tenant,
-            storage=f"tenant_{tenant}",
-            session_id=uuid.UUID(hex=session_id),
-            session_secret=secret,
-        )
+        return tenant, uuid.UUID(hex=raw_id), secret
     except ValueError:
         return None
