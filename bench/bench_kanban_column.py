@@ -32,95 +32,24 @@ import argparse
 import asyncio
 import html
 import json
-import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_web import _ok, pg_url, server
 
 ROOT = Path(__file__).resolve().parent.parent
 PLATFORM_TOKEN = "bench-platform-token"
-SECRET = "bench-kanban-signing-key-" + "k" * 32
 PASSWORD = "bench password 12345"
 BATCH = 1000
 SMALL = 10
 MORE = re.compile(r'hx-get="([^"]*kanban/column[^"]*value=qualify[^"]*)"')
-
-
-def pg_url() -> str | None:
-    return os.environ.get("METACRM_BENCH_POSTGRES_URL") or os.environ.get(
-        "METACRM_TEST_POSTGRES_URL"
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def server(backend: str, data_dir: Path) -> Iterator[str]:
-    """A `metacrm serve` process (one worker) on a loopback port; its base URL."""
-    port = _free_port()
-    env = dict(os.environ) | {
-        "METACRM_DATA_DIR": str(data_dir),
-        "METACRM_PLATFORM_ADMIN_TOKEN": PLATFORM_TOKEN,
-        "METACRM_SECRET_KEY": SECRET,
-        "METACRM_BATCH_MAX": str(BATCH),
-        "PYTHONPATH": str(ROOT),
-    }
-    env.pop("METACRM_DATABASE_URL", None)
-    if backend == "postgresql":
-        env["METACRM_DATABASE_URL"] = pg_url() or ""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "metacrm.platform.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"server exited: {stderr[-2000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(url)
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
-
-
-def _ok(response: httpx.Response, *expected: int) -> Any:
-    if response.status_code not in (expected or (200,)):
-        raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text[:500]}")
-    return response.json() if "json" in response.headers.get("content-type", "") else None
 
 
 def setup(url: str, rows: int) -> tuple[httpx.Client, httpx.Client, str]:

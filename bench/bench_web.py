@@ -117,7 +117,8 @@ def server(backend: str, data_dir: Path) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"server exited: {process.stderr.read().decode()[-2000:]}")
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                raise RuntimeError(f"server exited: {stderr[-2000:]}")
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                     break
@@ -141,7 +142,7 @@ def server(backend: str, data_dir: Path) -> Iterator[str]:
 def _ok(response: httpx.Response, *expected: int) -> Any:
     if response.status_code not in (expected or (200,)):
         raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text[:500]}")
-    return response.json() if response.content else None
+    return response.json() if "json" in response.headers.get("content-type", "") else None
 
 
 class Tenant:
