@@ -170,9 +170,11 @@ def clients() -> Iterator[list[httpx.Client]]:
         client.close()
 
 
-def signed_in_client(clients: list[httpx.Client], crm: Crm, email: str) -> httpx.Client:
+def signed_in_client(
+    clients: list[httpx.Client], crm: Crm, email: str, *, timeout: float = 60
+) -> httpx.Client:
     """A plain HTTP client that signed in through the sign-in form, as a browser does."""
-    client = httpx.Client(base_url=crm.url, timeout=60)
+    client = httpx.Client(base_url=crm.url, timeout=timeout)
     clients.append(client)
     client.get("/app/login")
     response = client.post(
@@ -186,6 +188,14 @@ def signed_in_client(clients: list[httpx.Client], crm: Crm, email: str) -> httpx
     )
     assert response.status_code == 303, response.text
     return client
+
+
+def signed_in_with_csrf(
+    clients: list[httpx.Client], crm: Crm, email: str, *, timeout: float = 60
+) -> tuple[httpx.Client, str]:
+    """signed_in_client, and the CSRF token of its session (read off the home page)."""
+    client = signed_in_client(clients, crm, email, timeout=timeout)
+    return client, page_csrf(client.get("/app").text)
 
 
 def page_csrf(html: str) -> str:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from tests.web.conftest import Crm
+from tests.web.conftest import Crm, signed_in_with_csrf
 
 #: Values put in every parameter a route declares (and in its path segments).
 HOSTILE = [
@@ -41,25 +40,9 @@ TIMEOUT = 10.0
 
 
 @pytest.fixture
-def rep(crm: Crm) -> Iterator[tuple[httpx.Client, str]]:
+def rep(crm: Crm, clients: list[httpx.Client]) -> tuple[httpx.Client, str]:
     """An HTTP client signed in as the rep through the login form, and its CSRF token."""
-    client = httpx.Client(base_url=crm.url, timeout=TIMEOUT)
-    client.get("/app/login")
-    signed = client.post(
-        "/app/login",
-        data={
-            "tenant": crm.tenant,
-            "username": "rep@web.test",
-            "password": crm.password,
-            "csrf_token": client.cookies["metacrm_login_csrf"],
-        },
-    )
-    assert signed.status_code == 303, signed.text
-    csrf = client.get("/app").text.split('name="csrf-token" content="')[1].split('"')[0]
-    try:
-        yield client, csrf
-    finally:
-        client.close()
+    return signed_in_with_csrf(clients, crm, "rep@web.test", timeout=TIMEOUT)
 
 
 def _own_opportunity(crm: Crm) -> str:

@@ -14,19 +14,12 @@ from tests.web.conftest import (
     Crm,
     axe_findings,
     needs_chromium,
-    page_csrf,
     screenshot,
     sign_in,
-    signed_in_client,
+    signed_in_with_csrf,
 )
 
 pytestmark = needs_chromium
-
-
-def _signed_in(clients: list[httpx.Client], crm: Crm, email: str) -> tuple[httpx.Client, str]:
-    """A plain HTTP client signed in through the login form, and its CSRF token."""
-    client = signed_in_client(clients, crm, email)
-    return client, page_csrf(client.get("/app").text)
 
 
 def _api(clients: list[httpx.Client], crm: Crm, email: str) -> httpx.Client:
@@ -186,7 +179,7 @@ async def test_a_delegate_sees_and_decides_the_managers_items(
         )
         assert added.status_code == 201, added.text
 
-    deputy, deputy_csrf = _signed_in(clients, crm, "deputy@web.test")
+    deputy, deputy_csrf = signed_in_with_csrf(clients, crm, "deputy@web.test")
     page = deputy.get("/app/inbox")
     assert page.status_code == 200
     assert f'id="approval-{run_id}"' in page.text
@@ -198,7 +191,7 @@ async def test_a_delegate_sees_and_decides_the_managers_items(
     assert "代 Mia Manager 审批" in chinese and "同意" in chinese
 
     # The marketing role may not read quotes: the task is listed, the record's fields are not.
-    marketer, marketer_csrf = _signed_in(clients, crm, "marketer@web.test")
+    marketer, marketer_csrf = signed_in_with_csrf(clients, crm, "marketer@web.test")
     hidden = marketer.get("/app/inbox")
     assert f'id="approval-{run_id}"' in hidden.text
     assert "You may not see this record, so its fields are not shown." in hidden.text
@@ -234,7 +227,7 @@ async def test_refusals_and_bad_input_are_messages_never_500(
     quote = _quote(rep, "Hooli bundle")
     run_id = _submit(rep, quote)
 
-    rep_web, rep_csrf = _signed_in(clients, crm, "rep@web.test")
+    rep_web, rep_csrf = signed_in_with_csrf(clients, crm, "rep@web.test")
     own = rep_web.get("/app/inbox")
     assert "Nothing is waiting for your approval." in own.text
     assert f'id="approval-{run_id}"' not in own.text  # the manager's item is not the rep's
@@ -246,7 +239,7 @@ async def test_refusals_and_bad_input_are_messages_never_500(
     assert "you cannot approve or reject your own submission" in refused.text
 
     # Another rep may read the quote (public read/write) but has no task on it.
-    other, other_csrf = _signed_in(clients, crm, "rep2@web.test")
+    other, other_csrf = signed_in_with_csrf(clients, crm, "rep2@web.test")
     refused = other.post(f"/app/inbox/{run_id}/reject", data={"csrf_token": other_csrf})
     assert refused.status_code == 403
     assert "you have no pending approval work on this record" in refused.text
@@ -271,7 +264,7 @@ async def test_refusals_and_bad_input_are_messages_never_500(
         assert missing.status_code == 404, (bad, missing.status_code)
         assert "text/html" in missing.headers["content-type"]
 
-    manager, manager_csrf = _signed_in(clients, crm, "manager@web.test")
+    manager, manager_csrf = signed_in_with_csrf(clients, crm, "manager@web.test")
     # Without the CSRF token nothing is decided.
     assert manager.post(f"/app/inbox/{run_id}/approve", data={}).status_code == 403
     # A comment over 2,000 characters is refused with the API's message.
@@ -307,7 +300,7 @@ async def test_a_long_inbox_shows_the_oldest_hundred(crm: Crm, clients: list[htt
         _submit(rep, {"id": result["id"]}, f"Bulk {i:03d}")
         for i, result in enumerate(created.json()["results"])
     ]
-    manager, _csrf = _signed_in(clients, crm, "manager@web.test")
+    manager, _csrf = signed_in_with_csrf(clients, crm, "manager@web.test")
     page = manager.get("/app/inbox").text
     assert "Showing 100 of 101; the rest appear as these are decided." in page
     assert page.count('class="card inbox-item') == 100

@@ -16,10 +16,10 @@ from tests.web.conftest import (
     axe_findings,
     needs_chromium,
     new_crm,
-    page_csrf,
     screenshot,
     sign_in,
     signed_in_client,
+    signed_in_with_csrf,
 )
 
 pytestmark = needs_chromium
@@ -201,7 +201,6 @@ async def test_transfer_share_and_delete(crm: Crm, browser: Any, context: Any) -
 
 async def test_access_hidden_records_and_buttons(crm: Crm, clients: list[httpx.Client]) -> None:
     client = signed_in_client(clients, crm, "rep@web.test")
-    _csrf = page_csrf(client.get("/app").text)
     # A seeded opportunity belongs to the administrator: private, so the rep gets the 404 page.
     with crm.api() as api:
         theirs = api.get("/api/v1/data/opportunity", params={"limit": 1}).json()["records"][0]
@@ -247,8 +246,7 @@ async def test_access_hidden_records_and_buttons(crm: Crm, clients: list[httpx.C
 
 
 async def test_bad_ids_objects_and_input_never_500(crm: Crm, clients: list[httpx.Client]) -> None:
-    client = signed_in_client(clients, crm, "rep@web.test")
-    csrf = page_csrf(client.get("/app").text)
+    client, csrf = signed_in_with_csrf(clients, crm, "rep@web.test")
     mine = create(
         crm, crm.token("rep@web.test"), "opportunity", {"name": "Mine", "stage": "qualify"}
     )
@@ -331,7 +329,6 @@ async def test_every_object_of_every_pack_draws_its_record_page(
     for the administrator, with its sections, and its timeline; nothing answers 500."""
     crm = new_crm(web_server, "crm-core", pack)
     client = signed_in_client(clients, crm, crm.admin)
-    _csrf = page_csrf(client.get("/app").text)
     with crm.api() as api:
         objects = [o["api_name"] for o in api.get("/api/v1/metadata/objects").json()["objects"]]
         drawn = 0

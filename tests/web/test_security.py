@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from metacrm.runtime.tenant_tables import web_sessions
 from tests.conftest import PG_URL
-from tests.web.conftest import Crm, needs_chromium, sign_in
+from tests.web.conftest import Crm, needs_chromium, sign_in, signed_in_with_csrf
 from tests.web.test_hostile import LEAKS, _post_routes
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -26,33 +26,6 @@ XSS_SCRIPT = "<script>alert('script')</script>"
 XSS_IMG = "\"><img src=x onerror=alert('img')>"
 XSS_SVG = "'><svg onload=alert('svg')>"
 XSS_USER = "<img src=x onerror=alert('user')>"
-
-
-@pytest.fixture
-def clients() -> Iterator[list[httpx.Client]]:
-    opened: list[httpx.Client] = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
-def _signed_in(clients: list[httpx.Client], crm: Crm, email: str) -> tuple[httpx.Client, str]:
-    """A plain HTTP client signed in through the login form, and its CSRF token."""
-    client = httpx.Client(base_url=crm.url, timeout=30)
-    clients.append(client)
-    client.get("/app/login")
-    signed = client.post(
-        "/app/login",
-        data={
-            "tenant": crm.tenant,
-            "username": email,
-            "password": crm.password,
-            "csrf_token": client.cookies["metacrm_login_csrf"],
-        },
-    )
-    assert signed.status_code == 303, signed.text
-    csrf = client.get("/app").text.split('name="csrf-token" content="')[1].split('"')[0]
-    return client, csrf
 
 
 def _made(response: httpx.Response) -> dict[str, Any]:
@@ -188,8 +161,8 @@ async def test_hostile_values_run_nothing_on_any_page(crm: Crm, context: Any) ->
 async def test_every_post_route_refuses_a_missing_or_foreign_csrf_token(
     crm: Crm, clients: list[httpx.Client]
 ) -> None:
-    rep, _ = _signed_in(clients, crm, "rep@web.test")
-    _other, other_csrf = _signed_in(clients, crm, "manager@web.test")
+    rep, _ = signed_in_with_csrf(clients, crm, "rep@web.test")
+    _other, other_csrf = signed_in_with_csrf(clients, crm, "manager@web.test")
     api = crm.api(crm.token("rep@web.test"))
     clients.append(api)
     opp = _made(
@@ -265,7 +238,7 @@ async def test_a_private_record_of_another_owner_shows_nowhere(
                 json={"name": "Rep own deal", "stage": "qualify", "account": account["id"]},
             )
         )
-    rep, csrf = _signed_in(clients, crm, "rep@web.test")
+    rep, csrf = signed_in_with_csrf(clients, crm, "rep@web.test")
     rid = opp["id"]
     for path in (
         f"/app/o/opportunity/{rid}",
@@ -318,7 +291,7 @@ async def test_an_object_the_role_may_not_read_gives_no_page_link_or_data(
     crm: Crm, clients: list[httpx.Client]
 ) -> None:
     crm.add_user("mark@web.test", role="marketing", full_name="Mark Eting")
-    client, csrf = _signed_in(clients, crm, "mark@web.test")
+    client, csrf = signed_in_with_csrf(clients, crm, "mark@web.test")
     home = client.get("/app").text
     assert 'href="/app/o/opportunity"' not in home
     with crm.api() as api:
@@ -408,7 +381,7 @@ async def test_no_open_redirect_and_safe_cookies(crm: Crm, clients: list[httpx.C
 async def test_every_html_answer_has_the_security_headers(
     crm: Crm, clients: list[httpx.Client]
 ) -> None:
-    client, csrf = _signed_in(clients, crm, "rep@web.test")
+    client, csrf = signed_in_with_csrf(clients, crm, "rep@web.test")
     anonymous = httpx.Client(base_url=crm.url, timeout=30)
     clients.append(anonymous)
     answers = [
@@ -443,7 +416,7 @@ async def test_every_html_answer_has_the_security_headers(
 async def test_sign_out_ends_the_session_and_its_csrf_token(
     crm: Crm, clients: list[httpx.Client]
 ) -> None:
-    client, csrf = _signed_in(clients, crm, "rep@web.test")
+    client, csrf = signed_in_with_csrf(clients, crm, "rep@web.test")
     copied = httpx.Client(base_url=crm.url, timeout=30, cookies=dict(client.cookies))
     clients.append(copied)
     assert copied.get("/app").status_code == 200
@@ -483,7 +456,7 @@ def _expire_sessions(crm: Crm, tmp_path_factory: pytest.TempPathFactory, user_id
 async def test_an_expired_session_is_refused(
     crm: Crm, clients: list[httpx.Client], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    client, csrf = _signed_in(clients, crm, "rep@web.test")
+    client, csrf = signed_in_with_csrf(clients, crm, "rep@web.test")
     assert client.get("/app/o/opportunity").status_code == 200
     _expire_sessions(crm, tmp_path_factory, crm.users["rep@web.test"])
     answer = client.get("/app/o/opportunity")
@@ -499,7 +472,7 @@ async def test_a_huge_form_is_refused_before_it_is_read(
 ) -> None:
     """FastAPI parses a route's form before the session is checked: without a limit anyone
     could make the server hold 1,000 fields of 1 MB each per request."""
-    client, csrf = _signed_in(clients, crm, "rep@web.test")
+    client, csrf = signed_in_with_csrf(clients, crm, "rep@web.test")
     anonymous = httpx.Client(base_url=crm.url, timeout=60)
     clients.append(anonymous)
     piece = b"a=" + b"b" * 1_000_000 + b"&"
@@ -561,10 +534,10 @@ async def test_a_hidden_field_shows_nowhere_not_even_in_history(
             headers={"If-Match": str(opp["version"])},
         )
         assert changed.status_code == 200, changed.text
-    manager, _ = _signed_in(clients, crm, "manager@web.test")
+    manager, _ = signed_in_with_csrf(clients, crm, "manager@web.test")
     rid = opp["id"]
     assert secret in manager.get(f"/app/o/opportunity/{rid}").text  # in the manager's history
-    rep, csrf = _signed_in(clients, crm, "rep@web.test")
+    rep, csrf = signed_in_with_csrf(clients, crm, "rep@web.test")
     record = rep.get(f"/app/o/opportunity/{rid}")
     assert record.status_code == 200 and "Rep deal with a secret" in record.text
     assert 'data-kind="field"' in record.text  # the amount's history is drawn for the rep
@@ -639,7 +612,7 @@ async def test_colleagues_e_mail_addresses_are_not_shown(
     never by e-mail address (a user named by an address shows its local part)."""
     with crm.api(crm.token("rep@web.test")) as api:
         opp = _made(api.post("/api/v1/data/opportunity", json={"name": "Mine", "stage": "qualify"}))
-    rep, _ = _signed_in(clients, crm, "rep@web.test")
+    rep, _ = signed_in_with_csrf(clients, crm, "rep@web.test")
     record = rep.get(f"/app/o/opportunity/{opp['id']}")
     assert record.status_code == 200 and 'name="owner_id"' in record.text
     listed = rep.get("/app/o/opportunity")
