@@ -65,6 +65,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.run_all import cpu_model, git_commit  # noqa: E402  (needs ROOT on the path)
+
 PLATFORM_TOKEN = "bench-platform-token"
 SECRET = "bench-web-signing-key-" + "k" * 32
 PASSWORD = "bench password 12345"
@@ -631,29 +633,6 @@ def run_backend(
 # ------------------------------------------------------------------ output
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 NAMES = {
     "list": "list of 50 (`/app/o/opportunity`)",
     "record": "account record page: customer 360 (`/app/o/account/{id}`)",
@@ -703,7 +682,7 @@ def body(results: dict[str, Any], command: str) -> str:
     """The figures of a run, as markdown: command, machine, date, a table per database."""
     lines = [
         f"- command: `{command}`",
-        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; commit {_commit()}",
+        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; commit {git_commit()}",
         f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} "
         f"{platform.release()}; Python {platform.python_version()}",
         "",
