@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -15,7 +16,9 @@ import pytest
 os.environ.setdefault("METACRM_ARGON2_PROFILE", "CHEAPEST")
 
 from metacrm.platform.app import create_app
+from metacrm.platform.db import Database
 from metacrm.platform.settings import Settings
+from metacrm.runtime.records import utcnow
 
 PG_URL = os.environ.get("METACRM_TEST_POSTGRES_URL")
 PLATFORM_TOKEN = "platform-admin-test-token"
@@ -46,6 +49,8 @@ def settings(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Settings
         database_url=PG_URL if backend == "postgresql" else None,
         platform_admin_token=PLATFORM_TOKEN,
         secret_key="test-signing-key-" + "x" * 32,
+        # Tests run due jobs themselves, with a clock of their own (state.worker.drain).
+        jobs_in_process=False,
     )
 
 
@@ -162,6 +167,35 @@ async def login(http: httpx.AsyncClient, tenant: str, email: str, password: str)
 @pytest.fixture
 async def tenant(client: httpx.AsyncClient) -> TenantClient:
     return await new_tenant(client)
+
+
+class Jobs:
+    """Runs a tenant's due jobs as the background worker would, at a time the test picks
+    (the suite's app runs no worker of its own: `jobs_in_process` is off)."""
+
+    def __init__(self, app: Any) -> None:
+        self.state = app.state.metacrm
+
+    @property
+    def worker(self) -> Any:
+        return self.state.worker
+
+    async def run(
+        self,
+        tenant: TenantClient,
+        *,
+        at: dt.datetime | None = None,
+        later: dt.timedelta = dt.timedelta(0),
+    ) -> int:
+        """Run every job of `tenant` due at `at` (default: now + `later`), and the jobs
+        those cause; how many ran."""
+        now = at or utcnow() + later
+        return int(await self.worker.drain(Database.storage_name(tenant.tenant), now=now))
+
+
+@pytest.fixture
+def jobs(app: Any) -> Jobs:
+    return Jobs(app)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ PLATFORM_PERMISSIONS = (
     "manage_users",
     "view_audit",
     "manage_api_keys",
+    #: Webhook subscriptions, the job queue and the automation run history.
+    "manage_automation",
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +21,7 @@ from metacrm.platform.api import activity as activity_api
 from metacrm.platform.api import audit as audit_api
 from metacrm.platform.api import auth, data, keys, metadata, tenants, users
 from metacrm.platform.api import board as board_api
+from metacrm.platform.api import jobs as jobs_api
 from metacrm.platform.api import list_totals as list_totals_api
 from metacrm.platform.api import my_views as my_views_api
 from metacrm.platform.api import packs as packs_api
@@ -31,6 +34,7 @@ from metacrm.platform.openapi import static_document, tenant_document
 from metacrm.platform.params import CHECK_PARAMS
 from metacrm.platform.settings import Settings
 from metacrm.platform.state import AppState, IdentityDep, StateDep
+from metacrm.platform.worker import Worker
 
 log = logging.getLogger("metacrm")
 
@@ -50,9 +54,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             from metacrm.platform.demo import ensure_demo
 
             await ensure_demo(state)
+        state.worker = Worker(
+            db,
+            state.cache,
+            settings.outbound(),
+            events=state.events,
+            lease=dt.timedelta(seconds=settings.job_lease_seconds),
+            poll_seconds=settings.job_poll_seconds,
+        )
+        stop = asyncio.Event()
+        running = (
+            asyncio.create_task(state.worker.run_forever(stop))
+            if settings.jobs_in_process
+            else None
+        )
         try:
             yield
         finally:
+            stop.set()
+            if running is not None:
+                await running
             await db.dispose()
 
     app = FastAPI(
@@ -84,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         my_views_api.router,
         list_totals_api.router,
         search_api.router,
+        jobs_api.router,
     ):
         # Every /api/v1 route refuses query parameters it does not declare.
         app.include_router(router, prefix="/api/v1", dependencies=[CHECK_PARAMS])

@@ -1,4 +1,4 @@
-"""The `metacrm` command line: serve, db upgrade, tenant create, metadata plan|apply."""
+"""The `metacrm` command line: serve, worker, db upgrade, tenant create, metadata, packs."""
 
 from __future__ import annotations
 
@@ -80,6 +80,40 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run job workers apart from the web processes until interrupted (or, with --once,
+    run what is due now and stop)."""
+    import datetime as dt
+    import signal
+
+    from metacrm.platform.worker import Worker
+    from metacrm.runtime.cache import TenantCache
+
+    settings = _settings(args)
+
+    async def work(db: Database) -> int:
+        worker = Worker(
+            db,
+            TenantCache(),
+            settings.outbound(),
+            lease=dt.timedelta(seconds=settings.job_lease_seconds),
+            poll_seconds=settings.job_poll_seconds,
+        )
+        if args.once:
+            print(f"{await worker.run_once()} job(s) run")
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        loops = [worker.run_forever(stop) for _ in range(args.concurrency)]
+        print(f"worker {worker.name} running {args.concurrency} loop(s); Ctrl+C stops it")
+        await asyncio.gather(*loops)
+        return 0
+
+    return int(asyncio.run(_with_db(settings, work)))
+
+
 def _admin_password(args: argparse.Namespace) -> str:
     if args.password:
         return args.password
@@ -157,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int)
     serve.add_argument("--demo", action="store_true", help="create the demo tenant on start")
     serve.set_defaults(handler=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run job workers apart from the web server")
+    _common(worker)
+    worker.add_argument("--once", action="store_true", help="run the jobs due now, then stop")
+    worker.add_argument("--concurrency", type=int, default=1, help="jobs run at once (default 1)")
+    worker.set_defaults(handler=cmd_worker)
 
     db = commands.add_parser("db", help="system tables")
     db_commands = db.add_subparsers(dest="db_command", required=True)

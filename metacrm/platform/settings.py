@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from metacrm.runtime.jobs import Outbound
+
 
 class Settings(BaseSettings):
     """Every setting of a metacrm process (the README lists them in a table)."""
@@ -51,10 +53,51 @@ class Settings(BaseSettings):
     platform_admin_token: str | None = Field(
         None, description="Bearer token of the platform-admin API; off when empty."
     )
+    jobs_in_process: bool = Field(
+        True, description="Run a job worker inside each server process (else `metacrm worker`)."
+    )
+    job_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often an idle job worker looks for due jobs."
+    )
+    job_lease_seconds: int = Field(
+        300, ge=1, description="How long a worker holds a job before another may take it over."
+    )
+    smtp_host: str | None = Field(None, description="SMTP server for e-mail; none: e-mail off.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port.")
+    smtp_username: str | None = Field(None, description="SMTP user name (with smtp_password).")
+    smtp_password: str | None = Field(None, description="SMTP password.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_ssl: bool = Field(False, description="Connect to the SMTP server over TLS.")
+    mail_from: str = Field("metacrm@localhost", description="Sender address of e-mails.")
+    webhooks_allow_private: bool = Field(
+        False,
+        description="Let webhooks target loopback, link-local and private addresses (SSRF guard off).",
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="How long a webhook delivery waits for its answer."
+    )
+    public_url: str | None = Field(
+        None, description="The workspace's public address for links in e-mails (default host:port)."
+    )
     demo: bool = Field(False, description="Create the demo tenant with the CRM pack on start.")
     demo_password: str | None = Field(
         None, description="Password of admin@demo; generated and printed when empty."
     )
+
+    def outbound(self) -> Outbound:
+        """How jobs reach the outside, from these settings."""
+        return Outbound(
+            smtp_host=self.smtp_host,
+            smtp_port=self.smtp_port,
+            smtp_username=self.smtp_username,
+            smtp_password=self.smtp_password,
+            smtp_starttls=self.smtp_starttls,
+            smtp_ssl=self.smtp_ssl,
+            mail_from=self.mail_from,
+            webhooks_allow_private=self.webhooks_allow_private,
+            webhook_timeout_seconds=self.webhook_timeout_seconds,
+            base_url=(self.public_url or f"http://{self.host}:{self.port}").rstrip("/"),
+        )
 
     @property
     def is_sqlite(self) -> bool:

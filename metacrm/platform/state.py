@@ -20,6 +20,7 @@ from metacrm.platform.auth import API_KEY_PREFIX, Identity, hash_secret, read_ap
 from metacrm.platform.db import Database
 from metacrm.platform.settings import Settings
 from metacrm.platform.system_tables import tenants
+from metacrm.platform.worker import Worker
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.cache import TenantCache
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
@@ -86,6 +87,8 @@ class AppState:
     #: Receivers of record events, called after the request's transaction commits.
     events: Subscribers = field(default_factory=Subscribers)
     signing_key: str = ""
+    #: This process's job worker (running in the background when `jobs_in_process`).
+    worker: Worker | None = None
     _ready: set[str] = field(default_factory=set)
     #: Storage -> the tenant's default language, for tenants seen (it never changes).
     _known: dict[str, i18n.Language] = field(default_factory=dict)
@@ -112,6 +115,8 @@ class AppState:
             yield TenantSession(conn, ct, actor)
         # Committed: now the writes' events may be seen (none for a rolled-back request).
         await self.events.publish(outbox.events)
+        if outbox.jobs and self.worker is not None:
+            self.worker.wake()
 
     async def tenant_exists(self, storage: str) -> bool:
         """Whether a tenant has this storage (remembered once seen)."""

@@ -64,6 +64,8 @@ class Outbox:
     takes the events written inside it away."""
 
     events: list[RecordEvent] = field(default_factory=list)
+    #: Jobs the transaction enqueued (a worker of this process is woken for them).
+    jobs: int = 0
     #: How many events there were when each open savepoint began.
     marks: list[int] = field(default_factory=list)
 

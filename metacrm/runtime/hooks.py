@@ -24,6 +24,8 @@ class Origin(enum.StrEnum):
     SYSTEM = "system"
     #: A detail deleted or restored with its master, a lookup cleared by its target's delete.
     CASCADE = "cascade"
+    #: An automation rule's action, an assignment or an SLA escalation, run by a job.
+    AUTOMATION = "automation"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class Intent:
     #: Runs with system rights (actions an administrator defined in metadata): record
     #: and field permissions, layouts and approval locks do not limit it.
     system: bool = False
+    #: How many automation steps led to this write (0: a person's or a client's own);
+    #: the jobs it causes run at depth + 1, and a rule stops at `MAX_AUTOMATION_DEPTH`.
+    depth: int = 0
 
     @property
     def privileged(self) -> bool:

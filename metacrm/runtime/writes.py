@@ -12,7 +12,8 @@ actions, pack seeds (and later automation, imports, merges, erasure) call them w
    approval locks; every problem is reported at once (a blocking hook stops the
    list when it finds one);
 3. writes the row, then runs the hooks' `after` steps in the same transaction
-   (stage history and tasks, the audit log and field history);
+   (stage history and tasks, the audit log and field history, and the jobs automation
+   schedules: a rolled-back write schedules nothing);
 4. records a `RecordEvent`, handed to subscribers once the transaction commits.
 
 A write with system rights (`Intent.system`: actions an administrator defined in
@@ -42,6 +43,7 @@ from metacrm.errors import (
 )
 from metacrm.metadata.security import ObjectPermission
 from metacrm.runtime.audit import AUDIT
+from metacrm.runtime.automation.hook import AUTOMATION
 from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, CompiledObject, CompiledTenant
 from metacrm.runtime.events import RecordEvent, outbox_of
 from metacrm.runtime.field_rules import FIELD_RULES
@@ -74,6 +76,7 @@ HOOKS: tuple[WriteHook, ...] = (
     STAGE_GATES,
     APPROVAL_LOCKS,
     AUDIT,
+    AUTOMATION,
 )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from tests.conftest import TenantClient
+from tests.conftest import Jobs, TenantClient
 from tests.process.support import BIG_DISCOUNT, codes, setup
 
 
@@ -229,3 +230,38 @@ async def test_due_times_and_escalation(tenant: TenantClient) -> None:
     response = await tenant.post("/api/v1/approvals/run-due")
     assert response.json() == {"reminded": 1, "escalated": 0}
     assert (await rep.post("/api/v1/approvals/run-due")).status_code == 403
+
+
+async def test_reminders_and_escalation_run_on_the_job_queue(
+    tenant: TenantClient, jobs: Jobs
+) -> None:
+    """Opening a task with a due time schedules its job; nothing runs before it is due,
+    and at the due time the worker escalates the task to the step's target."""
+    team = await _team(tenant)
+    rep = team["rep"]
+    flow = BIG_DISCOUNT | {
+        "api_name": "urgent",
+        "steps": [
+            {
+                "api_name": "manager",
+                "approvers": [{"kind": "manager"}],
+                "due_in_hours": 2,
+                "escalate_to": {"kind": "role", "role": "finance"},
+            }
+        ],
+    }
+    assert (await tenant.post("/api/v1/metadata/approval-flows", json=flow)).status_code == 201
+    quote = await rep.create("quote", {"name": "Q", "amount": "5000", "discount": "0.3"})
+    run = (
+        await rep.post(f"/api/v1/data/quote/{quote['id']}/approvals", json={"flow": "urgent"})
+    ).json()
+    pending = (await tenant.get("/api/v1/automation/jobs", params={"status": "pending"})).json()
+    assert [j["kind"] for j in pending["jobs"]] == ["approvals.due"]
+    assert await jobs.run(tenant, later=dt.timedelta(hours=1)) == 0
+    assert await jobs.run(tenant, later=dt.timedelta(hours=2, minutes=1)) == 1
+    done = (await tenant.get("/api/v1/automation/jobs", params={"status": "done"})).json()
+    assert done["jobs"][0]["result"] == {"reminded": 0, "escalated": 1}
+    tasks = (await tenant.get(f"/api/v1/approvals/{run['id']}")).json()["tasks"]
+    assert [t["status"] for t in tasks] == ["reassigned", "pending"]
+    assert tasks[1]["assignee_id"] in {team["fin1"].user_id, team["fin2"].user_id}
+    assert (await rep.get("/api/v1/automation/jobs")).status_code == 403

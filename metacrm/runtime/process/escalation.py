@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.metadata.process import ApprovalFlow
 from metacrm.runtime.compiler import CompiledTenant
+from metacrm.runtime.jobs import Job, JobContext
 from metacrm.runtime.process.approvers import resolve
 from metacrm.runtime.process.work import OPEN, event, lock_run, open_task
 from metacrm.runtime.records import fetch, utcnow
@@ -20,8 +21,8 @@ async def process_due(
 ) -> dict[str, int]:
     """Record reminders that fell due and escalate overdue tasks to their step's target.
 
-    Nothing calls this on a timer yet (there is no job queue): an operator or a
-    scheduler calls `POST /api/v1/approvals/run-due`.
+    Run by the `approvals.due` jobs each task schedules for its reminder and its due
+    time (`open_task`); `POST /api/v1/approvals/run-due` runs it at once.
     """
     now = now or utcnow()
     t, a = approval_tasks, approvals
@@ -75,3 +76,11 @@ async def process_due(
         )
         escalated += 1
     return {"reminded": reminded, "escalated": escalated}
+
+
+async def approvals_due(job: Job, ctx: JobContext) -> dict[str, int]:
+    """The job a task's reminder or due time runs: every due reminder and escalation."""
+    async with ctx.transaction() as (conn, ct):
+        counts = await process_due(conn, ct, now=ctx.now)
+        ctx.result = dict(counts)
+        return counts

@@ -13,6 +13,7 @@ from metacrm.errors import Conflict, NotFound
 from metacrm.metadata.process import ApprovalFlow, ApprovalStep
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
+from metacrm.runtime.jobs import enqueue
 from metacrm.runtime.process.approvers import resolve
 from metacrm.runtime.process.delegation import delegate_of, delegators
 from metacrm.runtime.records import new_id, utcnow
@@ -136,6 +137,10 @@ async def open_task(
         else None
     )
     task_id = new_id()
+    for when in dict.fromkeys(w for w in (remind, due) if w is not None):
+        await enqueue(
+            conn, "approvals.due", {}, run_at=when, key=f"approvals.due:{when.isoformat()}"
+        )
     await conn.execute(
         approval_tasks.insert().values(
             id=task_id,

@@ -1,0 +1,42 @@
+"""The write path's automation step: what a record write decides and schedules in its transaction.
+
+Checks run before the row is written (assignment gives a new record its owner there);
+steps run after it, in the same transaction, and only enqueue jobs (rules' actions,
+timers, SLA clocks, webhook deliveries), so a rolled-back save schedules nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from metacrm.errors import FieldError
+from metacrm.runtime.hooks import Write
+
+#: How many automation steps may follow each other (a rule's write triggering a rule...)
+#: before the chain is stopped and the stop recorded in the run history.
+MAX_AUTOMATION_DEPTH = 5
+
+Check = Callable[[Write], Awaitable[list[FieldError]]]
+Step = Callable[[Write], Awaitable[None]]
+
+
+class AutomationHook:
+    """Runs the automation checks and steps of every record write, in order."""
+
+    blocking = False
+
+    def __init__(self, checks: tuple[Check, ...], steps: tuple[Step, ...]) -> None:
+        self.checks, self.steps = checks, steps
+
+    async def check(self, write: Write) -> list[FieldError]:
+        errors: list[FieldError] = []
+        for check in self.checks:
+            errors += await check(write)
+        return errors
+
+    async def after(self, write: Write) -> None:
+        for step in self.steps:
+            await step(write)
+
+
+AUTOMATION = AutomationHook(checks=(), steps=())
