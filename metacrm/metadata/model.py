@@ -13,6 +13,8 @@ from pydantic import (
     model_validator,
 )
 
+from metacrm.metadata.assignment import AssignmentRule, Queue
+from metacrm.metadata.automation import AutomationRule
 from metacrm.metadata.base import (
     ApiName,
     Expression,
@@ -21,9 +23,11 @@ from metacrm.metadata.base import (
 )
 from metacrm.metadata.base import label_text as label_text  # re-exported for callers
 from metacrm.metadata.layouts import Layout, ListView
+from metacrm.metadata.messages import EmailTemplate
 from metacrm.metadata.names import api_name_problem
 from metacrm.metadata.process import ApprovalFlow, StageRule
 from metacrm.metadata.security import Role, SharingRule
+from metacrm.metadata.sla import BusinessCalendar, Sla
 
 MAX_FIELDS_PER_OBJECT = 800
 MAX_OBJECTS_PER_TENANT = 2000
@@ -446,6 +450,12 @@ class MetadataModel(Strict):
     list_views: list[ListView] = []
     stage_rules: list[StageRule] = []
     approval_flows: list[ApprovalFlow] = []
+    automation_rules: list[AutomationRule] = []
+    assignment_rules: list[AssignmentRule] = []
+    queues: list[Queue] = []
+    business_calendars: list[BusinessCalendar] = []
+    slas: list[Sla] = []
+    email_templates: list[EmailTemplate] = []
 
     def object(self, api_name: str) -> ObjectDef:
         for obj in self.objects:
@@ -500,4 +510,10 @@ DOCUMENT_KINDS: dict[str, tuple[str, type[Strict]]] = {
     "list-views": ("list_views", ListView),
     "stage-rules": ("stage_rules", StageRule),
     "approval-flows": ("approval_flows", ApprovalFlow),
+    "automation-rules": ("automation_rules", AutomationRule),
+    "assignment-rules": ("assignment_rules", AssignmentRule),
+    "queues": ("queues", Queue),
+    "business-calendars": ("business_calendars", BusinessCalendar),
+    "slas": ("slas", Sla),
+    "email-templates": ("email_templates", EmailTemplate),
 }
