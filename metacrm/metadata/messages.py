@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from jinja2 import nodes
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import StringConstraints, model_validator
 
-from metacrm.metadata.base import ApiName, Label, Strict
+from metacrm.metadata.base import LANGUAGE_TAG, ApiName, Label, Strict
 
 
 class Recipient(Strict):
@@ -35,12 +37,59 @@ class Recipient(Strict):
         return self
 
 
+#: An e-mail body: a plain text, or a map of language tag to text (longer than a label).
+Body = (
+    Annotated[str, StringConstraints(min_length=1, max_length=50_000)]
+    | dict[
+        Annotated[str, StringConstraints(pattern=LANGUAGE_TAG)],
+        Annotated[str, StringConstraints(min_length=1, max_length=50_000)],
+    ]
+)
+
+
 class EmailTemplate(Strict):
-    """An e-mail's subject and body per language; `{{ field }}` placeholders take the
-    record's values (stub: the notifications helper completes it)."""
+    """An e-mail's subject and body per language, rendered with the record's values.
+
+    Subject and body are Jinja2 templates (run sandboxed): `{{ name }}` takes a field of
+    `object`, `{{ account.name }}` a field reached through a lookup, filters and
+    `{% if %}` work as in Jinja2. With `format` "html" the body is HTML and every value
+    put in it is escaped; "text" bodies are sent as plain text.
+    """
 
     api_name: ApiName
     object: ApiName | None = None
     label: Label | None = None
     subject: Label
-    body: Label
+    body: Body
+    format: Literal["text", "html"] = "text"
+
+
+def template_environment(format: str = "text") -> SandboxedEnvironment:
+    """The sandboxed Jinja2 environment templates are parsed and rendered in (HTML
+    escapes every value put in the body)."""
+    return SandboxedEnvironment(autoescape=format == "html", keep_trailing_newline=True)
+
+
+def template_paths(source: str) -> list[str]:
+    """The record paths a template reads (`name`, `account.name`), in order, without the
+    names its own `{% for %}` and `{% set %}` bind. TemplateSyntaxError when it does not
+    parse."""
+    tree = template_environment().parse(source)
+    bound = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    found: dict[str, None] = {}
+
+    def visit(node: nodes.Node) -> None:
+        chain: list[str] = []
+        current = node
+        while isinstance(current, nodes.Getattr):
+            chain.insert(0, current.attr)
+            current = current.node
+        if isinstance(current, nodes.Name) and current.ctx == "load":
+            if current.name not in bound:
+                found[".".join([current.name, *chain])] = None
+            return
+        for child in node.iter_child_nodes():
+            visit(child)
+
+    visit(tree)
+    return list(found)
