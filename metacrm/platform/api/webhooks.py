@@ -1,0 +1,192 @@
+"""Webhook subscriptions for administrators: create (secret shown once), list, change,
+delete, rotate the secret, try out, read the delivery log and replay a delivery."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.responses import JSONResponse, Response
+
+from metacrm.errors import FieldError, NotFound, RecordInvalid
+from metacrm.platform.api.common import path_id
+from metacrm.platform.api.jobs import require_automation_manager
+from metacrm.platform.body import read_object
+from metacrm.platform.state import AppState, IdentityDep, StateDep, TenantSession
+from metacrm.runtime import audit
+from metacrm.runtime.automation import webhooks as hooks
+from metacrm.runtime.serialize import row_to_record
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+_FIELDS = frozenset({"name", "url", "object", "events", "filter", "active"})
+_DEFAULTS: dict[str, Any] = {
+    "object": None,
+    "events": list(hooks.EVENTS),
+    "filter": None,
+    "active": True,
+}
+
+
+async def _body(request: Request, state: AppState) -> dict[str, Any]:
+    body = await read_object(request, state.settings.max_body_bytes)
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise RecordInvalid(
+            "the webhook is invalid",
+            [FieldError(k[:64], "unknown-field", "not a webhook property") for k in unknown],
+        )
+    return body
+
+
+async def _checked(
+    state: AppState, session: TenantSession, values: dict[str, Any], url_changed: bool
+) -> None:
+    """Refuse a subscription with any problem: its fields, then its URL's target under the
+    same SSRF rules the deliveries follow (checked when it changes)."""
+    errors = hooks.definition_errors(session.ct, values)
+    if not errors and url_changed:
+        try:
+            await hooks.check_target(
+                values["url"],
+                allow_private=state.settings.webhooks_allow_private,
+                timeout=state.settings.webhook_timeout_seconds,
+            )
+        except hooks.TargetRefused as refused:
+            errors.append(FieldError("url", refused.code, refused.message))
+    if errors:
+        raise RecordInvalid("the webhook is invalid", errors)
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    return row_to_record({k: v for k, v in row.items() if k != "secret"})
+
+
+@router.post("", status_code=201)
+async def create_webhook(request: Request, state: StateDep, identity: IdentityDep) -> JSONResponse:
+    """`{"name", "url", "object"?, "events"?, "filter"?, "active"?}`; the answer holds the
+    signing `secret`, shown this once."""
+    body = await _body(request, state)
+    async with state.tenant(identity) as session:
+        require_automation_manager(session)
+        values = _DEFAULTS | body
+        await _checked(state, session, values, url_changed=True)
+        row = await hooks.add_webhook(session.conn, values, session.actor.user_id)
+        await audit.record(
+            session.conn,
+            "webhook.create",
+            actor=session.actor,
+            detail={"webhook_id": str(row["id"])},
+        )
+    return JSONResponse(_shown(row) | {"secret": row["secret"]}, status_code=201)
+
+
+@router.get("")
+async def list_webhooks(state: StateDep, identity: IdentityDep) -> dict[str, Any]:
+    """Every subscription, by name (never the secrets)."""
+    async with state.tenant(identity, writes=False) as session:
+        require_automation_manager(session)
+        rows = await hooks.webhook_rows(session.conn)
+    return {"webhooks": [row_to_record(row) for row in rows]}
+
+
+@router.get("/{webhook_id}")
+async def get_webhook(webhook_id: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
+    """One subscription (never its secret)."""
+    async with state.tenant(identity, writes=False) as session:
+        require_automation_manager(session)
+        return _shown(await _found(session.conn, webhook_id))
+
+
+@router.patch("/{webhook_id}")
+async def change_webhook(
+    webhook_id: str, request: Request, state: StateDep, identity: IdentityDep
+) -> dict[str, Any]:
+    """Change some of `name`, `url`, `object`, `events`, `filter`, `active`."""
+    body = await _body(request, state)
+    async with state.tenant(identity) as session:
+        require_automation_manager(session)
+        current = await _found(session.conn, webhook_id)
+        values = {k: current[k] for k in _FIELDS} | body
+        await _checked(state, session, values, url_changed=values["url"] != current["url"])
+        await hooks.change_webhook(session.conn, current["id"], body)
+        await audit.record(
+            session.conn,
+            "webhook.change",
+            actor=session.actor,
+            detail={"webhook_id": webhook_id, "fields": sorted(body)},
+        )
+        return _shown(await _found(session.conn, webhook_id))
+
+
+@router.delete("/{webhook_id}", status_code=204)
+async def delete_webhook(webhook_id: str, state: StateDep, identity: IdentityDep) -> Response:
+    """Delete a subscription and its delivery log; queued deliveries are dropped."""
+    async with state.tenant(identity) as session:
+        require_automation_manager(session)
+        if not await hooks.remove_webhook(session.conn, path_id(webhook_id, "webhook")):
+            raise NotFound("no webhook has this id")
+        await audit.record(
+            session.conn, "webhook.delete", actor=session.actor, detail={"webhook_id": webhook_id}
+        )
+    return Response(status_code=204)
+
+
+@router.post("/{webhook_id}/rotate-secret")
+async def rotate_secret(webhook_id: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
+    """A new signing secret, shown this once; the old one stops at once."""
+    async with state.tenant(identity) as session:
+        require_automation_manager(session)
+        secret = await hooks.rotate_secret(session.conn, path_id(webhook_id, "webhook"))
+        if secret is None:
+            raise NotFound("no webhook has this id")
+        await audit.record(
+            session.conn, "webhook.rotate", actor=session.actor, detail={"webhook_id": webhook_id}
+        )
+    return {"id": webhook_id, "secret": secret}
+
+
+@router.post("/{webhook_id}/test", status_code=202)
+async def test_webhook(webhook_id: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
+    """Queue a `webhook.ping` delivery; its outcome shows in the delivery log."""
+    async with state.tenant(identity) as session:
+        require_automation_manager(session)
+        job_id = await hooks.ping(session.conn, await _found(session.conn, webhook_id))
+    return {"job_id": str(job_id)}
+
+
+@router.get("/{webhook_id}/deliveries")
+async def list_deliveries(
+    webhook_id: str,
+    state: StateDep,
+    identity: IdentityDep,
+    before: dt.datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """The delivery attempts, newest first; page with `before` = the last one's `at`."""
+    async with state.tenant(identity, writes=False) as session:
+        require_automation_manager(session)
+        found = await _found(session.conn, webhook_id)
+        rows = await hooks.delivery_rows(session.conn, found["id"], before=before, limit=limit)
+    return {"deliveries": [row_to_record(row) for row in rows]}
+
+
+@router.post("/deliveries/{delivery_id}/replay", status_code=202)
+async def replay_delivery(
+    delivery_id: str, state: StateDep, identity: IdentityDep
+) -> dict[str, Any]:
+    """Send a logged delivery's body again, as a new delivery with a new webhook-id."""
+    async with state.tenant(identity) as session:
+        require_automation_manager(session)
+        job_id = await hooks.replay(session.conn, path_id(delivery_id, "delivery"))
+        if job_id is None:
+            raise NotFound("no delivery has this id")
+    return {"job_id": str(job_id)}
+
+
+async def _found(conn: AsyncConnection, webhook_id: str) -> dict[str, Any]:
+    row = await hooks.webhook_row(conn, path_id(webhook_id, "webhook"))
+    if row is None:
+        raise NotFound("no webhook has this id")
+    return row
