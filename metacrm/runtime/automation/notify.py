@@ -288,9 +288,9 @@ def _message(job: Job, ctx: JobContext) -> EmailMessage:
     message["Subject"] = label_text(payload["subject"], language)
     message["Date"] = email.utils.format_datetime(ctx.now.astimezone(dt.UTC))
     message["Message-ID"] = message_id(job, ctx.outbound.mail_from)
-    message["Content-Language"] = language
     subtype = "html" if payload.get("format") == "html" else "plain"
     message.set_content(label_text(payload["body"], language), subtype=subtype)
+    message["Content-Language"] = language  # after set_content, which drops Content-*
     return message
 
 
