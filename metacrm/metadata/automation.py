@@ -2,8 +2,10 @@
 
 A rule (`/api/v1/metadata/automation-rules`, carried in packs) watches one object:
 
-- record triggers: `created`, `updated`, `saved` (either), `deleted`, `field_changed`
-  (any of `fields`), `stage_entered` (the stage rule's field reaching `stage`);
+- record triggers: `created`, `updated` (an owner transfer too), `saved` (either),
+  `deleted`, `restored` (from the recycle bin), `transferred` (a new owner),
+  `field_changed` (any of `fields`), `stage_entered` (the stage rule's field reaching
+  `stage`);
 - `time`: `offset_minutes` before (negative) or after the date or datetime `date_field`,
   or after the save itself when no field is named; set when a record is saved with the
   condition true, moved when the field changes, cancelled when the condition stops
@@ -12,7 +14,8 @@ A rule (`/api/v1/metadata/automation-rules`, carried in packs) watches one objec
   condition holds at that time (at most `limit`).
 
 The condition is an expression (context "validation": `ISNEW()`, `ISCHANGED(field)`,
-`PRIORVALUE(field)` are there for record triggers). Actions run in order, in one
+`PRIORVALUE(field)` are there for record triggers; a schedule's condition is a filter,
+run in the database, so it has none of them). Actions run in order, in one
 transaction, through the write path as the rule's `run_as` user.
 """
 
@@ -28,7 +31,16 @@ from metacrm.metadata.messages import Recipient
 from metacrm.metadata.process import StageValue
 
 TriggerKind = Literal[
-    "created", "updated", "saved", "deleted", "field_changed", "stage_entered", "time", "schedule"
+    "created",
+    "updated",
+    "saved",
+    "deleted",
+    "restored",
+    "transferred",
+    "field_changed",
+    "stage_entered",
+    "time",
+    "schedule",
 ]
 #: Ten years either side, in minutes.
 _OFFSET_LIMIT = 10 * 366 * 24 * 60

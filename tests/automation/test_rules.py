@@ -1,0 +1,366 @@
+"""Automation rules through the API on both databases: record, stage, time and schedule
+triggers, the cascade guard, the outbox on a rolled-back batch, and metadata checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from metacrm.runtime.records import utcnow
+from tests.conftest import Jobs, TenantClient
+
+LEAD = {
+    "api_name": "lead",
+    "fields": [
+        {"api_name": "name", "type": "text", "required": True},
+        {"api_name": "rating", "type": "number"},
+        {"api_name": "notes", "type": "text"},
+        {"api_name": "contacted", "type": "boolean"},
+        {"api_name": "follow_up_at", "type": "datetime"},
+        {
+            "api_name": "status",
+            "type": "picklist",
+            "values": [{"value": "new"}, {"value": "working"}, {"value": "qualified"}],
+        },
+    ],
+}
+TASK = {
+    "api_name": "task",
+    "fields": [
+        {"api_name": "subject", "type": "text", "required": True},
+        {"api_name": "lead", "type": "lookup", "target": "lead"},
+    ],
+}
+LEAD_PATH = {
+    "api_name": "lead_path",
+    "object": "lead",
+    "field": "status",
+    "stages": [{"value": "new"}, {"value": "working"}, {"value": "qualified"}],
+}
+
+
+async def _setup(tenant: TenantClient, *rules: dict[str, Any]) -> None:
+    body = {"objects": [LEAD, TASK], "stage_rules": [LEAD_PATH], "automation_rules": list(rules)}
+    response = await tenant.post("/api/v1/metadata/apply", json=body)
+    assert response.status_code == 200, response.text
+
+
+async def _rules(tenant: TenantClient, *rules: dict[str, Any]) -> None:
+    response = await tenant.post("/api/v1/metadata/apply", json={"automation_rules": list(rules)})
+    assert response.status_code == 200, response.text
+
+
+async def _runs(tenant: TenantClient, **params: Any) -> list[dict[str, Any]]:
+    response = await tenant.get("/api/v1/automation/runs", params=params)
+    assert response.status_code == 200, response.text
+    runs: list[dict[str, Any]] = response.json()["runs"]
+    return runs
+
+
+async def _tasks(tenant: TenantClient) -> list[dict[str, Any]]:
+    response = await tenant.get("/api/v1/data/task", params={"order_by": "subject"})
+    assert response.status_code == 200, response.text
+    records: list[dict[str, Any]] = response.json()["records"]
+    return records
+
+
+async def _lead(tenant: TenantClient, lead_id: str) -> dict[str, Any]:
+    response = await tenant.get(f"/api/v1/data/lead/{lead_id}")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+async def _patch(tenant: TenantClient, lead_id: str, data: dict[str, Any]) -> None:
+    response = await tenant.patch(f"/api/v1/data/lead/{lead_id}", json=data)
+    assert response.status_code == 200, response.text
+
+
+FOLLOW_UP = {
+    "api_name": "follow_up",
+    "object": "lead",
+    "trigger": {"on": "created"},
+    "condition": "not ISBLANK(name)",
+    "actions": [
+        {
+            "kind": "create",
+            "object": "task",
+            "set": {"subject": "'Call ' + name"},
+            "link": "lead",
+        },
+        {"kind": "notify", "to": [{"kind": "owner"}], "title": {"en": "New lead {{ name }}"}},
+    ],
+}
+
+
+async def test_a_new_lead_gets_a_follow_up_task_and_its_owner_a_notification(
+    tenant: TenantClient, jobs: Jobs
+) -> None:
+    await _setup(tenant, FOLLOW_UP)
+    lead = await tenant.create("lead", {"name": "Ada"})
+    assert await _tasks(tenant) == []  # the actions run on the job queue, not in the save
+    assert await jobs.run(tenant) >= 1
+    [task] = await _tasks(tenant)
+    assert (task["subject"], task["lead"]) == ("Call Ada", lead["id"])
+    assert task["owner_id"] == lead["owner_id"]  # created as the user who saved the lead
+    [run] = await _runs(tenant, rule="follow_up")
+    assert (run["outcome"], run["trigger"], run["record_id"]) == ("done", "created", lead["id"])
+    assert run["detail"]["actions"][0] == {"kind": "create", "object": "task", "id": task["id"]}
+    assert run["depth"] == 1 and run["job_id"] and run["duration_ms"] is not None
+    notes = (await tenant.get("/api/v1/notifications")).json()["notifications"]
+    assert [n["title"] for n in notes] == ["New lead Ada"]
+    # An update is no creation.
+    await _patch(tenant, lead["id"], {"notes": "x"})
+    await jobs.run(tenant)
+    assert len(await _tasks(tenant)) == 1
+
+
+async def test_field_changed_and_stage_entered_rules_see_prior_values(
+    tenant: TenantClient, jobs: Jobs
+) -> None:
+    upgraded = {
+        "api_name": "upgraded",
+        "object": "lead",
+        "trigger": {"on": "field_changed", "fields": ["rating"]},
+        "condition": "not ISNEW() and ISCHANGED(rating) and rating > PRIORVALUE(rating)",
+        "actions": [{"kind": "update", "set": {"notes": "'upgraded to ' + TEXT(rating)"}}],
+    }
+    qualified = {
+        "api_name": "qualified",
+        "object": "lead",
+        "trigger": {"on": "stage_entered", "stage": "qualified"},
+        "actions": [{"kind": "create", "object": "task", "set": {"subject": "'Hand over'"}}],
+    }
+    await _setup(tenant, upgraded, qualified)
+    lead = await tenant.create("lead", {"name": "Bo", "rating": 3, "status": "new"})
+    await _patch(tenant, lead["id"], {"rating": 2})
+    await jobs.run(tenant)
+    assert (await _lead(tenant, lead["id"]))["notes"] is None  # went down: no run
+    await _patch(tenant, lead["id"], {"rating": 5})
+    await jobs.run(tenant)
+    assert (await _lead(tenant, lead["id"]))["notes"] == "upgraded to 5"
+    assert [r["outcome"] for r in await _runs(tenant, rule="upgraded")] == ["done"]
+
+    await _patch(tenant, lead["id"], {"status": "working"})
+    await jobs.run(tenant)
+    assert await _tasks(tenant) == []
+    await _patch(tenant, lead["id"], {"status": "qualified"})
+    await jobs.run(tenant)
+    assert [t["subject"] for t in await _tasks(tenant)] == ["Hand over"]
+
+
+async def test_a_time_rule_fires_when_due_moves_with_its_date_and_is_rechecked(
+    tenant: TenantClient, jobs: Jobs
+) -> None:
+    remind = {
+        "api_name": "remind",
+        "object": "lead",
+        "trigger": {"on": "time", "date_field": "follow_up_at", "offset_minutes": 60},
+        "condition": "not contacted",
+        "actions": [{"kind": "update", "set": {"notes": "'follow up now'"}}],
+    }
+    await _setup(tenant, remind)
+    start = utcnow()
+    hour = dt.timedelta(hours=1)
+    at = (start + hour).isoformat()
+    lead = await tenant.create("lead", {"name": "Cy", "follow_up_at": at, "contacted": False})
+    other = await tenant.create("lead", {"name": "Di", "follow_up_at": at, "contacted": False})
+    gone = await tenant.create("lead", {"name": "Ed", "follow_up_at": at, "contacted": False})
+
+    await jobs.run(tenant, at=start + 1.5 * hour)  # due at start + 2 h: not yet
+    assert (await _lead(tenant, lead["id"]))["notes"] is None
+    # The date moves: the timer moves with it. The condition stops holding: no timer.
+    await _patch(tenant, lead["id"], {"follow_up_at": (start + 3 * hour).isoformat()})
+    await _patch(tenant, other["id"], {"contacted": True})
+    assert (await tenant.delete(f"/api/v1/data/lead/{gone['id']}")).status_code == 204
+    await jobs.run(tenant, at=start + 3 * hour)
+    assert (await _lead(tenant, lead["id"]))["notes"] is None
+    await jobs.run(tenant, at=start + 4 * hour + dt.timedelta(minutes=1))
+    assert (await _lead(tenant, lead["id"]))["notes"] == "follow up now"
+    assert (await _lead(tenant, other["id"]))["notes"] is None
+    runs = await _runs(tenant, rule="remind")
+    assert [(r["record_id"], r["outcome"], r["trigger"]) for r in runs] == [
+        (lead["id"], "done", "time")
+    ]
+
+    # Re-checked when due: a rule changed since the timer was set no longer holds.
+    third = await tenant.create(
+        "lead", {"name": "Flo", "follow_up_at": start.isoformat(), "contacted": False}
+    )
+    await _rules(tenant, remind | {"condition": "not contacted and rating > 100"})
+    await jobs.run(tenant, at=start + 2 * hour)
+    assert (await _lead(tenant, third["id"]))["notes"] is None
+    [skipped] = await _runs(tenant, rule="remind", outcome="skipped")
+    assert skipped["record_id"] == third["id"]
+    assert skipped["detail"] == {"reason": "the condition no longer holds"}
+
+
+async def test_a_schedule_rule_runs_on_its_cron_over_matching_records(
+    tenant: TenantClient, jobs: Jobs
+) -> None:
+    stale = {
+        "api_name": "stale",
+        "object": "lead",
+        "trigger": {"on": "schedule", "cron": "0 9 * * *", "timezone": "Asia/Shanghai"},
+        "condition": "status == 'new'",
+        "actions": [{"kind": "update", "set": {"notes": "'still new'"}}],
+    }
+    await _setup(tenant, stale)
+    fresh = await tenant.create("lead", {"name": "Gus", "status": "new"})
+    working = await tenant.create("lead", {"name": "Hal", "status": "new"})
+    await _patch(tenant, working["id"], {"status": "working"})
+    jobs_now = await tenant.get("/api/v1/automation/jobs", params={"kind": "automation.schedule"})
+    [armed] = jobs_now.json()["jobs"]
+    due = dt.datetime.fromisoformat(armed["run_at"])
+    # 09:00 in Shanghai is 01:00 UTC.
+    assert (due.hour, due.minute) == (1, 0) and armed["status"] == "pending"
+    await jobs.run(tenant, at=due - dt.timedelta(minutes=1))
+    assert (await _lead(tenant, fresh["id"]))["notes"] is None
+    await jobs.run(tenant, at=due)
+    assert (await _lead(tenant, fresh["id"]))["notes"] == "still new"
+    assert (await _lead(tenant, working["id"]))["notes"] is None
+    [run] = await _runs(tenant, rule="stale")
+    assert (run["trigger"], run["outcome"], run["record_id"]) == ("schedule", "done", fresh["id"])
+    listed = await tenant.get("/api/v1/automation/jobs", params={"kind": "automation.schedule"})
+    pending = [j for j in listed.json()["jobs"] if j["status"] == "pending"]
+    assert [dt.datetime.fromisoformat(j["run_at"]) for j in pending] == [due + dt.timedelta(days=1)]
+    # Removing the rule cancels its schedule.
+    response = await tenant.delete("/api/v1/metadata/automation-rules/stale")
+    assert response.status_code in (200, 204), response.text
+    listed = await tenant.get("/api/v1/automation/jobs", params={"kind": "automation.schedule"})
+    assert "pending" not in {j["status"] for j in listed.json()["jobs"]}
+
+
+async def test_rules_that_trigger_each_other_stop_at_the_depth_limit(
+    tenant: TenantClient, jobs: Jobs
+) -> None:
+    ping = {
+        "api_name": "ping",
+        "object": "lead",
+        "trigger": {"on": "field_changed", "fields": ["rating"]},
+        "actions": [{"kind": "update", "set": {"notes": "'rating ' + TEXT(rating)"}}],
+    }
+    pong = {
+        "api_name": "pong",
+        "object": "lead",
+        "trigger": {"on": "field_changed", "fields": ["notes"]},
+        "actions": [{"kind": "update", "set": {"rating": "rating + 1"}}],
+    }
+    await _setup(tenant, ping, pong)
+    lead = await tenant.create("lead", {"name": "Ivy", "rating": 0})
+    # A minute ahead: the jobs the runs enqueue (due at once) are due within this drain.
+    await jobs.run(tenant, later=dt.timedelta(minutes=1))
+    runs = await _runs(tenant, record_id=lead["id"])
+    done = [(r["name"], r["depth"]) for r in reversed(runs) if r["outcome"] == "done"]
+    assert done == [("ping", 1), ("pong", 2), ("ping", 3), ("pong", 4), ("ping", 5)]
+    [stopped] = await _runs(tenant, outcome="stopped")
+    assert (stopped["name"], stopped["depth"]) == ("pong", 6)
+    assert "cascade guard" in stopped["detail"]["reason"]
+    assert (await _lead(tenant, lead["id"]))["rating"] in (2, "2")
+
+
+async def test_a_refused_action_fails_its_run_for_good(tenant: TenantClient, jobs: Jobs) -> None:
+    broken = {
+        "api_name": "broken",
+        "object": "lead",
+        "trigger": {"on": "created"},
+        # A task needs a subject: this create is refused whatever the retries.
+        "actions": [{"kind": "create", "object": "task", "set": {"subject": "notes"}}],
+    }
+    await _setup(tenant, broken)
+    await tenant.create("lead", {"name": "Jo"})
+    await jobs.run(tenant, later=dt.timedelta(days=2))
+    [run] = await _runs(tenant, rule="broken")
+    assert run["outcome"] == "failed"
+    assert run["detail"]["errors"][0]["field"] == "actions/0/subject"
+    listed = await tenant.get("/api/v1/automation/jobs", params={"kind": "automation.rule"})
+    assert [j["status"] for j in listed.json()["jobs"]] == ["dead"]
+    assert await _tasks(tenant) == []
+
+
+async def test_a_rolled_back_batch_enqueues_nothing(tenant: TenantClient, jobs: Jobs) -> None:
+    await _setup(tenant, FOLLOW_UP)
+    records = [{"name": "fine"}, {"rating": 1}]  # the second lacks its name
+    response = await tenant.post("/api/v1/data/lead/batch", json={"records": records})
+    assert response.status_code == 422, response.text
+    listed = await tenant.get("/api/v1/automation/jobs")
+    assert listed.json()["jobs"] == []
+    response = await tenant.post("/api/v1/data/lead/batch", json={"records": records[:1]})
+    assert response.status_code == 200, response.text
+    await jobs.run(tenant)
+    assert [t["subject"] for t in await _tasks(tenant)] == ["Call fine"]
+
+
+async def test_bad_rules_are_refused_with_paths(tenant: TenantClient) -> None:
+    await _setup(tenant)
+    bad = [
+        {
+            "api_name": "everything_wrong",
+            "object": "lead",
+            "trigger": {"on": "field_changed", "fields": ["nope"]},
+            "condition": "rating + ",
+            "actions": [
+                {"kind": "update", "set": {"rating": "'text'"}},
+                {"kind": "create", "object": "task", "link": "subject"},
+                {"kind": "email", "to": [{"kind": "role", "role": "ghost"}], "template": "nope"},
+                {"kind": "stage", "stage": "won"},
+            ],
+        },
+        {
+            "api_name": "bad_time",
+            "object": "lead",
+            "trigger": {"on": "time", "date_field": "name"},
+            "actions": [{"kind": "update", "set": {"notes": "'x'"}}],
+        },
+        {
+            "api_name": "bad_schedule",
+            "object": "lead",
+            "trigger": {"on": "schedule", "cron": "61 * * * * *", "timezone": "Mars/Olympus"},
+            "condition": "ISCHANGED(rating)",
+            "actions": [{"kind": "submit", "flow": "nope"}],
+        },
+        {
+            "api_name": "no_object",
+            "object": "ghost",
+            "trigger": {"on": "created"},
+            "actions": [{"kind": "update", "set": {"notes": "'x'"}}],
+        },
+    ]
+    response = await tenant.post("/api/v1/metadata/apply", json={"automation_rules": bad})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    found = {(e["field"], e["code"]) for e in response.json()["errors"]}
+    base = "automation_rules/everything_wrong"
+    assert {
+        (f"{base}/trigger/fields/0", "unknown-field"),
+        (f"{base}/condition", "formula"),
+        (f"{base}/actions/0/set/rating", "wrong-type"),
+        (f"{base}/actions/1/link", "wrong-type"),
+        (f"{base}/actions/2/to/0/role", "unknown-role"),
+        (f"{base}/actions/2/template", "unknown-template"),
+        (f"{base}/actions/3/stage", "unknown-stage"),
+        ("automation_rules/bad_time/trigger/date_field", "wrong-type"),
+        ("automation_rules/bad_schedule/trigger/cron", "invalid-cron"),
+        ("automation_rules/bad_schedule/trigger/timezone", "unknown-timezone"),
+        ("automation_rules/bad_schedule/condition", "formula"),
+        ("automation_rules/bad_schedule/actions/0/flow", "unknown-flow"),
+        ("automation_rules/no_object/object", "unknown-object"),
+    } <= found, found
+    # A shape problem (a trigger without what it needs) is a 422 too.
+    shapeless = {
+        "api_name": "x",
+        "object": "lead",
+        "trigger": {"on": "stage_entered"},
+        "actions": [{"kind": "update", "set": {"notes": "'x'"}}],
+    }
+    response = await tenant.post("/api/v1/metadata/apply", json={"automation_rules": [shapeless]})
+    assert response.status_code == 422, response.text
+
+
+async def test_run_history_is_for_automation_managers(tenant: TenantClient) -> None:
+    await _setup(tenant)
+    rep = await tenant.add_user("rep@example.com")
+    assert (await rep.get("/api/v1/automation/runs")).status_code == 403
+    response = await tenant.get("/api/v1/automation/runs", params={"outcome": "exploded"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "outcome"
