@@ -36,8 +36,8 @@ LEAD = {
             "default": "normal",
         },
         {"api_name": "received_at", "type": "datetime"},
-        {"api_name": "first_contact_due", "type": "datetime"},
-        {"api_name": "first_contact_breached", "type": "boolean"},
+        {"api_name": "first_contact_due", "type": "datetime", "track_history": True},
+        {"api_name": "first_contact_breached", "type": "boolean", "track_history": True},
     ],
 }
 CHINA = {
@@ -163,6 +163,22 @@ async def test_a_met_sla_cancels_its_jobs_and_a_met_one_in_between_is_skipped(
     assert final["first_contact_breached"] is None
 
 
+async def test_deleting_stops_the_clock_and_restoring_runs_it_on(
+    tenant: TenantClient, jobs: Jobs
+) -> None:
+    await _apply(tenant, slas=[FIRST_CONTACT])
+    lead = await tenant.create("lead", {"name": "Gone"})
+    url = f"/api/v1/data/lead/{lead['id']}"
+    assert (await tenant.delete(url)).status_code in (200, 204)
+    pending = (await tenant.get("/api/v1/automation/jobs", params={"status": "pending"})).json()
+    assert pending["jobs"] == []
+    assert (await tenant.post(f"{url}/restore")).status_code == 200
+    pending = (await tenant.get("/api/v1/automation/jobs", params={"status": "pending"})).json()
+    assert [j["run_at"] for j in pending["jobs"]] == [lead["first_contact_due"]]
+    assert await jobs.run(tenant, later=dt.timedelta(hours=5)) == 1
+    assert (await tenant.get(url)).json()["first_contact_breached"] is True
+
+
 async def test_a_change_of_target_moves_the_due_time_and_its_job(
     tenant: TenantClient, jobs: Jobs
 ) -> None:
@@ -175,8 +191,12 @@ async def test_a_change_of_target_moves_the_due_time_and_its_job(
     assert await jobs.run(tenant, at=due - dt.timedelta(hours=3, seconds=-1)) == 1
     assert (await tenant.get(url)).json()["first_contact_breached"] is True
     assert await jobs.run(tenant, at=due + dt.timedelta(seconds=1)) == 0
-    history = (await tenant.get(f"/api/v1/data/lead/{lead['id']}/history")).json()
-    assert history  # the due time and the breach are in the record's field history
+    # The moved due time and the breach are in the record's field history.
+    history = (await tenant.get(f"{url}/history")).json()["history"]
+    assert [(h["field"], h["old_value"], h["new_value"]) for h in reversed(history)] == [
+        ("first_contact_due", lead["first_contact_due"], moved["first_contact_due"]),
+        ("first_contact_breached", None, True),
+    ]
 
 
 async def test_bad_sla_metadata_is_refused_with_its_path(tenant: TenantClient) -> None:

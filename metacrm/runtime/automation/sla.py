@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from metacrm.errors import FieldError, MetacrmError, NotFound
+from metacrm.errors import DatabaseBusy, FieldError, MetacrmError, NotFound, StaleVersion
 from metacrm.metadata.sla import Sla, SlaTarget
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.automation.calendar import ALWAYS, Calendar, add_working_time
@@ -67,12 +67,13 @@ async def _target(write: Write, sla: Sla, record: dict[str, Any]) -> SlaTarget |
     return None
 
 
-def _start(sla: Sla, record: dict[str, Any], calendar: Calendar) -> dt.datetime | None:
+def _start(write: Write, sla: Sla, calendar: Calendar) -> dt.datetime | None:
     """When the clock starts: the start field's moment (a date: its midnight on the
-    calendar), or now; None when the start field is blank."""
+    calendar), or the save's; None when the start field is blank."""
     if sla.start_field is None:
-        return utcnow()
-    value = record.get(sla.start_field)
+        created = write.after.get("created_at") if write.kind == "create" else None
+        return created if isinstance(created, dt.datetime) else utcnow()
+    value = write.after.get(sla.start_field)
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     if isinstance(value, dt.date):
@@ -101,7 +102,7 @@ async def _new_due(write: Write, sla: Sla) -> dt.datetime | None:
     if old_due is None:
         if not await _holds(write, sla.start_condition, after, before):
             return None
-        start, target = _start(sla, after, calendar), await _target(write, sla, after)
+        start, target = _start(write, sla, calendar), await _target(write, sla, after)
         if start is None or target is None:
             return None
         return add_working_time(start, target.hours, calendar)
@@ -124,9 +125,14 @@ async def schedule_clocks(write: Write) -> None:
             for key in keys:
                 await cancel(write.conn, key)
             continue
+        due = write.after.get(sla.due_field)
+        if write.kind == "restore" and due is not None:
+            # Deleting cancelled the jobs; a restored record's clock runs on, unless met.
+            if not await _holds(write, sla.met_condition, write.after, None):
+                await _schedule(write, sla, due)
+            continue
         if write.kind not in ("create", "update"):
             continue
-        due = write.after.get(sla.due_field)
         if write.changed(sla.due_field):
             if due is None:
                 for key in keys:
@@ -153,9 +159,10 @@ async def schedule_clocks(write: Write) -> None:
 async def _schedule(write: Write, sla: Sla, due: dt.datetime) -> None:
     payload = {"sla": sla.api_name, "due": due.isoformat(), "depth": write.intent.depth + 1}
     common: dict[str, Any] = {"object": write.co.name, "record_id": write.record_id}
-    if write.after.get(sla.breached_field or "") is not True:
-        key = job_key(sla, write.record_id, "breach")
-        await enqueue(write.conn, "sla.breach", payload, run_at=due, key=key, **common)
+    if write.after.get(sla.breached_field or "") is True:
+        return  # breached already: the due time is history
+    key = job_key(sla, write.record_id, "breach")
+    await enqueue(write.conn, "sla.breach", payload, run_at=due, key=key, **common)
     if sla.warn_before_minutes is not None and sla.on_warning:
         warn_at = add_working_time(due, -sla.warn_before_minutes / 60, calendar_of(write.ct, sla))
         key = job_key(sla, write.record_id, "warn")
@@ -197,6 +204,8 @@ async def _run(job: Job, ctx: JobContext, stage: Stage) -> dict[str, Any]:
             )
             ctx.result = {"outcome": outcome} | detail
             return ctx.result
+    except (StaleVersion, DatabaseBusy):
+        raise  # a concurrent writer or a busy database: the job is tried again
     except MetacrmError as refused:
         # An escalation the write path refuses will not pass on a retry either.
         detail = {"error": str(refused), "errors": [e.as_dict() for e in refused.errors]}
