@@ -303,10 +303,12 @@ async def test_only_automation_managers_manage_webhooks(tenant: TenantClient) ->
 async def test_a_target_that_turned_private_is_refused_before_connecting(
     app: Any, tenant: TenantClient, receiver: Receiver, jobs: Any
 ) -> None:
+    # A name the operator let resolve to loopback once; at send time the rule is back on.
+    url = f"http://localhost:{receiver.port}/hooks/erp"
     _allow_private(app, True)
     try:
-        hook = await _webhook(tenant, name="erp", url=receiver.url)
-        taken = await tenant.post("/api/v1/webhooks", json={"name": "erp", "url": receiver.url})
+        hook = await _webhook(tenant, name="erp", url=url)
+        taken = await tenant.post("/api/v1/webhooks", json={"name": "erp", "url": url})
         assert taken.status_code == 409
         assert [e["code"] for e in taken.json()["errors"]] == ["unique"]
     finally:
@@ -321,3 +323,31 @@ async def test_a_target_that_turned_private_is_refused_before_connecting(
         "/api/v1/automation/jobs", params={"kind": "webhook.deliver", "status": "dead"}
     )
     assert [j["id"] for j in dead.json()["jobs"]] == [refused["job_id"]]
+
+
+@pytest.mark.usefixtures("private_allowed")
+async def test_the_checked_address_is_the_one_connected_to(
+    tenant: TenantClient, receiver: Receiver, jobs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name is resolved once per try, by the SSRF check; the request goes to the address
+    checked (no second lookup a rebinding DNS server could answer differently), with the
+    name kept in Host. The name exists only in this test's resolver."""
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    asked: list[str] = []
+
+    async def resolver(host: Any, port: Any, *args: Any, **kw: Any) -> Any:
+        if host == "erp.internal.test":
+            asked.append(host)
+            host = "127.0.0.1"
+        return await real(host, port, *args, **kw)
+
+    monkeypatch.setattr(loop, "getaddrinfo", resolver)
+    url = f"http://erp.internal.test:{receiver.port}/hooks/erp"
+    hook = await _webhook(tenant, name="erp", url=url)
+    assert (await tenant.post(f"/api/v1/webhooks/{hook['id']}/test")).status_code == 202
+    assert await jobs.run(tenant) == 1
+    [request] = receiver.requests
+    assert request.headers["host"] == f"erp.internal.test:{receiver.port}"
+    assert request.verified(hook["secret"])["type"] == "webhook.ping"
+    assert asked == ["erp.internal.test"] * 2  # at creation and before sending, not after

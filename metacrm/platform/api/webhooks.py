@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from metacrm.errors import FieldError, NotFound, RecordInvalid
 from metacrm.platform.api.common import path_id
 from metacrm.platform.api.jobs import require_automation_manager
+from metacrm.platform.auth import Identity
 from metacrm.platform.body import read_object
 from metacrm.platform.state import AppState, IdentityDep, StateDep, TenantSession
 from metacrm.runtime import audit
@@ -40,21 +41,31 @@ async def _body(request: Request, state: AppState) -> dict[str, Any]:
     return body
 
 
-async def _checked(
-    state: AppState, session: TenantSession, values: dict[str, Any], url_changed: bool
-) -> None:
-    """Refuse a subscription with any problem: its fields, then its URL's target under the
-    same SSRF rules the deliveries follow (checked when it changes)."""
-    errors = hooks.definition_errors(session.ct, values)
-    if not errors and url_changed:
-        try:
-            await hooks.check_target(
-                values["url"],
-                allow_private=state.settings.webhooks_allow_private,
-                timeout=state.settings.webhook_timeout_seconds,
-            )
-        except hooks.TargetRefused as refused:
-            errors.append(FieldError("url", refused.code, refused.message))
+async def _target_errors(
+    state: AppState, identity: Identity, body: dict[str, Any]
+) -> list[FieldError]:
+    """The problem with a new URL's target, under the SSRF rules the deliveries follow;
+    checked before the write transaction opens (resolving a name may take a while), and
+    only for a manager (what a name resolves to is nobody else's business)."""
+    async with state.tenant(identity, writes=False) as session:
+        require_automation_manager(session)
+    url = body.get("url")
+    if not isinstance(url, str):
+        return []  # reported with the other fields
+    try:
+        await hooks.check_target(
+            url,
+            allow_private=state.settings.webhooks_allow_private,
+            timeout=state.settings.webhook_timeout_seconds,
+        )
+    except hooks.TargetRefused as refused:
+        return [FieldError("url", refused.code, refused.message)]
+    return []
+
+
+def _refuse(session: TenantSession, values: dict[str, Any], errors: list[FieldError]) -> None:
+    """Refuse a subscription with any problem, all of them reported at once."""
+    errors = hooks.definition_errors(session.ct, values) + errors
     if errors:
         raise RecordInvalid("the webhook is invalid", errors)
 
@@ -68,10 +79,11 @@ async def create_webhook(request: Request, state: StateDep, identity: IdentityDe
     """`{"name", "url", "object"?, "events"?, "filter"?, "active"?}`; the answer holds the
     signing `secret`, shown this once."""
     body = await _body(request, state)
+    target_errors = await _target_errors(state, identity, body)
     async with state.tenant(identity) as session:
         require_automation_manager(session)
         values = _DEFAULTS | body
-        await _checked(state, session, values, url_changed=True)
+        _refuse(session, values, target_errors)
         row = await hooks.add_webhook(session.conn, values, session.actor.user_id)
         await audit.record(
             session.conn,
@@ -105,11 +117,11 @@ async def change_webhook(
 ) -> dict[str, Any]:
     """Change some of `name`, `url`, `object`, `events`, `filter`, `active`."""
     body = await _body(request, state)
+    target_errors = await _target_errors(state, identity, body)
     async with state.tenant(identity) as session:
         require_automation_manager(session)
         current = await _found(session.conn, webhook_id)
-        values = {k: current[k] for k in _FIELDS} | body
-        await _checked(state, session, values, url_changed=values["url"] != current["url"])
+        _refuse(session, {k: current[k] for k in _FIELDS} | body, target_errors)
         await hooks.change_webhook(session.conn, current["id"], body)
         await audit.record(
             session.conn,

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm import formula
-from metacrm.errors import Conflict, FieldError, FormulaError, MetacrmError, RecordInvalid
+from metacrm.errors import Conflict, FieldError, FormulaError, MetacrmError
 from metacrm.metadata.store import tenant_metadata
 from metacrm.runtime import jobs
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
@@ -178,7 +178,7 @@ async def check_target(url: str, *, allow_private: bool, timeout: float = 10.0) 
     """Resolve the URL's host with the event loop's resolver and check every address it
     has (all must be public unless `allow_private`); the address to connect to."""
     parsed = parse_url(url)
-    host = parsed.host
+    host = parsed.raw_host.decode("ascii")
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
@@ -199,7 +199,7 @@ async def _resolve(
     url: httpx.URL, timeout: float
 ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """Every address of the URL's host name, from the event loop's resolver."""
-    host, port = url.host, url.port or (443 if url.scheme == "https" else 80)
+    host, port = url.raw_host.decode("ascii"), url.port or (443 if url.scheme == "https" else 80)
     loop = asyncio.get_running_loop()
     try:
         found = await asyncio.wait_for(
@@ -584,7 +584,7 @@ async def _post(hook: dict[str, Any], message_id: str, body: str, outbound: Outb
         # differently) while the server still sees its own name, in Host and in TLS.
         "host": url.netloc.decode("ascii"),
     }
-    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+    extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
     pinned = url.copy_with(host=target.address)
     try:
         async with (
@@ -618,10 +618,3 @@ def backoff(attempts: int) -> dt.timedelta:
 
 
 DELIVER = JobKind(deliver, max_attempts=MAX_ATTEMPTS, backoff=backoff)
-
-
-def refused_url_error(refused: TargetRefused) -> RecordInvalid:
-    """A refused URL as the API reports it: a problem naming `url` and the rule."""
-    return RecordInvalid(
-        "the webhook URL is refused", [FieldError("url", refused.code, refused.message)]
-    )
