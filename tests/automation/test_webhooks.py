@@ -12,8 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from metacrm.metadata.store import current_version
+from metacrm.platform.db import Database
+from metacrm.runtime.automation.webhooks import call_endpoint
+from metacrm.runtime.jobs import PermanentFailure
 from tests.conftest import TenantClient
 
 ORDER = {
@@ -351,3 +356,32 @@ async def test_the_checked_address_is_the_one_connected_to(
     assert request.headers["host"] == f"erp.internal.test:{receiver.port}"
     assert request.verified(hook["secret"])["type"] == "webhook.ping"
     assert asked == ["erp.internal.test"] * 2  # at creation and before sending, not after
+
+
+@pytest.mark.usefixtures("private_allowed")
+async def test_a_rule_action_calls_a_named_endpoint(
+    app: Any, tenant: TenantClient, receiver: Receiver, jobs: Any
+) -> None:
+    """`call_endpoint` (a rule's webhook action) sends whatever the subscription's events
+    and filter; an unknown name can never succeed."""
+    await tenant.define(ORDER)
+    hook = await _webhook(
+        tenant, name="erp", url=receiver.url, object="sales_order", events=["deleted"]
+    )
+    order = await tenant.create("sales_order", {"name": "O-7"})
+    assert await jobs.run(tenant) == 0
+    state, storage = app.state.metacrm, Database.storage_name(tenant.tenant)
+    async with state.db.tenant(storage) as conn:
+        ct = await state.cache.compiled(conn, storage, await current_version(conn))
+        co = ct.object("sales_order")
+        stored = (await conn.execute(sa.select(co.table))).mappings().one()
+        job_id = await call_endpoint(conn, ct, co, dict(stored), "erp", "automation")
+        with pytest.raises(PermanentFailure):
+            await call_endpoint(conn, ct, co, dict(stored), "nobody", "automation")
+    assert await jobs.run(tenant) == 1
+    [request] = receiver.requests
+    assert request.headers["webhook-id"] == str(job_id)
+    payload = request.verified(hook["secret"])
+    assert payload["type"] == "sales_order.automation"
+    assert payload["data"]["record"]["name"] == "O-7"
+    assert payload["data"]["id"] == order["id"]
