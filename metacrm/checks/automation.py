@@ -146,12 +146,19 @@ def _action(ctx: Context, path: str, rule: AutomationRule, obj: ObjectDef, actio
     elif action.kind in ("notify", "email"):
         for i, recipient in enumerate(action.to):
             _recipient(ctx, f"{path}/to/{i}", obj, recipient)
-        templates = {t.api_name for t in ctx.model.email_templates}
-        if action.template is not None and action.template not in templates:
+        templates = {t.api_name: t for t in ctx.model.email_templates}
+        template = templates.get(action.template or "")
+        if action.template is not None and template is None:
             ctx.error(
                 f"{path}/template",
                 "unknown-template",
                 f"e-mail template {action.template!r} does not exist",
+            )
+        elif template is not None and template.object not in (None, obj.api_name):
+            ctx.error(
+                f"{path}/template",
+                "wrong-object",
+                f"e-mail template {action.template!r} is for {template.object} records",
             )
     elif action.kind == "stage" and action.stage is not None:
         _stage(ctx, f"{path}/stage", obj, action.stage)

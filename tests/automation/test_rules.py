@@ -3,8 +3,14 @@ triggers, the cascade guard, the outbox on a rolled-back batch, and metadata che
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
+import json
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
+
+import pytest
 
 from metacrm.runtime.records import utcnow
 from tests.conftest import Jobs, TenantClient
@@ -364,3 +370,145 @@ async def test_run_history_is_for_automation_managers(tenant: TenantClient) -> N
     response = await tenant.get("/api/v1/automation/runs", params={"outcome": "exploded"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "outcome"
+
+
+class _Receiver:
+    """A loopback HTTP endpoint that answers 204 and keeps each request's JSON body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[Any] = []
+        self.port = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        length = 0
+        while (line := (await reader.readline()).decode().strip()) != "":
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        self.bodies.append(json.loads(await reader.readexactly(length)))
+        writer.write(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[_Receiver]:
+    found = _Receiver()
+    server = await asyncio.start_server(found.handle, "127.0.0.1", 0)
+    found.port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield found
+
+
+@pytest.fixture
+def loopback_webhooks(app: Any) -> Iterator[None]:
+    """The operator's switch for private targets, on for the test (the receiver is local)."""
+    state = app.state.metacrm
+
+    def allow(allowed: bool) -> None:
+        state.settings.webhooks_allow_private = allowed
+        state.worker.outbound = dataclasses.replace(
+            state.worker.outbound, webhooks_allow_private=allowed
+        )
+
+    allow(True)
+    yield
+    allow(False)
+
+
+@pytest.mark.usefixtures("loopback_webhooks")
+async def test_every_action_kind_runs_as_the_run_as_user(
+    tenant: TenantClient, jobs: Jobs, receiver: _Receiver
+) -> None:
+    rep = await tenant.add_user("rep@example.com")
+    boss = await tenant.add_user("boss@example.com", is_admin=True)
+    hot = {
+        "api_name": "hot",
+        "object": "lead",
+        "trigger": {"on": "updated"},
+        "condition": "ISCHANGED(rating) and rating >= 10",
+        "run_as": "boss@example.com",
+        "actions": [
+            {"kind": "update", "set": {"notes": "'hot'"}},
+            {"kind": "assign", "assign_to": {"kind": "user", "user": "rep@example.com"}},
+            {"kind": "stage", "stage": "working"},
+            {"kind": "submit", "flow": "review"},
+            {"kind": "email", "to": [{"kind": "owner"}], "template": "hot_lead"},
+            {"kind": "webhook", "endpoint": "erp"},
+            {"kind": "notify", "to": [{"kind": "owner"}], "title": {"en": "Hot: {{ name }}"}},
+        ],
+    }
+    body = {
+        "objects": [LEAD, TASK],
+        "stage_rules": [LEAD_PATH],
+        "approval_flows": [
+            {
+                "api_name": "review",
+                "object": "lead",
+                "lock_record": False,
+                "steps": [
+                    {
+                        "api_name": "boss",
+                        "approvers": [{"kind": "user", "user": f"admin@{tenant.tenant}.test"}],
+                    }
+                ],
+            }
+        ],
+        "email_templates": [
+            {
+                "api_name": "hot_lead",
+                "object": "lead",
+                "subject": {"en": "{{ name }} is hot"},
+                "body": {"en": "Go"},
+            }
+        ],
+        "automation_rules": [hot],
+    }
+    response = await tenant.post("/api/v1/metadata/apply", json=body)
+    assert response.status_code == 200, response.text
+    url = f"http://127.0.0.1:{receiver.port}/erp"
+    response = await tenant.post("/api/v1/webhooks", json={"name": "erp", "url": url})
+    assert response.status_code == 201, response.text
+
+    lead = await tenant.create("lead", {"name": "Kai", "rating": 1, "status": "new"})
+    await _patch(tenant, lead["id"], {"rating": 12})
+    await jobs.run(tenant, later=dt.timedelta(minutes=1))
+
+    [run] = await _runs(tenant, rule="hot")
+    assert run["outcome"] == "done", run["detail"]
+    kinds = [a["kind"] for a in run["detail"]["actions"]]
+    assert kinds == ["update", "assign", "stage", "submit", "email", "webhook", "notify"]
+    found = await _lead(tenant, lead["id"])
+    assert (found["notes"], found["status"], found["owner_id"]) == ("hot", "working", rep.user_id)
+    assert found["updated_by"] == boss.user_id  # the writes carry the run_as user
+    approvals = await tenant.get(f"/api/v1/data/lead/{lead['id']}/approvals")
+    assert [a["flow"] for a in approvals.json()["approvals"]] == ["review"]
+    listed = await tenant.get("/api/v1/automation/jobs", params={"kind": "email.send"})
+    assert len(listed.json()["jobs"]) == 1
+    # The subscription hears every write too; the rule's call is its own event.
+    called = [b for b in receiver.bodies if b["type"] == "lead.automation"]
+    assert [b["data"]["id"] for b in called] == [lead["id"]]
+    notes = (await rep.get("/api/v1/notifications")).json()["notifications"]
+    assert [n["title"] for n in notes] == ["Hot: Kai"]  # the owner after the assignment
+
+
+async def test_a_deleted_trigger_acts_on_the_record_in_the_recycle_bin(
+    tenant: TenantClient, jobs: Jobs
+) -> None:
+    gone = {
+        "api_name": "gone",
+        "object": "lead",
+        "trigger": {"on": "deleted"},
+        "condition": "rating > 5",
+        "actions": [
+            {"kind": "create", "object": "task", "set": {"subject": "'Lost ' + name"}},
+        ],
+    }
+    await _setup(tenant, gone)
+    big = await tenant.create("lead", {"name": "Lu", "rating": 9})
+    small = await tenant.create("lead", {"name": "Mo", "rating": 1})
+    for lead in (big, small):
+        assert (await tenant.delete(f"/api/v1/data/lead/{lead['id']}")).status_code == 204
+    await jobs.run(tenant)
+    assert [t["subject"] for t in await _tasks(tenant)] == ["Lost Lu"]
