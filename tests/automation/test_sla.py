@@ -159,6 +159,11 @@ async def test_a_met_sla_cancels_its_jobs_and_a_met_one_in_between_is_skipped(
     cancelled = (await tenant.get("/api/v1/automation/jobs", params={"status": "cancelled"})).json()
     assert [j["kind"] for j in cancelled["jobs"]] == ["sla.breach"]
     assert await _runs(tenant, lead["id"]) == [("met", "done")]
+    # A met clock stays met: reopening the lead and raising its priority moves nothing.
+    reopened = {"status": "new", "priority": "high"}
+    response = await tenant.patch(f"/api/v1/data/lead/{lead['id']}", json=reopened)
+    assert response.json()["first_contact_due"] == lead["first_contact_due"]
+    assert await jobs.run(tenant, later=dt.timedelta(hours=5)) == 0
     final = (await tenant.get(f"/api/v1/data/lead/{lead['id']}")).json()
     assert final["first_contact_breached"] is None
 
@@ -197,6 +202,21 @@ async def test_a_change_of_target_moves_the_due_time_and_its_job(
         ("first_contact_due", lead["first_contact_due"], moved["first_contact_due"]),
         ("first_contact_breached", None, True),
     ]
+
+
+async def test_an_escalation_the_write_path_refuses_keeps_nothing_and_says_why(
+    tenant: TenantClient, jobs: Jobs
+) -> None:
+    sla = FIRST_CONTACT | {"on_breach": [{"kind": "update", "set": {"name": "''"}}]}
+    await _apply(tenant, slas=[sla])
+    lead = await tenant.create("lead", {"name": "Stuck"})
+    assert await jobs.run(tenant, later=dt.timedelta(hours=5)) == 1
+    dead = (await tenant.get("/api/v1/automation/jobs", params={"status": "dead"})).json()
+    assert [j["kind"] for j in dead["jobs"]] == ["sla.breach"]
+    assert "actions/0/name" in dead["jobs"][0]["last_error"]
+    assert await _runs(tenant, lead["id"]) == [("breach", "failed")]
+    after = (await tenant.get(f"/api/v1/data/lead/{lead['id']}")).json()
+    assert (after["name"], after["first_contact_breached"]) == ("Stuck", None)
 
 
 async def test_bad_sla_metadata_is_refused_with_its_path(tenant: TenantClient) -> None:

@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.errors import DatabaseBusy, FieldError, MetacrmError, NotFound, StaleVersion
@@ -26,7 +27,7 @@ from metacrm.runtime.automation.calendar import ALWAYS, Calendar, add_working_ti
 from metacrm.runtime.automation.history import Outcome, record_run
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
 from metacrm.runtime.hooks import Intent, Origin, Write
-from metacrm.runtime.jobs import Job, JobContext, PermanentFailure, cancel, enqueue
+from metacrm.runtime.jobs import Job, JobContext, PermanentFailure, cancel, enqueue, jobs
 from metacrm.runtime.process.expressions import condition_holds
 from metacrm.runtime.records import fetch, utcnow
 
@@ -110,10 +111,18 @@ async def _new_due(write: Write, sla: Sla) -> dt.datetime | None:
     old, new = await _target(write, sla, before), await _target(write, sla, after)
     if old is None or new is None or old is new:
         return None
-    if after.get(sla.breached_field or "") is True:
-        return None  # breached already: the due time is history
+    if not await _running(write.conn, job_key(sla, write.record_id, "breach")):
+        return None  # met or breached already: the due time is history
     # The working time already given stays counted: move by the difference.
     return add_working_time(old_due, new.hours - old.hours, calendar)
+
+
+async def _running(conn: AsyncConnection, key: str) -> bool:
+    """Whether the clock of `key` still waits for its due time."""
+    found = await conn.scalar(
+        sa.select(jobs.c.id).where(jobs.c.key == key, jobs.c.status == "pending")
+    )
+    return found is not None
 
 
 async def schedule_clocks(write: Write) -> None:
@@ -223,7 +232,8 @@ async def _run(job: Job, ctx: JobContext, stage: Stage) -> dict[str, Any]:
                 depth=depth,
                 at=ctx.now,
             )
-        raise PermanentFailure(f"SLA {name} {stage}: {refused}") from refused
+        problems = "".join(f"; {e.field}: {e.message}" for e in refused.errors)
+        raise PermanentFailure(f"SLA {name} {stage}: {refused}{problems}") from refused
 
 
 async def _act(
