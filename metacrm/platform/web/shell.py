@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from metacrm import i18n
 from metacrm.platform.web.texts import word
 from metacrm.runtime.actor import Actor
+from metacrm.runtime.automation.notify import unread_count
 from metacrm.runtime.compiler import CompiledTenant
 from metacrm.runtime.packs import installed_packs
 from metacrm.runtime.permissions import has_platform_permission, object_permission
@@ -44,6 +45,8 @@ class Shell:
     csrf: str
     #: Approvals waiting for the user (or their delegators): the navigation's badge.
     waiting_approvals: int = 0
+    #: The user's unread notifications: the bell's count.
+    unread_notifications: int = 0
 
     def object_label(self, name: str) -> str:
         for group in self.nav:
@@ -120,4 +123,5 @@ async def build_shell(
         nav=tuple(groups),
         csrf=csrf,
         waiting_approvals=await waiting_count(conn, actor.user_id),
+        unread_notifications=await unread_count(conn, actor.user_id),
     )
