@@ -33,7 +33,7 @@ class AssignTarget(Strict):
 
 
 class Queue(Strict):
-    """A named group of users that records are assigned to in turn."""
+    """A named group of users (ids or e-mails, in turn order) that records go to."""
 
     api_name: ApiName
     label: Label | None = None
@@ -48,8 +48,8 @@ class AssignmentEntry(Strict):
 
 
 class AssignmentRule(Strict):
-    """Ordered entries that give new records of `object` an owner (stub: the assignment
-    helper completes it)."""
+    """Ordered entries that give new records of `object` an owner: on create (when the
+    write names none) and on demand. One rule per object may be active."""
 
     api_name: ApiName
     object: ApiName

@@ -207,7 +207,8 @@ async def checked_create(
     actor = intent.actor
     permission = None if intent.system else require_object(ct.model, actor, co.name, "create")
     data, errors, owner = dict(data), [], actor.user_id
-    if "owner_id" in data:
+    named = "owner_id" in data
+    if named:
         try:
             owner = await _owner_from(conn, data.pop("owner_id"), intent, permission, prefix)
         except RecordInvalid as invalid:
@@ -217,6 +218,8 @@ async def checked_create(
     apply_defaults(co, values, skip=set(data))
     now, record_id = utcnow(), new_id()
     changes = dict(values)
+    if named:  # an owner the create names: assignment rules leave it alone
+        changes["owner_id"] = owner
     values |= {
         "id": record_id,
         "owner_id": owner,
