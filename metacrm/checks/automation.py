@@ -2,7 +2,8 @@
 
 The rule's object, the fields of its trigger, the stage of a stage_entered trigger, the
 date field of a time trigger, the cron expression and time zone of a schedule, the
-condition (a filter for schedules, a validation-style condition otherwise), and each
+condition (a filter for time and schedule rules, a validation-style condition with
+ISNEW, ISCHANGED and PRIORVALUE otherwise), and each
 action's fields, expressions, target object and link, template, roles, queue, stage
 and approval flow.
 """
@@ -39,7 +40,10 @@ def run(ctx: Context) -> None:
             continue
         _trigger(ctx, base, rule, obj)
         if rule.condition:
-            context = "filter" if rule.trigger.on == "schedule" else "validation"
+            # Schedules select records in SQL, and a timer's condition is checked again
+            # when due, with no save to compare with: neither may use ISCHANGED & co.
+            timed = rule.trigger.on in ("schedule", "time")
+            context = "filter" if timed else "validation"
             _expression(ctx, f"{base}/condition", rule.condition, obj, context)
         for i, action in enumerate(rule.actions):
             _action(ctx, f"{base}/actions/{i}", rule, obj, action)

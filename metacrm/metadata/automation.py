@@ -14,8 +14,8 @@ A rule (`/api/v1/metadata/automation-rules`, carried in packs) watches one objec
   condition holds at that time (at most `limit`).
 
 The condition is an expression (context "validation": `ISNEW()`, `ISCHANGED(field)`,
-`PRIORVALUE(field)` are there for record triggers; a schedule's condition is a filter,
-run in the database, so it has none of them). Actions run in order, in one
+`PRIORVALUE(field)` are there for record triggers; time and schedule conditions are
+filters, checked again when due or run in the database, so they have none of them). Actions run in order, in one
 transaction, through the write path as the rule's `run_as` user.
 """
 

@@ -316,6 +316,7 @@ async def test_bad_rules_are_refused_with_paths(tenant: TenantClient) -> None:
             "api_name": "bad_time",
             "object": "lead",
             "trigger": {"on": "time", "date_field": "name"},
+            "condition": "ISCHANGED(rating)",  # checked again when due: no save to compare
             "actions": [{"kind": "update", "set": {"notes": "'x'"}}],
         },
         {
@@ -346,6 +347,7 @@ async def test_bad_rules_are_refused_with_paths(tenant: TenantClient) -> None:
         (f"{base}/actions/2/template", "unknown-template"),
         (f"{base}/actions/3/stage", "unknown-stage"),
         ("automation_rules/bad_time/trigger/date_field", "wrong-type"),
+        ("automation_rules/bad_time/condition", "formula"),
         ("automation_rules/bad_schedule/trigger/cron", "invalid-cron"),
         ("automation_rules/bad_schedule/trigger/timezone", "unknown-timezone"),
         ("automation_rules/bad_schedule/condition", "formula"),

@@ -467,7 +467,9 @@ async def run_timer(job: Job, ctx: JobContext) -> dict[str, Any]:
         if rule.trigger.on != "time":
             return "the rule is no longer a time rule"
         if rule.trigger.date_field is not None and due_time(rule, record, due) != due:
-            return f"{rule.trigger.date_field} moved"
+            # A save that moved the date moved the timer too; this is an offset changed
+            # in the rule since (timers set before the change keep their time, unrun).
+            return f"the due time moved ({rule.trigger.date_field} or the rule's offset)"
         if rule.condition and not await condition_holds(
             conn, ct, co, rule.condition, record, prior=record
         ):
