@@ -255,6 +255,9 @@ async def _act(
     if depth > MAX_AUTOMATION_DEPTH:
         return "stopped", {"reason": f"automation depth {depth} > {MAX_AUTOMATION_DEPTH}"}
     co = ct.object(sla.object)
+    # Hold the row (PostgreSQL) so a save meeting the SLA now is seen or waits for us.
+    t = co.table
+    await conn.execute(sa.select(t.c.id).where(t.c.id == job.record_id).with_for_update())
     try:
         record = await fetch(conn, co, job.record_id)
     except NotFound:
