@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Literal
 
 from jinja2 import nodes
@@ -64,10 +65,18 @@ class EmailTemplate(Strict):
     format: Literal["text", "html"] = "text"
 
 
+@functools.cache
 def template_environment(format: str = "text") -> SandboxedEnvironment:
     """The sandboxed Jinja2 environment templates are parsed and rendered in (HTML
-    escapes every value put in the body)."""
-    return SandboxedEnvironment(autoescape=format == "html", keep_trailing_newline=True)
+    escapes every value put in the body; blank values print as nothing)."""
+    return SandboxedEnvironment(
+        autoescape=format == "html", keep_trailing_newline=True, finalize=_blank_none
+    )
+
+
+def _blank_none(value: object) -> object:
+    """A blank field prints as nothing, not as "None"."""
+    return "" if value is None else value
 
 
 def template_paths(source: str) -> list[str]:

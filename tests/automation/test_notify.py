@@ -315,3 +315,33 @@ async def test_email_is_off_without_an_smtp_host(app: Any, tenant: TenantClient)
     assert await worker.drain(storage) == 1
     (dead,) = await _jobs(tenant, "dead")
     assert dead["last_error"] == "e-mail is off: set METACRM_SMTP_HOST"
+
+
+async def test_a_rules_email_action_reaches_the_smtp_server(
+    app: Any, tenant: TenantClient, mailer: tuple[Worker, int]
+) -> None:
+    """A saved lead triggers a rule whose e-mail action renders the template; the job it
+    enqueues delivers the message to the loopback server."""
+    worker, port = mailer
+    storage = Database.storage_name(tenant.tenant)
+    await _team(tenant)
+    rule = {
+        "api_name": "welcome_leads",
+        "object": "lead",
+        "trigger": {"on": "created"},
+        "condition": "NOT(ISBLANK(email))",
+        "actions": [
+            {"kind": "email", "to": [{"kind": "field", "field": "email"}], "template": "welcome"}
+        ],
+    }
+    response = await tenant.post("/api/v1/metadata/automation-rules", json=rule)
+    assert response.status_code == 201, response.text
+    account = await tenant.create("account", {"name": "Acme"})
+    await tenant.create("lead", {"name": "Ann", "account": account["id"]})
+    await tenant.create("lead", {"name": "Bob", "email": "bob@example.com"})
+    inbox = _Inbox()
+    with _smtp(inbox, port):
+        assert await worker.drain(storage) >= 2  # the rule's job, then the e-mail's
+    (mail,) = inbox.messages
+    assert mail["To"] == "bob@example.com" and mail["Subject"] == "Welcome, Bob"
+    assert mail.get_content().replace("\r\n", "\n") == "Hello Bob of .\n"
