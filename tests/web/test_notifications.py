@@ -7,7 +7,14 @@ from typing import Any
 
 import httpx
 
-from tests.web.conftest import Crm, needs_chromium, screenshot, sign_in, signed_in_with_csrf
+from tests.web.conftest import (
+    Crm,
+    axe_findings,
+    needs_chromium,
+    screenshot,
+    sign_in,
+    signed_in_with_csrf,
+)
 
 pytestmark = needs_chromium
 
@@ -48,7 +55,7 @@ def _deals(crm: Crm, clients: list[httpx.Client], *names: str) -> list[str]:
 
 
 async def test_the_bell_counts_and_the_page_marks_read(
-    crm: Crm, context: Any, tmp_path: Path, clients: list[httpx.Client]
+    crm: Crm, browser: Any, context: Any, tmp_path: Path, clients: list[httpx.Client]
 ) -> None:
     first, second = _deals(crm, clients, "Acme renewal", "Globex expansion")
     page = await sign_in(context, crm, "rep@web.test")
@@ -65,6 +72,7 @@ async def test_the_bell_counts_and_the_page_marks_read(
     ) == (f"/app/o/opportunity/{second}")
     assert "Amount: 1200" in await newest.inner_text()
     await screenshot(page, "notifications", tmp_path)
+    assert await axe_findings(browser, context, page.url) == []
 
     await newest.get_by_role("button", name="Mark read").click()
     await page.wait_for_url(f"{crm.url}/app/notifications")
