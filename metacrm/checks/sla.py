@@ -1,6 +1,7 @@
 """The SLA pass: business calendars are valid time, SLAs name fields and calendars that exist.
 
-A calendar's time zone is an IANA zone and it has some working time; an SLA's object,
+A calendar's time zone is an IANA zone, some weekday has working hours, intervals are in
+order and do not overlap, no date is both a holiday and a working day; an SLA's object,
 its due (datetime), breached (boolean) and start (date or datetime) fields, its calendar,
 its conditions (validation-style, like a rule's) and its warning and breach actions (as
 an automation rule's actions are checked).
@@ -12,7 +13,7 @@ from metacrm.checks import automation
 from metacrm.checks.context import Context
 from metacrm.metadata.automation import Action, AutomationRule, Trigger
 from metacrm.metadata.model import ObjectDef
-from metacrm.metadata.sla import Sla
+from metacrm.metadata.sla import Interval, Sla, minutes
 
 
 def run(ctx: Context) -> None:
@@ -25,8 +26,17 @@ def run(ctx: Context) -> None:
                 "unknown-timezone",
                 f"{cal.timezone!r} is not an IANA time zone (like 'Asia/Shanghai')",
             )
-        if not any(cal.hours.values()) and not (cal.working_days and cal.working_day_hours):
-            ctx.error(f"{base}/hours", "no-working-time", "the calendar has no working hours")
+        if not any(cal.hours.values()):
+            ctx.error(f"{base}/hours", "no-working-time", "no weekday has working hours")
+        for day, intervals in cal.hours.items():
+            _intervals(ctx, f"{base}/hours/{day}", intervals)
+        if cal.working_day_hours is not None:
+            _intervals(ctx, f"{base}/working_day_hours", cal.working_day_hours)
+        for i, date in enumerate(cal.working_days):
+            if date in cal.holidays:
+                ctx.error(
+                    f"{base}/working_days/{i}", "holiday", f"{date} is also one of the holidays"
+                )
     for sla in ctx.model.slas:
         base = f"slas/{sla.api_name}"
         if sla.calendar is not None and sla.calendar not in calendars:
@@ -38,6 +48,19 @@ def run(ctx: Context) -> None:
         obj = ctx.need_object(f"{base}/object", sla.object)
         if obj is not None:
             _fields(ctx, base, sla, obj)
+
+
+def _intervals(ctx: Context, path: str, intervals: list[Interval]) -> None:
+    """Each interval starts before it ends and after the one before it ended."""
+    end = -1
+    for i, (start, stop) in enumerate(intervals):
+        if minutes(start) >= minutes(stop):
+            ctx.error(f"{path}/{i}", "empty-interval", f"{start}-{stop} ends before it starts")
+        elif minutes(start) < end:
+            ctx.error(
+                f"{path}/{i}", "overlapping-interval", f"{start}-{stop} overlaps the one before"
+            )
+        end = max(end, minutes(stop))
 
 
 def _fields(ctx: Context, base: str, sla: Sla, obj: ObjectDef) -> None:

@@ -51,27 +51,6 @@ class BusinessCalendar(Strict):
     #: The intervals of an extra working day (default: Monday's).
     working_day_hours: Intervals | None = None
 
-    @model_validator(mode="after")
-    def _consistent(self) -> BusinessCalendar:
-        for day, intervals in self.hours.items():
-            _ordered(intervals, f"hours.{day}")
-        if self.working_day_hours is not None:
-            _ordered(self.working_day_hours, "working_day_hours")
-        both = sorted(set(self.holidays) & set(self.working_days))
-        if both:
-            raise ValueError(f"{both[0]} is both a holiday and a working day")
-        return self
-
-
-def _ordered(intervals: list[Interval], where: str) -> None:
-    end = -1
-    for start, stop in intervals:
-        if minutes(start) >= minutes(stop):
-            raise ValueError(f"{where}: the interval {start}-{stop} ends before it starts")
-        if minutes(start) < end:
-            raise ValueError(f"{where}: the interval {start}-{stop} overlaps the one before")
-        end = minutes(stop)
-
 
 class SlaTarget(Strict):
     """A service target: the working hours a record has, when `condition` holds."""

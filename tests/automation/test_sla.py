@@ -231,6 +231,10 @@ async def test_bad_sla_metadata_is_refused_with_its_path(tenant: TenantClient) -
     }
     response = await tenant.post("/api/v1/metadata/business-calendars", json=overlapping)
     assert response.status_code == 422, response.text
+    assert ("business_calendars/odd/hours/mon/1", "overlapping-interval") in _codes(response)
+    idle = {"api_name": "idle", "working_days": ["2030-01-19"]}
+    response = await tenant.post("/api/v1/metadata/business-calendars", json=idle)
+    assert ("business_calendars/idle/hours", "no-working-time") in _codes(response)
     bad = FIRST_CONTACT | {
         "calendar": "nowhere",
         "due_field": "name",
