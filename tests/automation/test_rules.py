@@ -514,3 +514,26 @@ async def test_a_deleted_trigger_acts_on_the_record_in_the_recycle_bin(
         assert (await tenant.delete(f"/api/v1/data/lead/{lead['id']}")).status_code == 204
     await jobs.run(tenant)
     assert [t["subject"] for t in await _tasks(tenant)] == ["Lost Lu"]
+
+
+async def test_a_time_rule_without_a_date_counts_from_the_save_that_set_it(
+    tenant: TenantClient, jobs: Jobs
+) -> None:
+    nudge = {
+        "api_name": "nudge",
+        "object": "lead",
+        "trigger": {"on": "time", "offset_minutes": 30},
+        "condition": "status == 'new'",
+        "actions": [{"kind": "update", "set": {"notes": "'nudged'"}}],
+    }
+    await _setup(tenant, nudge)
+    start = utcnow()
+    lead = await tenant.create("lead", {"name": "Nia", "status": "new"})
+    await _patch(tenant, lead["id"], {"rating": 1})  # held already: the timer stands
+    await jobs.run(tenant, at=start + dt.timedelta(minutes=20))
+    assert (await _lead(tenant, lead["id"]))["notes"] is None
+    await jobs.run(tenant, at=start + dt.timedelta(minutes=31))
+    assert (await _lead(tenant, lead["id"]))["notes"] == "nudged"
+    # Its own update does not set it again.
+    await jobs.run(tenant, at=start + dt.timedelta(hours=2))
+    assert [r["outcome"] for r in await _runs(tenant, rule="nudge")] == ["done"]
