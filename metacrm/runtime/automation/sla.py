@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -23,9 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from metacrm.errors import DatabaseBusy, FieldError, MetacrmError, NotFound, StaleVersion
 from metacrm.metadata.sla import Sla, SlaTarget
 from metacrm.runtime.actor import Actor
+from metacrm.runtime.automation.actions import run_actions
 from metacrm.runtime.automation.calendar import ALWAYS, Calendar, add_working_time
 from metacrm.runtime.automation.history import Outcome, record_run
-from metacrm.runtime.compiler import CompiledObject, CompiledTenant
+from metacrm.runtime.compiler import CompiledTenant
 from metacrm.runtime.hooks import Intent, Origin, Write
 from metacrm.runtime.jobs import Job, JobContext, PermanentFailure, cancel, enqueue, jobs
 from metacrm.runtime.process.expressions import condition_holds
@@ -277,20 +277,5 @@ async def _act(
     if stage == "breach" and sla.breached_field is not None:
         await writes.update(conn, ct, co, job.record_id, {sla.breached_field: True}, intent)
     actions = sla.on_breach if stage == "breach" else sla.on_warning
-    done = await _actions(conn, ct, co, job.record_id, actions, intent)
+    done = await run_actions(conn, ct, co, job.record_id, actions, intent)
     return "done", {"actions": done}
-
-
-async def _actions(
-    conn: AsyncConnection,
-    ct: CompiledTenant,
-    co: CompiledObject,
-    record_id: uuid.UUID,
-    actions: list[Any],
-    intent: Intent,
-) -> list[dict[str, Any]]:
-    if not actions:
-        return []
-    from metacrm.runtime.automation.actions import run_actions
-
-    return await run_actions(conn, ct, co, record_id, actions, intent)
