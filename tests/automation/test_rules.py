@@ -484,6 +484,7 @@ async def test_every_action_kind_runs_as_the_run_as_user(
     found = await _lead(tenant, lead["id"])
     assert (found["notes"], found["status"], found["owner_id"]) == ("hot", "working", rep.user_id)
     assert found["updated_by"] == boss.user_id  # the writes carry the run_as user
+    assert run["detail"]["run_as"] == boss.user_id
     approvals = await tenant.get(f"/api/v1/data/lead/{lead['id']}/approvals")
     assert [a["flow"] for a in approvals.json()["approvals"]] == ["review"]
     listed = await tenant.get("/api/v1/automation/jobs", params={"kind": "email.send"})

@@ -242,7 +242,8 @@ async def _set_timer(
     if depth > max_depth():
         await _stopped(write, rule, depth)
         return
-    payload = _payload(write, rule, depth) | {"due": due.isoformat()}
+    # No actor: when due, the rule acts as its run_as user or the record's owner then.
+    payload = _payload(write, rule, depth) | {"due": due.isoformat(), "actor": None}
     await enqueue(
         conn,
         TIMER_JOB,
@@ -310,9 +311,8 @@ async def _act(
         depth=depth,
     )
     done = await run_actions(conn, ct, co, record["id"], rule.actions, intent)
-    await _record(
-        conn, rule, co, record["id"], trigger, "done", depth, job, started, at, {"actions": done}
-    )
+    detail = {"actions": done, "run_as": str(actor.user_id)}
+    await _record(conn, rule, co, record["id"], trigger, "done", depth, job, started, at, detail)
     return {"outcome": "done", "actions": done}
 
 
