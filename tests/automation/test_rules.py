@@ -538,3 +538,33 @@ async def test_a_time_rule_without_a_date_counts_from_the_save_that_set_it(
     # Its own update does not set it again.
     await jobs.run(tenant, at=start + dt.timedelta(hours=2))
     assert [r["outcome"] for r in await _runs(tenant, rule="nudge")] == ["done"]
+
+
+async def test_transferred_and_restored_triggers(tenant: TenantClient, jobs: Jobs) -> None:
+    handed = {
+        "api_name": "handed",
+        "object": "lead",
+        "trigger": {"on": "transferred"},
+        "actions": [
+            {"kind": "notify", "to": [{"kind": "owner"}], "title": {"en": "Yours: {{ name }}"}}
+        ],
+    }
+    back = {
+        "api_name": "back",
+        "object": "lead",
+        "trigger": {"on": "restored"},
+        "actions": [{"kind": "update", "set": {"notes": "'restored'"}}],
+    }
+    await _setup(tenant, handed, back)
+    rep = await tenant.add_user("rep@example.com")
+    lead = await tenant.create("lead", {"name": "Oz"})
+    url = f"/api/v1/data/lead/{lead['id']}"
+    response = await tenant.post(f"{url}/owner", json={"owner_id": rep.user_id})
+    assert response.status_code == 200, response.text
+    assert (await tenant.delete(url)).status_code == 204
+    assert (await tenant.post(f"{url}/restore")).status_code == 200
+    await jobs.run(tenant, later=dt.timedelta(minutes=1))
+    notes = (await rep.get("/api/v1/notifications")).json()["notifications"]
+    assert [n["title"] for n in notes] == ["Yours: Oz"]
+    assert (await _lead(tenant, lead["id"]))["notes"] == "restored"
+    assert sorted(r["trigger"] for r in await _runs(tenant)) == ["restored", "transferred"]
