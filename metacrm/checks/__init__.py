@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from metacrm.checks import expressions, layouts, names, processes, references
+from metacrm.checks import (
+    assignment,
+    automation,
+    expressions,
+    layouts,
+    messages,
+    names,
+    processes,
+    references,
+    sla,
+)
 from metacrm.checks.context import Context
 from metacrm.errors import FieldError, MetadataInvalid
 from metacrm.metadata.model import MetadataModel
@@ -19,6 +29,10 @@ PASSES: tuple[Callable[[Context], None], ...] = (
     expressions.run,
     layouts.run,
     processes.run,
+    messages.run,
+    assignment.run,
+    automation.run,
+    sla.run,
 )
 
 

@@ -18,16 +18,20 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 from metacrm import __version__
 from metacrm.platform import problems, web
 from metacrm.platform.api import activity as activity_api
+from metacrm.platform.api import assignment as assignment_api
 from metacrm.platform.api import audit as audit_api
 from metacrm.platform.api import auth, data, keys, metadata, tenants, users
+from metacrm.platform.api import automation as automation_api
 from metacrm.platform.api import board as board_api
 from metacrm.platform.api import jobs as jobs_api
 from metacrm.platform.api import list_totals as list_totals_api
 from metacrm.platform.api import my_views as my_views_api
+from metacrm.platform.api import notifications as notifications_api
 from metacrm.platform.api import packs as packs_api
 from metacrm.platform.api import process as process_api
 from metacrm.platform.api import search as search_api
 from metacrm.platform.api import ui as ui_api
+from metacrm.platform.api import webhooks as webhooks_api
 from metacrm.platform.db import Database
 from metacrm.platform.migrate import upgrade_system
 from metacrm.platform.openapi import static_document, tenant_document
@@ -106,6 +110,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         list_totals_api.router,
         search_api.router,
         jobs_api.router,
+        automation_api.router,
+        notifications_api.router,
+        webhooks_api.router,
+        assignment_api.router,
     ):
         # Every /api/v1 route refuses query parameters it does not declare.
         app.include_router(router, prefix="/api/v1", dependencies=[CHECK_PARAMS])

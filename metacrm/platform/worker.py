@@ -70,6 +70,8 @@ class Worker:
         self.clock, self.lease, self.poll_seconds, self.batch = clock, lease, poll_seconds, batch
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._ready: set[str] = set()
+        #: Storage -> the tenant's default language (it never changes).
+        self._languages: dict[str, str] = {}
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -128,6 +130,11 @@ class Worker:
         if storage not in self._ready:
             async with self.db.tenant(storage) as conn:
                 await create_tenant_tables(conn)
+            async with self.db.system() as conn:
+                language = await conn.scalar(
+                    sa.select(tenants.c.default_language).where(tenants.c.storage == storage)
+                )
+            self._languages[storage] = language or "en"
             self._ready.add(storage)
         # A read first: an idle queue costs no write transaction (SQLite's one writer).
         async with self.db.tenant(storage, writes=False) as conn:
@@ -198,6 +205,7 @@ class _Context:
     def __init__(self, worker: Worker, storage: str, job: Job, now: dt.datetime) -> None:
         self.worker, self.storage, self.job, self.now = worker, storage, job, now
         self.outbound = worker.outbound
+        self.language = worker._languages.get(storage, "en")
         self.result: dict[str, Any] | None = None
         self.finished = False
 

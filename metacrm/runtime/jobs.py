@@ -104,6 +104,8 @@ class JobContext(Protocol):
     now: dt.datetime
     storage: str
     outbound: Outbound
+    #: The tenant's default language: e-mails to its users are written in it.
+    language: str
     #: What a finishing transaction records as the job's result (set it inside it).
     result: dict[str, Any] | None
 

@@ -345,3 +345,29 @@ async def test_a_rules_email_action_reaches_the_smtp_server(
     (mail,) = inbox.messages
     assert mail["To"] == "bob@example.com" and mail["Subject"] == "Welcome, Bob"
     assert mail.get_content().replace("\r\n", "\n") == "Hello Bob of .\n"
+
+
+async def test_a_rules_email_goes_out_in_the_tenants_language(
+    app: Any, client: Any, mailer: tuple[Worker, int]
+) -> None:
+    """The worker tells the job its tenant's default language (zh-CN here)."""
+    worker, port = mailer
+    tenant = await new_tenant(client, default_language="zh-CN")
+    storage = Database.storage_name(tenant.tenant)
+    await _team(tenant)
+    rule = {
+        "api_name": "welcome_leads",
+        "object": "lead",
+        "trigger": {"on": "created"},
+        "actions": [
+            {"kind": "email", "to": [{"kind": "field", "field": "email"}], "template": "welcome"}
+        ],
+    }
+    response = await tenant.post("/api/v1/metadata/automation-rules", json=rule)
+    assert response.status_code == 201, response.text
+    await tenant.create("lead", {"name": "王芳", "email": "wang@example.com"})
+    inbox = _Inbox()
+    with _smtp(inbox, port):
+        assert await worker.drain(storage) >= 2
+    (mail,) = inbox.messages
+    assert mail["Subject"] == "欢迎，王芳" and mail["Content-Language"] == "zh-CN"

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from metacrm.runtime.automation import notify, rules, webhooks
+from metacrm.runtime.automation.sla import sla_breach, sla_warn
 from metacrm.runtime.jobs import JobKind, Registry
 from metacrm.runtime.process.escalation import approvals_due
 
 REGISTRY = Registry()
 REGISTRY.add("approvals.due", JobKind(approvals_due, max_attempts=3))
+REGISTRY.add(webhooks.KIND, webhooks.DELIVER)
+REGISTRY.add(notify.EMAIL_JOB, JobKind(notify.send_email_job))
+REGISTRY.add("sla.warn", JobKind(sla_warn))
+REGISTRY.add("sla.breach", JobKind(sla_breach))
+REGISTRY.add(rules.RULE_JOB, JobKind(rules.run_rule))
+REGISTRY.add(rules.TIMER_JOB, JobKind(rules.run_timer))
+REGISTRY.add(rules.SCHEDULE_JOB, JobKind(rules.run_schedule))

@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from metacrm.errors import FieldError
+from metacrm.runtime.automation.assignment import assign_on_create
+from metacrm.runtime.automation.rules import on_write as rules_on_write
+from metacrm.runtime.automation.sla import schedule_clocks, start_clocks
+from metacrm.runtime.automation.webhooks import on_write as webhooks_on_write
 from metacrm.runtime.hooks import Write
 
 #: How many automation steps may follow each other (a rule's write triggering a rule...)
@@ -39,4 +43,7 @@ class AutomationHook:
             await step(write)
 
 
-AUTOMATION = AutomationHook(checks=(), steps=())
+AUTOMATION = AutomationHook(
+    checks=(assign_on_create, start_clocks),
+    steps=(webhooks_on_write, schedule_clocks, rules_on_write),
+)
