@@ -27,6 +27,7 @@ import time
 import uuid
 import zoneinfo
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -287,19 +288,51 @@ async def run_as(conn: AsyncConnection, rule: AutomationRule, fallback: uuid.UUI
     return Actor(user_id, is_admin=row.is_admin, role=row.role, manager_id=row.manager_id)
 
 
+@dataclass
+class _Run:
+    """One run of a rule on one record, as the run history keeps it."""
+
+    job: Job
+    rule: str
+    object: str
+    record_id: uuid.UUID
+    trigger: str
+    depth: int
+    at: dt.datetime
+    started: float = field(default_factory=time.perf_counter)
+
+    async def record(
+        self, conn: AsyncConnection, outcome: Outcome, detail: dict[str, Any] | None
+    ) -> None:
+        await record_run(
+            conn,
+            source="rule",
+            name=self.rule,
+            trigger=self.trigger,
+            outcome=outcome,
+            object=self.object,
+            record_id=self.record_id,
+            job_id=self.job.id,
+            detail=detail,
+            depth=self.depth,
+            duration_ms=int((time.perf_counter() - self.started) * 1000),
+            at=self.at,
+        )
+
+    async def skip(self, conn: AsyncConnection, ctx: JobContext, reason: str) -> dict[str, Any]:
+        await self.record(conn, "skipped", {"reason": reason})
+        ctx.result = {"outcome": "skipped", "reason": reason}
+        return ctx.result
+
+
 async def _act(
     conn: AsyncConnection,
     ct: CompiledTenant,
     rule: AutomationRule,
     co: CompiledObject,
     record: dict[str, Any],
-    *,
-    trigger: str,
-    depth: int,
+    run: _Run,
     actor_id: uuid.UUID | None,
-    job: Job,
-    started: float,
-    at: dt.datetime,
 ) -> dict[str, Any]:
     """Run the actions on `record` and record the run (in the caller's transaction)."""
     actor = await run_as(conn, rule, actor_id or record.get("owner_id"))
@@ -308,41 +341,11 @@ async def _act(
         origin=Origin.AUTOMATION,
         reason=f"automation rule {rule.api_name}",
         system=True,
-        depth=depth,
+        depth=run.depth,
     )
     done = await run_actions(conn, ct, co, record["id"], rule.actions, intent)
-    detail = {"actions": done, "run_as": str(actor.user_id)}
-    await _record(conn, rule, co, record["id"], trigger, "done", depth, job, started, at, detail)
+    await run.record(conn, "done", {"actions": done, "run_as": str(actor.user_id)})
     return {"outcome": "done", "actions": done}
-
-
-async def _record(
-    conn: AsyncConnection,
-    rule: AutomationRule | str,
-    co: CompiledObject | str | None,
-    record_id: Any,
-    trigger: str,
-    outcome: Outcome,
-    depth: int,
-    job: Job,
-    started: float,
-    at: dt.datetime,
-    detail: dict[str, Any] | None,
-) -> None:
-    await record_run(
-        conn,
-        source="rule",
-        name=rule if isinstance(rule, str) else rule.api_name,
-        trigger=trigger,
-        outcome=outcome,
-        object=co if co is None or isinstance(co, str) else co.name,
-        record_id=uuid.UUID(str(record_id)) if record_id else None,
-        job_id=job.id,
-        detail=detail,
-        depth=depth,
-        duration_ms=int((time.perf_counter() - started) * 1000),
-        at=at,
-    )
 
 
 def problem(error: Exception) -> dict[str, Any]:
@@ -360,85 +363,37 @@ async def _run_one(job: Job, ctx: JobContext, gate: Gate | None) -> dict[str, An
     """A record's rule run (record and time triggers): the gate, the actions, the run
     history; a refused action records a failed run and fails the job (for good when no
     retry can mend it)."""
-    payload, started = job.payload, time.perf_counter()
-    name, trigger, depth = payload["rule"], payload["trigger"], int(payload["depth"])
-    record_id = uuid.UUID(payload["record_id"])
+    payload = job.payload
+    run = _Run(
+        job,
+        payload["rule"],
+        payload["object"],
+        uuid.UUID(payload["record_id"]),
+        payload["trigger"],
+        int(payload["depth"]),
+        ctx.now,
+    )
     actor_id = uuid.UUID(payload["actor"]) if payload.get("actor") else None
     try:
         async with ctx.transaction() as (conn, ct):
-            rule = _rule(ct, name)
+            rule = _rule(ct, run.rule)
             if rule is None or rule.object not in ct.objects:
-                reason = "the rule was removed or deactivated"
-                await _record(
-                    conn,
-                    name,
-                    payload["object"],
-                    record_id,
-                    trigger,
-                    "skipped",
-                    depth,
-                    job,
-                    started,
-                    ctx.now,
-                    {"reason": reason},
-                )
-                ctx.result = {"outcome": "skipped", "reason": reason}
-                return ctx.result
+                return await run.skip(conn, ctx, "the rule was removed or deactivated")
             co = ct.object(rule.object)
             try:
-                record = await current(conn, co, record_id)
+                record = await current(conn, co, run.record_id)
             except NotFound:
-                record = {}
-            skip = "the record no longer exists" if not record else None
-            if skip is None and gate is not None:
-                skip = await gate(conn, ct, rule, co, record)
-            if skip is not None:
-                await _record(
-                    conn,
-                    rule,
-                    co,
-                    record_id,
-                    trigger,
-                    "skipped",
-                    depth,
-                    job,
-                    started,
-                    ctx.now,
-                    {"reason": skip},
-                )
-                ctx.result = {"outcome": "skipped", "reason": skip}
-                return ctx.result
-            ctx.result = await _act(
-                conn,
-                ct,
-                rule,
-                co,
-                record,
-                trigger=trigger,
-                depth=depth,
-                actor_id=actor_id,
-                job=job,
-                started=started,
-                at=ctx.now,
-            )
+                return await run.skip(conn, ctx, "the record no longer exists")
+            reason = None if gate is None else await gate(conn, ct, rule, co, record)
+            if reason is not None:
+                return await run.skip(conn, ctx, reason)
+            ctx.result = await _act(conn, ct, rule, co, record, run, actor_id)
             return ctx.result
     except LeaseLost:
         raise
     except Exception as error:
         async with ctx.transaction(finish=False) as (conn, _ct):
-            await _record(
-                conn,
-                name,
-                payload["object"],
-                record_id,
-                trigger,
-                "failed",
-                depth,
-                job,
-                started,
-                ctx.now,
-                problem(error),
-            )
+            await run.record(conn, "failed", problem(error))
         if isinstance(error, _PERMANENT):
             raise PermanentFailure(f"{error.detail}: {problem(error)['errors']}") from error
         raise
@@ -551,38 +506,14 @@ async def run_schedule(job: Job, ctx: JobContext) -> dict[str, Any]:
         )
         counts = {"done": 0, "failed": 0}
         for record_id in ids:
-            started = time.perf_counter()
+            run = _Run(job, rule.api_name, co.name, record_id, "schedule", 1, ctx.now)
             try:
                 async with conn.begin_nested():
                     record = await current(conn, co, record_id)
-                    await _act(
-                        conn,
-                        ct,
-                        rule,
-                        co,
-                        record,
-                        trigger="schedule",
-                        depth=1,
-                        actor_id=None,
-                        job=job,
-                        started=started,
-                        at=ctx.now,
-                    )
+                    await _act(conn, ct, rule, co, record, run, None)
                 counts["done"] += 1
             except (MetacrmError, PermanentFailure) as error:
-                await _record(
-                    conn,
-                    rule,
-                    co,
-                    record_id,
-                    "schedule",
-                    "failed",
-                    1,
-                    job,
-                    started,
-                    ctx.now,
-                    problem(error),
-                )
+                await run.record(conn, "failed", problem(error))
                 counts["failed"] += 1
         await enqueue(
             conn,
