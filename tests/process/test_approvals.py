@@ -264,4 +264,8 @@ async def test_reminders_and_escalation_run_on_the_job_queue(
     tasks = (await tenant.get(f"/api/v1/approvals/{run['id']}")).json()["tasks"]
     assert [t["status"] for t in tasks] == ["reassigned", "pending"]
     assert tasks[1]["assignee_id"] in {team["fin1"].user_id, team["fin2"].user_id}
+    target = team["fin1"] if tasks[1]["assignee_id"] == team["fin1"].user_id else team["fin2"]
+    [note] = (await target.get("/api/v1/notifications")).json()["notifications"]
+    assert note["title"] == "An overdue approval was escalated to you"
+    assert note["record_id"] == quote["id"]
     assert (await rep.get("/api/v1/automation/jobs")).status_code == 403

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.metadata.process import ApprovalFlow
+from metacrm.runtime.automation.notify import notify_users
 from metacrm.runtime.compiler import CompiledTenant
 from metacrm.runtime.jobs import Job, JobContext
 from metacrm.runtime.process.approvers import resolve
@@ -15,11 +16,23 @@ from metacrm.runtime.process.work import OPEN, event, lock_run, open_task
 from metacrm.runtime.records import fetch, utcnow
 from metacrm.runtime.tenant_tables import approval_tasks, approvals
 
+#: What the approver of a task is told when its reminder falls due, or when an overdue
+#: task is escalated to them (the notification links to the record).
+_REMINDER = {
+    "en": "Reminder: an approval is waiting for you",
+    "zh-CN": "提醒：有一项审批在等待您处理",
+}
+_ESCALATED = {
+    "en": "An overdue approval was escalated to you",
+    "zh-CN": "一项逾期审批已升级给您",
+}
+
 
 async def process_due(
     conn: AsyncConnection, ct: CompiledTenant, *, now: dt.datetime | None = None
 ) -> dict[str, int]:
-    """Record reminders that fell due and escalate overdue tasks to their step's target.
+    """Record reminders that fell due and escalate overdue tasks to their step's target,
+    notifying the approver in the app.
 
     Run by the `approvals.due` jobs each task schedules for its reminder and its due
     time (`open_task`); `POST /api/v1/approvals/run-due` runs it at once.
@@ -28,13 +41,16 @@ async def process_due(
     t, a = approval_tasks, approvals
     reminded = escalated = 0
     rows = await conn.execute(
-        sa.select(t.c.id, t.c.approval_id, t.c.step)
+        sa.select(t.c.id, t.c.approval_id, t.c.step, t.c.assignee_id, a.c.object, a.c.record_id)
         .join(a, a.c.id == t.c.approval_id)
         .where(t.c.status == OPEN, a.c.status == OPEN, t.c.remind_at <= now)
     )
     for row in list(rows.mappings()):
         await conn.execute(t.update().where(t.c.id == row["id"]).values(remind_at=None))
         await event(conn, row["approval_id"], None, "reminder", step=row["step"], now=now)
+        await notify_users(
+            conn, [row["assignee_id"]], _REMINDER, object=row["object"], record_id=row["record_id"]
+        )
         reminded += 1
     escalating = await conn.execute(
         sa.select(t.c.id, t.c.approval_id)
@@ -65,6 +81,9 @@ async def process_due(
                 .values(status="reassigned", decided_at=now)
             )
             await open_task(conn, run, step, run["phase"], target, flow, now, delegate=False)
+            await notify_users(
+                conn, [target], _ESCALATED, object=run["object"], record_id=run["record_id"]
+            )
         await event(
             conn,
             approval_id,
