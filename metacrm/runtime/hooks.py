@@ -28,6 +28,11 @@ class Origin(enum.StrEnum):
     AUTOMATION = "automation"
 
 
+#: How many automation steps may follow each other (a rule's write triggering a rule...)
+#: before the chain is stopped and the stop recorded in the run history.
+MAX_AUTOMATION_DEPTH = 5
+
+
 @dataclass(frozen=True)
 class Intent:
     """What a write is for: who acts, through what, why, and with whose rights."""

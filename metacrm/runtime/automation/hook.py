@@ -16,10 +16,6 @@ from metacrm.runtime.automation.sla import schedule_clocks, start_clocks
 from metacrm.runtime.automation.webhooks import on_write as webhooks_on_write
 from metacrm.runtime.hooks import Write
 
-#: How many automation steps may follow each other (a rule's write triggering a rule...)
-#: before the chain is stopped and the stop recorded in the run history.
-MAX_AUTOMATION_DEPTH = 5
-
 Check = Callable[[Write], Awaitable[list[FieldError]]]
 Step = Callable[[Write], Awaitable[None]]
 

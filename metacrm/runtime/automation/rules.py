@@ -42,7 +42,7 @@ from metacrm.runtime.actor import Actor
 from metacrm.runtime.automation.actions import current, run_actions
 from metacrm.runtime.automation.history import Outcome, record_run
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
-from metacrm.runtime.hooks import Intent, Origin, Write
+from metacrm.runtime.hooks import MAX_AUTOMATION_DEPTH, Intent, Origin, Write
 from metacrm.runtime.jobs import (
     Job,
     JobContext,
@@ -60,13 +60,6 @@ from metacrm.runtime.tenant_tables import users
 RULE_JOB, TIMER_JOB, SCHEDULE_JOB = "automation.rule", "automation.timer", "automation.schedule"
 #: Refusals no retry mends: the job dies at once (its run is recorded as failed).
 _PERMANENT = (RecordInvalid, Conflict, NotFound, PermissionDenied)
-
-
-def max_depth() -> int:
-    """`MAX_AUTOMATION_DEPTH`, read at use: hook.py imports this module."""
-    from metacrm.runtime.automation.hook import MAX_AUTOMATION_DEPTH
-
-    return MAX_AUTOMATION_DEPTH
 
 
 def rules_of(ct: CompiledTenant, object_name: str) -> tuple[AutomationRule, ...]:
@@ -140,7 +133,7 @@ async def on_write(write: Write) -> None:
             write.conn, write.ct, write.co, rule.condition, record, prior
         ):
             continue
-        if depth > max_depth():
+        if depth > MAX_AUTOMATION_DEPTH:
             await _stopped(write, rule, depth)
             continue
         await enqueue(
@@ -175,7 +168,7 @@ async def _stopped(write: Write, rule: AutomationRule, depth: int) -> None:
         depth=depth,
         detail={
             "reason": f"the cascade guard stopped it: {depth - 1} automation steps led to "
-            f"this {write.kind}, at most {max_depth()} may follow each other",
+            f"this {write.kind}, at most {MAX_AUTOMATION_DEPTH} may follow each other",
             "origin": str(write.intent.origin),
             "by": write.intent.reason,
         },
@@ -240,7 +233,7 @@ async def _set_timer(
             conn, write.ct, write.co, rule.condition, before, before
         ):
             return  # held already: the timer stands (or has fired)
-    if depth > max_depth():
+    if depth > MAX_AUTOMATION_DEPTH:
         await _stopped(write, rule, depth)
         return
     # No actor: when due, the rule acts as its run_as user or the record's owner then.

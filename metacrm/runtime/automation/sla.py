@@ -26,7 +26,7 @@ from metacrm.runtime.automation.actions import run_actions
 from metacrm.runtime.automation.calendar import ALWAYS, Calendar, add_working_time
 from metacrm.runtime.automation.history import Outcome, record_run
 from metacrm.runtime.compiler import CompiledTenant
-from metacrm.runtime.hooks import Intent, Origin, Write
+from metacrm.runtime.hooks import MAX_AUTOMATION_DEPTH, Intent, Origin, Write
 from metacrm.runtime.jobs import Job, JobContext, PermanentFailure, cancel, enqueue, jobs
 from metacrm.runtime.process.expressions import condition_holds
 from metacrm.runtime.records import fetch, utcnow
@@ -249,7 +249,6 @@ async def _act(
         return "skipped", {"reason": "the SLA is no longer active"}
     # The write path and its automation hook import this module: import them when running.
     from metacrm.runtime import writes
-    from metacrm.runtime.automation.hook import MAX_AUTOMATION_DEPTH
     from metacrm.runtime.packs import SYSTEM_USER
 
     if depth > MAX_AUTOMATION_DEPTH:
