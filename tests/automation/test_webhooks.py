@@ -35,6 +35,8 @@ ORDER = {
     ],
 }
 WON = "status == 'won' and ISCHANGED(status)"
+#: A status the receiver never answers (it holds the connection open).
+HANG = 0
 
 
 @dataclass
@@ -56,6 +58,8 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     requests: list[Received] = field(default_factory=list)
     port: int = 0
+    #: Set when the test ends: a HANG answer waits for it.
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
@@ -70,6 +74,8 @@ class Receiver:
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         self.requests.append(Received(path, headers, body))
         status = self.statuses.pop(0) if self.statuses else 200
+        if status == HANG:
+            await self.released.wait()
         answer = b"x" * 3000 if status >= 500 else b'{"ok":true}'
         writer.write(
             f"HTTP/1.1 {status} Status\r\ncontent-length: {len(answer)}\r\n"
@@ -87,6 +93,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     found.port = server.sockets[0].getsockname()[1]
     async with server:
         yield found
+        found.released.set()
 
 
 def _allow_private(app: Any, allowed: bool) -> None:
@@ -385,3 +392,26 @@ async def test_a_rule_action_calls_a_named_endpoint(
     assert payload["type"] == "sales_order.automation"
     assert payload["data"]["record"]["name"] == "O-7"
     assert payload["data"]["id"] == order["id"]
+
+
+@pytest.mark.usefixtures("private_allowed")
+async def test_an_endpoint_that_never_answers_times_out_and_is_retried(
+    app: Any, tenant: TenantClient, receiver: Receiver, jobs: Any
+) -> None:
+    worker = app.state.metacrm.worker
+    patient = worker.outbound
+    worker.outbound = dataclasses.replace(patient, webhook_timeout_seconds=0.2)
+    try:
+        hook = await _webhook(tenant, name="erp", url=receiver.url)
+        receiver.statuses = [HANG]
+        assert (await tenant.post(f"/api/v1/webhooks/{hook['id']}/test")).status_code == 202
+        assert await jobs.run(tenant) == 1
+        [timed_out] = await _log(tenant, hook["id"])
+        assert timed_out["status"] == "failed" and timed_out["http_status"] is None
+        assert "no complete answer within 0.2 s" in timed_out["error"]
+    finally:
+        worker.outbound = patient
+    assert await jobs.run(tenant, later=dt.timedelta(seconds=30)) == 1
+    log = await _log(tenant, hook["id"])
+    assert [d["status"] for d in log] == ["succeeded", "failed"]
+    assert len(receiver.requests) == 2

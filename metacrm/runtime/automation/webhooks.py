@@ -585,31 +585,36 @@ async def _post(hook: dict[str, Any], message_id: str, body: str, outbound: Outb
         "host": url.netloc.decode("ascii"),
     }
     extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
-    pinned = url.copy_with(host=target.address)
+    request = _request(url.copy_with(host=target.address), body, headers, extensions, timeout)
     try:
-        async with (
-            httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client,
-            client.stream(
-                "POST", pinned, content=body.encode(), headers=headers, extensions=extensions
-            ) as response,
-        ):
-            excerpt = await _excerpt(response)
+        # httpx's timeout bounds each read; this bounds the whole try (a slow drip too).
+        # wait_for runs it as a task of its own: its cancellation stays there.
+        status, excerpt = await asyncio.wait_for(request, timeout)
+    except TimeoutError:
+        return _Attempt("failed", error=f"no complete answer within {timeout:g} s")
     except httpx.HTTPError as error:
         return _Attempt("failed", error=f"{type(error).__name__}: {error}"[:2000])
-    ok = 200 <= response.status_code < 300
-    return _Attempt(
-        "succeeded" if ok else "failed", http_status=response.status_code, response=excerpt
-    )
+    ok = 200 <= status < 300
+    return _Attempt("succeeded" if ok else "failed", http_status=status, response=excerpt)
 
 
-async def _excerpt(response: httpx.Response) -> str:
-    """The first EXCERPT_BYTES of the answer (the rest is never read)."""
-    data = b""
-    async for chunk in response.aiter_bytes():
-        data += chunk
-        if len(data) >= EXCERPT_BYTES:
-            break
-    return data[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+async def _request(
+    url: httpx.URL, body: str, headers: dict[str, str], extensions: dict[str, Any], timeout: float
+) -> tuple[int, str]:
+    """POST the body; the status and the first EXCERPT_BYTES of the answer (the rest
+    is never read)."""
+    async with (
+        httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+        client.stream(
+            "POST", url, content=body.encode(), headers=headers, extensions=extensions
+        ) as response,
+    ):
+        data = b""
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) >= EXCERPT_BYTES:
+                break
+        return response.status_code, data[:EXCERPT_BYTES].decode("utf-8", errors="replace")
 
 
 def backoff(attempts: int) -> dt.timedelta:
