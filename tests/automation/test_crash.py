@@ -43,6 +43,7 @@ import sqlalchemy as sa
 
 from metacrm.metadata.store import current_version
 from metacrm.platform.db import Database
+from metacrm.runtime.automation.history import automation_runs
 from metacrm.runtime.cache import TenantCache
 from metacrm.runtime.jobs import jobs
 from tests.conftest import ADMIN_PASSWORD, PG_URL, PLATFORM_TOKEN
@@ -251,7 +252,9 @@ async def _state(env: dict[str, str], tenant: str) -> dict[str, Any]:
             tickets, follow_ups = ct.object("ticket").table, ct.object("follow_up").table
             job_rows = (
                 await conn.execute(
-                    sa.select(jobs.c.kind, jobs.c.status, jobs.c.record_id, jobs.c.attempts)
+                    sa.select(
+                        jobs.c.id, jobs.c.kind, jobs.c.status, jobs.c.record_id, jobs.c.attempts
+                    )
                 )
             ).all()
             codes = dict((await conn.execute(sa.select(tickets.c.id, tickets.c.code))).all())
@@ -266,9 +269,13 @@ async def _state(env: dict[str, str], tenant: str) -> dict[str, Any]:
                     ).all()
                 )
             )
+            runs = automation_runs
+            done_runs = Counter(
+                (await conn.scalars(sa.select(runs.c.job_id).where(runs.c.outcome == "done"))).all()
+            )
     finally:
         await db.dispose()
-    return {"jobs": job_rows, "codes": codes, "follow_ups": per_ticket}
+    return {"jobs": job_rows, "codes": codes, "follow_ups": per_ticket, "runs": done_runs}
 
 
 def _open_jobs(env: dict[str, str], tenant: str) -> int:
@@ -309,13 +316,14 @@ def test_saves_survive_workers_killed_at_random(cluster: Cluster) -> None:
     # Refused batches left nothing: not their new tickets, not their updates' jobs.
     assert not set(refused) & set(codes.values())
     assert sorted(codes.values()) == sorted(saves)
-    ours = [job for job in state["jobs"] if job.kind == KIND]
-    assert len(ours) == SAVES
-    assert Counter(job.status for job in ours) == {"done": SAVES}
+    ours = state["jobs"]
+    assert Counter((job.kind, job.status) for job in ours) == {(KIND, "done"): SAVES}
     assert {job.record_id for job in ours} <= set(codes)
     # Each committed save: one follow-up, even when its job was taken over from a killed worker.
     follow_ups = {codes[ticket]: count for ticket, count in state["follow_ups"].items()}
     assert follow_ups == dict(saves)
+    # And one successful run in the rule's history per job.
+    assert state["runs"] == {job.id: 1 for job in ours}
     retried = sum(1 for job in ours if job.attempts > 1)
     print(
         f"{SAVES} saves, {len(refused)} refused batches, {cluster.kills} workers killed, "
