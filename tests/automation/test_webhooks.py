@@ -249,8 +249,15 @@ async def test_events_filters_ping_rotation_and_deletion(
     assert await jobs.run(tenant) == 1
     pinged = receiver.requests[-1]
     assert pinged.verified(secret)["type"] == "webhook.ping"
+    # For a day the old secret signs too, so the receiver may switch when it likes.
+    assert pinged.verified(big["secret"]) == pinged.verified(secret)
+    assert rotated.json()["previous_until"] > pinged.verified(secret)["timestamp"]
+    await tenant.post(f"/api/v1/webhooks/{big['id']}/test")
+    assert await jobs.run(tenant, later=dt.timedelta(hours=25)) == 1
+    later = receiver.requests[-1]
+    assert later.verified(secret)["type"] == "webhook.ping"
     with pytest.raises(WebhookVerificationError):
-        pinged.verified(big["secret"])
+        later.verified(big["secret"])
 
     # Deleted: its log goes, and a delivery queued before ends without being sent.
     await tenant.post(f"/api/v1/webhooks/{big['id']}/test")

@@ -18,6 +18,7 @@ from metacrm.platform.body import read_object
 from metacrm.platform.state import AppState, IdentityDep, StateDep, TenantSession
 from metacrm.runtime import audit
 from metacrm.runtime.automation import webhooks as hooks
+from metacrm.runtime.records import utcnow
 from metacrm.runtime.serialize import row_to_record
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -147,16 +148,17 @@ async def delete_webhook(webhook_id: str, state: StateDep, identity: IdentityDep
 
 @router.post("/{webhook_id}/rotate-secret")
 async def rotate_secret(webhook_id: str, state: StateDep, identity: IdentityDep) -> dict[str, Any]:
-    """A new signing secret, shown this once; the old one stops at once."""
+    """A new signing secret, shown this once; for 24 hours deliveries carry a signature
+    with the old one too (`previous_until`), then only with the new one."""
     async with state.tenant(identity) as session:
         require_automation_manager(session)
-        secret = await hooks.rotate_secret(session.conn, path_id(webhook_id, "webhook"))
-        if secret is None:
+        rotated = await hooks.rotate_secret(session.conn, path_id(webhook_id, "webhook"), utcnow())
+        if rotated is None:
             raise NotFound("no webhook has this id")
         await audit.record(
             session.conn, "webhook.rotate", actor=session.actor, detail={"webhook_id": webhook_id}
         )
-    return {"id": webhook_id, "secret": secret}
+    return {"id": webhook_id} | row_to_record(rotated)
 
 
 @router.post("/{webhook_id}/test", status_code=202)

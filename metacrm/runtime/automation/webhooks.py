@@ -77,6 +77,10 @@ webhooks = sa.Table(
     sa.Column("url", sa.String(MAX_URL), nullable=False),
     #: "whsec_" + base64 of 24 random bytes; kept in clear because signing needs it.
     sa.Column("secret", sa.String(64), nullable=False),
+    #: The secret before the last rotation: deliveries carry its signature too until
+    #: `previous_until`, so receivers can switch secrets without losing a message.
+    sa.Column("previous_secret", sa.String(64), nullable=True),
+    sa.Column("previous_until", UTCDateTime(), nullable=True),
     #: The object whose records it follows; NULL: every object.
     sa.Column("object", sa.String(63), nullable=True),
     sa.Column("events", JsonValue(), nullable=False),
@@ -112,8 +116,10 @@ deliveries = sa.Table(
     sa.Index("ix_mc_webhook_delivery_webhook_at", "webhook_id", "at"),
 )
 
-#: The columns an administrator sees (never the secret).
-SHOWN = tuple(c for c in webhooks.c if c.name != "secret")
+#: The columns an administrator sees (never a secret).
+SHOWN = tuple(c for c in webhooks.c if c.name not in ("secret", "previous_secret"))
+#: How long the secret before a rotation still signs deliveries, beside the new one.
+ROTATION_OVERLAP = dt.timedelta(hours=24)
 
 
 # -- the SSRF guard ---------------------------------------------------------------------
@@ -326,7 +332,7 @@ async def webhook_row(
     conn: AsyncConnection, webhook_id: uuid.UUID, *, secret: bool = False
 ) -> dict[str, Any] | None:
     """One subscription (with its secret only when asked), or None."""
-    columns = (*SHOWN, webhooks.c.secret) if secret else SHOWN
+    columns = (*SHOWN, webhooks.c.secret, webhooks.c.previous_secret) if secret else SHOWN
     found = await conn.execute(sa.select(*columns).where(webhooks.c.id == webhook_id))
     row = found.mappings().first()
     return dict(row) if row is not None else None
@@ -344,15 +350,21 @@ async def remove_webhook(conn: AsyncConnection, webhook_id: uuid.UUID) -> bool:
     return bool((await conn.execute(webhooks.delete().where(webhooks.c.id == webhook_id))).rowcount)
 
 
-async def rotate_secret(conn: AsyncConnection, webhook_id: uuid.UUID) -> str | None:
-    """Give a subscription a new secret (queued retries are signed with it); None if absent."""
-    secret = new_secret()
-    changed = await conn.execute(
+async def rotate_secret(
+    conn: AsyncConnection, webhook_id: uuid.UUID, now: dt.datetime
+) -> dict[str, Any] | None:
+    """Give a subscription a new secret; the old one signs beside it for
+    ROTATION_OVERLAP. The new secret and that end, or None when there is no such webhook."""
+    current = await conn.scalar(sa.select(webhooks.c.secret).where(webhooks.c.id == webhook_id))
+    if current is None:
+        return None
+    secret, until = new_secret(), now + ROTATION_OVERLAP
+    await conn.execute(
         webhooks.update()
         .where(webhooks.c.id == webhook_id)
-        .values(secret=secret, updated_at=utcnow())
+        .values(secret=secret, previous_secret=current, previous_until=until, updated_at=now)
     )
-    return secret if changed.rowcount else None
+    return {"secret": secret, "previous_until": until}
 
 
 async def delivery_rows(
@@ -537,7 +549,7 @@ async def deliver(job: Job, ctx: JobContext) -> dict[str, Any]:
         )
     started = time.perf_counter()
     if hook["active"]:
-        attempt = await _post(hook, str(job.id), body, ctx.outbound)
+        attempt = await _post(hook, str(job.id), body, ctx.outbound, ctx.now)
     else:
         attempt = _Attempt("failed", error="the webhook is inactive", retry=False)
     async with ctx.transaction(finish=False) as (conn, _ct):
@@ -560,7 +572,9 @@ async def deliver(job: Job, ctx: JobContext) -> dict[str, Any]:
     raise DeliveryFailed(message)
 
 
-async def _post(hook: dict[str, Any], message_id: str, body: str, outbound: Outbound) -> _Attempt:
+async def _post(
+    hook: dict[str, Any], message_id: str, body: str, outbound: Outbound, now: dt.datetime
+) -> _Attempt:
     """One try: the SSRF check on the resolved addresses, then a POST to the checked
     address (no redirects followed, no proxy from the environment)."""
     timeout = outbound.webhook_timeout_seconds
@@ -579,7 +593,9 @@ async def _post(hook: dict[str, Any], message_id: str, body: str, outbound: Outb
         "user-agent": "metacrm-webhooks",
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(hook["secret"], message_id, timestamp, body),
+        "webhook-signature": " ".join(
+            signature(secret, message_id, timestamp, body) for secret in _signing(hook, now)
+        ),
         # Connect to the checked address (no second lookup a rebinding DNS could answer
         # differently) while the server still sees its own name, in Host and in TLS.
         "host": url.netloc.decode("ascii"),
@@ -596,6 +612,14 @@ async def _post(hook: dict[str, Any], message_id: str, body: str, outbound: Outb
         return _Attempt("failed", error=f"{type(error).__name__}: {error}"[:2000])
     ok = 200 <= status < 300
     return _Attempt("succeeded" if ok else "failed", http_status=status, response=excerpt)
+
+
+def _signing(hook: dict[str, Any], now: dt.datetime) -> list[str]:
+    """The secrets that sign now: the current one, and the one before a recent rotation."""
+    previous, until = hook["previous_secret"], hook["previous_until"]
+    if previous is not None and until is not None and now < until:
+        return [hook["secret"], previous]
+    return [hook["secret"]]
 
 
 async def _request(
