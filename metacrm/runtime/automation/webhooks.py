@@ -511,11 +511,14 @@ async def replay(conn: AsyncConnection, delivery_id: uuid.UUID) -> uuid.UUID | N
 
 
 class DeliveryFailed(Exception):
-    """A try that failed in a way a later one may not: retried after the backoff."""
+    """A failed try that a later one may mend (the endpoint was down): retried after
+    the backoff."""
 
 
 @dataclass
 class _Attempt:
+    """How one try ended, as the delivery log records it."""
+
     status: DeliveryStatus
     http_status: int | None = None
     response: str | None = None
