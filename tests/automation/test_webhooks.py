@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from metacrm.metadata.store import current_version
 from metacrm.platform.db import Database
-from metacrm.runtime.automation.webhooks import call_endpoint
+from metacrm.runtime.automation.webhooks import TargetRefused, call_endpoint, parse_url
 from metacrm.runtime.jobs import PermanentFailure
 from tests.conftest import TenantClient
 
@@ -278,6 +280,8 @@ async def test_events_filters_ping_rotation_and_deletion(
         ("http://[::ffff:192.168.1.1]/hook", "private-address"),
         ("http://0.0.0.0/hook", "private-address"),
         ("http://localhost:9/hook", "private-address"),
+        ("http://2130706433/hook", "private-address"),  # 127.0.0.1 as one number
+        ("http://xn--/hook", "invalid-url"),
         ("ftp://example.com/hook", "scheme"),
         ("not a url", "scheme"),
     ],
@@ -422,3 +426,22 @@ async def test_an_endpoint_that_never_answers_times_out_and_is_retried(
     log = await _log(tenant, hook["id"])
     assert [d["status"] for d in log] == ["succeeded", "failed"]
     assert len(receiver.requests) == 2
+
+
+@given(
+    st.text(max_size=80)
+    | st.builds(
+        "{}://{}{}".format,
+        st.sampled_from(["http", "https", "ftp", "HTTP", ""]),
+        st.text(max_size=40),
+        st.text(max_size=20),
+    )
+)
+def test_any_text_is_a_url_or_refused_with_a_rule(url: str) -> None:
+    """Whatever an administrator types, the answer is a URL or a named rule, never a crash."""
+    try:
+        parsed = parse_url(url)
+    except TargetRefused as refused:
+        assert refused.code in ("too-long", "invalid-url", "scheme")
+    else:
+        assert parsed.scheme in ("http", "https") and parsed.host

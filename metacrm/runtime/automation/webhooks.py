@@ -171,11 +171,12 @@ def parse_url(url: str) -> httpx.URL:
         raise TargetRefused("too-long", f"a webhook URL has at most {MAX_URL} characters")
     try:
         parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as error:
+        host = parsed.host  # decodes the IDNA name: a malformed one fails here
+    except (httpx.InvalidURL, TypeError, ValueError) as error:  # IDNA errors are ValueErrors
         raise TargetRefused("invalid-url", f"not a URL: {error}") from None
     if parsed.scheme not in ("http", "https"):
         raise TargetRefused("scheme", "a webhook URL is http:// or https://")
-    if not parsed.host:
+    if not host:
         raise TargetRefused("invalid-url", "the URL names no host")
     return parsed
 
