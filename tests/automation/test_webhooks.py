@@ -445,3 +445,28 @@ def test_any_text_is_a_url_or_refused_with_a_rule(url: str) -> None:
         assert refused.code in ("too-long", "invalid-url", "scheme")
     else:
         assert parsed.scheme in ("http", "https") and parsed.host
+
+
+@pytest.mark.usefixtures("private_allowed")
+async def test_transfers_and_restores_are_events_too(
+    tenant: TenantClient, receiver: Receiver, jobs: Any
+) -> None:
+    await tenant.define(ORDER)
+    await _webhook(
+        tenant,
+        name="owners",
+        url=receiver.url,
+        object="sales_order",
+        events=["transferred", "restored"],
+    )
+    rep = await tenant.add_user("rep@example.com", is_admin=True)
+    order = await tenant.create("sales_order", {"name": "O-9"})
+    url = f"/api/v1/data/sales_order/{order['id']}"
+    assert (await tenant.post(f"{url}/owner", json={"owner_id": rep.user_id})).status_code == 200
+    assert (await tenant.delete(url)).status_code == 204
+    assert (await tenant.post(f"{url}/restore")).status_code == 200
+    assert await jobs.run(tenant) == 2
+    sent = [json.loads(r.body) for r in receiver.requests]
+    assert [p["type"] for p in sent] == ["sales_order.transferred", "sales_order.restored"]
+    assert sent[0]["data"]["changed"] == ["owner_id"]
+    assert sent[0]["data"]["record"]["owner_id"] == rep.user_id
