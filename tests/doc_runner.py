@@ -41,7 +41,7 @@ from tests.conftest import TenantClient, login
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 # The order a reader follows; each runs after the ones before it, in the same tenant.
-DOCS = ["metadata.md", "layouts.md", "process.md", "security.md", "web.md"]
+DOCS = ["metadata.md", "layouts.md", "process.md", "security.md", "web.md", "automation.md"]
 START_TIMEOUT = 240.0  # seconds: migrations and the crm-core install on a busy machine
 STOP_TIMEOUT = 15.0
 REQUEST_TIMEOUT = 120.0

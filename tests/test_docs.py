@@ -16,6 +16,7 @@ PREFIXES: dict[str, str | None] = {
     "process.md": "proc_",
     "security.md": "sec_",
     "web.md": None,
+    "automation.md": "auto_",
 }
 _KINDS = {
     "objects": "objects",
@@ -25,6 +26,12 @@ _KINDS = {
     "list_views": "list-views",
     "stage_rules": "stage-rules",
     "approval_flows": "approval-flows",
+    "automation_rules": "automation-rules",
+    "assignment_rules": "assignment-rules",
+    "queues": "queues",
+    "business_calendars": "business-calendars",
+    "slas": "slas",
+    "email_templates": "email-templates",
 }
 
 
