@@ -34,7 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "RESULTS.md"
-PARTS = ("api", "ddl", "formula", "packs", "security", "peer", "web")
+PARTS = ("api", "ddl", "formula", "packs", "security", "peer", "web", "jobs")
 HEADINGS = {
     "api": "## Generated REST API vs hand-written FastAPI + SQLAlchemy",
     "ddl": "## Adding a field to a 1,000,000-row table (PostgreSQL)",
@@ -45,6 +45,7 @@ HEADINGS = {
     #: run_all.py keeps this section as it is.
     "peer": "## Peer benchmark: metacrm and Directus 12.4.0 (`../shared/peer`)",
     "web": "## Web pages (issue 12)",
+    "jobs": "## Job queue and automation (issue 14)",
 }
 
 
@@ -387,6 +388,15 @@ def main() -> None:
             web = run_json("bench_web.py", web_args)
             command = " ".join(["python bench/bench_web.py", *web_args])
             sections[part] = web_section(web, command)
+        elif part == "jobs":
+            from bench.bench_jobs import body as jobs_section
+
+            jobs_args = ["--jobs", "300", "--rounds", "1", "--requests", "30"] * quick
+            jobs_args += ["--timers", "1000", "--probes", "5"] * quick
+            result = run_json("bench_jobs.py", jobs_args)
+            sections[part] = jobs_section(
+                result, " ".join(["python bench/bench_jobs.py", *jobs_args])
+            )
         timings[part] = time.perf_counter() - t0
     command = "python bench/run_all.py" + (" --quick" if quick else "")
     if args.compare:
