@@ -15,7 +15,8 @@ from metacrm.errors import Conflict, FieldError, NotFound, PermissionDenied, Rec
 from metacrm.platform.api.common import path_id
 from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, TenantSession, object_or_404
-from metacrm.runtime.automation.assignment import active_rule, reassign
+from metacrm.runtime.automation.actions import reassign
+from metacrm.runtime.automation.assignment import active_rule
 from metacrm.runtime.hooks import Intent, Origin
 from metacrm.runtime.permissions import has_platform_permission
 

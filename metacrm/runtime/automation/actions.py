@@ -1,8 +1,9 @@
-"""The actions of an automation rule, run in order through the one write path."""
+"""The actions of automation rules (and on-demand assignment), run through the one write path."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -10,13 +11,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm import formula
-from metacrm.errors import FieldError, NotFound, RecordInvalid
+from metacrm.errors import Conflict, FieldError, NotFound, RecordInvalid
 from metacrm.metadata.automation import Action
 from metacrm.metadata.values import ValueProblem, coerce
+from metacrm.runtime import writes
+from metacrm.runtime.automation import assignment, notify, webhooks
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
 from metacrm.runtime.hooks import Intent
+from metacrm.runtime.process import runs, stages
 from metacrm.runtime.process.expressions import checked
-from metacrm.runtime.records import fetch
+from metacrm.runtime.records import editable, fetch
 from metacrm.runtime.validation import load_paths
 
 
@@ -67,10 +71,6 @@ async def _run(
     action: Action,
     intent: Intent,
 ) -> dict[str, Any]:
-    # writes -> automation.hook -> rules -> here: the write path is imported at use.
-    from metacrm.runtime import writes
-    from metacrm.runtime.process import runs, stages
-
     record_id: uuid.UUID = record["id"]
     if action.kind == "update":
         values = await set_values(conn, ct, co, co, action.set, record)
@@ -85,31 +85,23 @@ async def _run(
         created = await writes.create(conn, ct, target, values, intent)
         return {"object": target.name, "id": str(created["id"])}
     if action.kind == "assign":
-        from metacrm.runtime.automation.assignment import choose_owner
-
         assert action.assign_to is not None
-        owner = await choose_owner(conn, ct, co, record, action.assign_to)
+        owner = await assignment.choose_owner(conn, ct, co, record, action.assign_to)
         if owner is None or owner == record["owner_id"]:
             return {"owner_id": str(record["owner_id"]), "changed": False}
         await writes.transfer_owner(conn, ct, co, record_id, owner, intent)
         return {"owner_id": str(owner), "changed": True}
     if action.kind == "notify":
-        from metacrm.runtime.automation.notify import notify
-
         assert action.title is not None
-        sent = await notify(conn, ct, co, record, action.to, action.title, action.message)
+        sent = await notify.notify(conn, ct, co, record, action.to, action.title, action.message)
         return {"notified": sent}
     if action.kind == "email":
-        from metacrm.runtime.automation.notify import send_email
-
         assert action.template is not None
-        queued = await send_email(conn, ct, co, record, action.to, action.template)
+        queued = await notify.send_email(conn, ct, co, record, action.to, action.template)
         return {"emails": queued}
     if action.kind == "webhook":
-        from metacrm.runtime.automation.webhooks import call_endpoint
-
         assert action.endpoint is not None
-        delivery = await call_endpoint(conn, ct, co, record, action.endpoint, "automation")
+        delivery = await webhooks.call_endpoint(conn, ct, co, record, action.endpoint, "automation")
         return {"delivery": str(delivery)}
     if action.kind == "stage":
         assert action.stage is not None
@@ -144,3 +136,36 @@ async def set_values(
                 [FieldError(f"set/{name}", problem.code, problem.message)],
             ) from None
     return out
+
+
+async def reassign(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    intent: Intent,
+) -> dict[str, Any]:
+    """Run the object's active assignment rule on an existing record now; a new owner is
+    given through the write path's owner transfer under `intent` (its rights apply).
+    Returns the record's id, owner, whether it changed, and the entry that chose."""
+    rule = assignment.active_rule(ct, co.name)
+    if rule is None:
+        raise Conflict(f"{co.name} has no active assignment rule")
+    started = time.perf_counter()
+    current, _pending = await editable(conn, ct, co, record_id, intent.actor, system=intent.system)
+    owner, entry = await assignment.run_rule(conn, ct, co, rule, current)
+    changed = owner is not None and owner != current["owner_id"]
+    if changed:
+        reason = intent.reason or f"assignment rule {rule.api_name}"
+        await writes.transfer_owner(
+            conn, ct, co, record_id, owner, dataclasses.replace(intent, reason=reason)
+        )
+    await assignment.record_assignment(
+        conn, rule, "on_demand", co.name, record_id, owner, entry, intent.depth, started
+    )
+    return {
+        "id": str(record_id),
+        "owner_id": str(owner if changed else current["owner_id"]),
+        "changed": changed,
+        "entry": entry,
+    }

@@ -10,7 +10,6 @@ its step back with it, so no position is lost.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from typing import Any
@@ -20,15 +19,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm import formula
-from metacrm.errors import Conflict, FieldError
+from metacrm.errors import FieldError
 from metacrm.metadata.assignment import AssignmentRule, AssignTarget
 from metacrm.metadata.store import tenant_metadata
 from metacrm.runtime.automation.history import record_run
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
-from metacrm.runtime.hooks import Intent, Write
+from metacrm.runtime.hooks import Write
 from metacrm.runtime.process.approvers import find_user
 from metacrm.runtime.process.expressions import condition_holds
-from metacrm.runtime.records import editable
 from metacrm.runtime.tenant_tables import users
 
 #: One row per queue or role assigned in turn: how many picks it has made.
@@ -183,7 +181,7 @@ async def assign_on_create(write: Write) -> list[FieldError]:
     owner, entry = await run_rule(write.conn, write.ct, write.co, rule, write.after)
     if owner is not None:
         write.derived["owner_id"] = owner
-    await _record(
+    await record_assignment(
         write.conn,
         rule,
         "create",
@@ -197,40 +195,7 @@ async def assign_on_create(write: Write) -> list[FieldError]:
     return []
 
 
-async def reassign(
-    conn: AsyncConnection,
-    ct: CompiledTenant,
-    co: CompiledObject,
-    record_id: uuid.UUID,
-    intent: Intent,
-) -> dict[str, Any]:
-    """Run the object's active assignment rule on an existing record now; a new owner is
-    given through the write path's owner transfer under `intent` (its rights apply).
-    Returns the record's id, owner, whether it changed, and the entry that chose."""
-    from metacrm.runtime import writes  # writes -> automation.hook -> here: import at use
-
-    rule = active_rule(ct, co.name)
-    if rule is None:
-        raise Conflict(f"{co.name} has no active assignment rule")
-    started = time.perf_counter()
-    current, _pending = await editable(conn, ct, co, record_id, intent.actor, system=intent.system)
-    owner, entry = await run_rule(conn, ct, co, rule, current)
-    changed = owner is not None and owner != current["owner_id"]
-    if changed:
-        reason = intent.reason or f"assignment rule {rule.api_name}"
-        await writes.transfer_owner(
-            conn, ct, co, record_id, owner, dataclasses.replace(intent, reason=reason)
-        )
-    await _record(conn, rule, "on_demand", co.name, record_id, owner, entry, intent.depth, started)
-    return {
-        "id": str(record_id),
-        "owner_id": str(owner if changed else current["owner_id"]),
-        "changed": changed,
-        "entry": entry,
-    }
-
-
-async def _record(
+async def record_assignment(
     conn: AsyncConnection,
     rule: AssignmentRule,
     trigger: str,
@@ -241,7 +206,7 @@ async def _record(
     depth: int,
     started: float,
 ) -> None:
-    """The run history entry of one assignment: done with its owner, or skipped."""
+    """Keep one assignment in the run history: done with its owner, or skipped."""
     detail: dict[str, Any] = (
         {"owner_id": str(owner), "entry": entry}
         if owner is not None

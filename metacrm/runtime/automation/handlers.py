@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from metacrm.runtime.automation import notify, rules, webhooks
-from metacrm.runtime.automation.sla import sla_breach, sla_warn
+from metacrm.runtime.automation import notify, rule_jobs, rules, webhooks
+from metacrm.runtime.automation.sla_jobs import sla_breach, sla_warn
 from metacrm.runtime.jobs import JobKind, Registry
 from metacrm.runtime.process.escalation import approvals_due
 
@@ -13,6 +13,6 @@ REGISTRY.add(webhooks.KIND, webhooks.DELIVER)
 REGISTRY.add(notify.EMAIL_JOB, JobKind(notify.send_email_job))
 REGISTRY.add("sla.warn", JobKind(sla_warn))
 REGISTRY.add("sla.breach", JobKind(sla_breach))
-REGISTRY.add(rules.RULE_JOB, JobKind(rules.run_rule))
-REGISTRY.add(rules.TIMER_JOB, JobKind(rules.run_timer))
-REGISTRY.add(rules.SCHEDULE_JOB, JobKind(rules.run_schedule))
+REGISTRY.add(rules.RULE_JOB, JobKind(rule_jobs.run_rule))
+REGISTRY.add(rules.TIMER_JOB, JobKind(rule_jobs.run_timer))
+REGISTRY.add(rules.SCHEDULE_JOB, JobKind(rule_jobs.run_schedule))
