@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from metacrm.platform.web import (
     actions,
+    automation,
     errors,
     forms,
     home,
@@ -32,6 +33,7 @@ ROUTERS = (
     search.router,
     inbox.router,
     notifications.router,
+    automation.router,
     kanban.router,
     forms.router,
     lists.router,

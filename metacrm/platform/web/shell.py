@@ -47,6 +47,8 @@ class Shell:
     waiting_approvals: int = 0
     #: The user's unread notifications: the bell's count.
     unread_notifications: int = 0
+    #: Whether the user may watch automation (manage_automation): the monitor's link.
+    can_automate: bool = False
 
     def object_label(self, name: str) -> str:
         for group in self.nav:
@@ -124,4 +126,5 @@ async def build_shell(
         csrf=csrf,
         waiting_approvals=await waiting_count(conn, actor.user_id),
         unread_notifications=await unread_count(conn, actor.user_id),
+        can_automate=has_platform_permission(ct.model, actor, "manage_automation"),
     )
