@@ -74,6 +74,9 @@ async def test_leads_go_round_robin_and_get_a_follow_up(docs: DocsRun) -> None:
         "Call Zhang (Hangzhou Silk Co)",
     ]
     assert {t["priority"] for t in opened} == {"high"}
+    for task in opened:  # ADDDAYS(TODAY(), 2) on the day the worker ran the rule
+        created = _utc(task["created_at"]).date()
+        assert dt.date.fromisoformat(task["due_date"]) == created + dt.timedelta(days=2)
     runs = (await admin.get("/api/v1/automation/runs?rule=auto_follow_up")).json()["runs"]
     assert sorted(r["record_id"] for r in runs) == sorted(lead["id"] for lead in leads)
     assert {r["outcome"] for r in runs} == {"done"}
@@ -118,31 +121,47 @@ async def test_the_sla_escalation_waits_and_is_met(docs: DocsRun) -> None:
 async def test_the_erp_webhook_logs_its_deliveries(docs: DocsRun) -> None:
     names, admin = docs.result(DOC).names, docs.admin
     hook = (await admin.get(f"/api/v1/webhooks/{names['erp']}")).json()
+    # Saved switched off: the page sends nothing beyond this machine.
     assert (hook["name"], hook["object"], hook["active"]) == (
         "auto_erp_orders",
         "sales_order",
-        False,  # switched off at the end of the page
+        False,
     )
     assert "secret" not in hook
 
     async def finished() -> list[dict[str, Any]] | None:
         log = await admin.get(f"/api/v1/webhooks/{names['erp']}/deliveries")
-        entries = log.json()["deliveries"]
-        done = [e for e in entries if e["status"] != "pending"]
-        events = {e["event"] for e in done}
-        return done if {"ping", "updated"} <= events else None
+        done = [e for e in log.json()["deliveries"] if e["status"] != "pending"]
+        return done or None
 
     entries = await _eventually(finished)
-    assert entries, "the ERP webhook logged no finished delivery"
-    # A stand-in address: no ERP answers there, so every try failed and says why.
-    assert {e["status"] for e in entries} == {"failed"}
-    assert all(e["error"] for e in entries)
-    order = [e for e in entries if e["event"] == "updated"]
-    assert {e["record_id"] for e in order} == {names["order"]}
-    # One delivery job for the confirmation, with the body the page shows.
+    assert entries, "the rule's delivery to the ERP webhook was never logged"
+    # Only the rule's action queued a delivery (the subscription's own events queue nothing
+    # while it is off), and it ended without a request.
+    assert [(e["event"], e["status"], e["error"], e["http_status"]) for e in entries] == [
+        ("automation", "failed", "the webhook is inactive", None)
+    ]
+    assert entries[0]["record_id"] == names["order"]
     listing = (await admin.get(f"/api/v1/automation/jobs?record_id={names['order']}")).json()
     delivered = [j for j in listing["jobs"] if j["kind"] == "webhook.deliver"]
-    assert len(delivered) == 1
+    assert [j["status"] for j in delivered] == ["dead"]
     body = json.loads(delivered[0]["payload"]["body"])
-    assert (body["type"], body["data"]["changed"]) == ("sales_order.updated", ["status"])
+    assert (body["type"], body["data"]["changed"]) == ("sales_order.automation", [])
     assert body["data"]["record"]["status"] == "confirmed"
+    runs = (await admin.get("/api/v1/automation/runs?rule=auto_big_orders_to_erp")).json()
+    assert [(r["record_id"], r["outcome"]) for r in runs["runs"]] == [(names["order"], "done")]
+
+
+async def test_the_schedule_rule_waited_for_nine_in_shanghai(docs: DocsRun) -> None:
+    result = docs.result(DOC)
+    path = "admin GET /api/v1/automation/jobs?kind=automation.schedule&status=pending"
+    waiting = [j for j in result.answers[path]["jobs"] if j["key"] == "schedule:auto_overdue_tasks"]
+    assert len(waiting) == 1
+    run_at = _utc(waiting[0]["run_at"])
+    local = run_at.astimezone(zoneinfo.ZoneInfo("Asia/Shanghai"))
+    assert (local.weekday() < 5, local.time()) == (True, dt.time(9))
+    assert run_at > _utc(waiting[0]["created_at"])
+    # Deleting the rule at the end of the page cancelled that run.
+    listing = await docs.admin.get("/api/v1/automation/jobs?kind=automation.schedule")
+    runs = [j for j in listing.json()["jobs"] if j["id"] == waiting[0]["id"]]
+    assert [j["status"] for j in runs] == ["cancelled"]
