@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from metacrm.platform.web.automation import PAGE
 from tests.automation.test_webhooks import Receiver, private_allowed, receiver
 from tests.conftest import ADMIN_PASSWORD, TenantClient
 from tests.web.conftest import (
@@ -105,7 +106,8 @@ async def test_an_admin_sees_runs_and_retries_a_dead_job_a_rep_sees_nothing(
     text = await run.inner_text()
     assert "Rule" in text and "created" in text and re.search(r"\d+ ms", text)
     assert await run.locator(".auto-badge").inner_text() == "Done"
-    assert await run.get_by_role("link").get_attribute("href") == f"/app/o/lead/{lead_id}"
+    lead = run.get_by_role("link", name="Lead · Analytical Engines")  # its name field
+    assert await lead.get_attribute("href") == f"/app/o/lead/{lead_id}"
     detail = run.locator("pre.auto-detail")
     assert not await detail.is_visible()
     await run.get_by_text("Show").click()
@@ -127,6 +129,7 @@ async def test_an_admin_sees_runs_and_retries_a_dead_job_a_rep_sees_nothing(
     await page.wait_for_url(f"{crm.url}/app/automation/jobs?status=dead")
     row = page.locator(f"#job-{job['id']}")
     assert "e-mail is off" in await row.locator(".auto-error").inner_text()
+    assert await row.get_by_role("link", name="Lead · Analytical Engines").count() == 1
     attempts = f"{job['attempts']} / {job['max_attempts']}"
     assert await row.locator(".auto-attempts").inner_text() == attempts
     assert await page.locator("tr.auto-job").count() == 1  # the dead ones only
@@ -188,6 +191,40 @@ def test_forms_need_the_token_and_the_permission(crm: Crm, clients: list[httpx.C
     # In Chinese.
     zh = admin.get("/app/automation", headers={"Accept-Language": "zh-CN"})
     assert "自动化监控" in zh.text and "完成" in zh.text
+
+
+def test_older_pages_follow_the_apis_paging(crm: Crm, clients: list[httpx.Client]) -> None:
+    rule = {
+        "api_name": "h8_tell_owner",
+        "object": "lead",
+        "trigger": {"on": "created"},
+        "actions": [{"kind": "notify", "to": [{"kind": "owner"}], "title": "New lead"}],
+    }
+    leads = [{"last_name": f"L{i}", "company": f"Company {i}"} for i in range(PAGE + 1)]
+    with crm.api() as admin:
+        assert admin.post("/api/v1/metadata/automation-rules", json=rule).status_code == 201
+        batch = admin.post("/api/v1/data/lead/batch", json={"records": leads})
+        assert batch.status_code == 200, batch.text
+        for _ in range(100):  # the server's own worker may hold some while run-due returns
+            assert admin.post("/api/v1/automation/jobs/run-due").status_code == 200
+            runs = admin.get("/api/v1/automation/runs", params={"limit": 200}).json()["runs"]
+            if len(runs) == PAGE + 1:
+                break
+            time.sleep(0.1)
+    assert len(runs) == PAGE + 1
+    admin_page, _csrf = signed_in_with_csrf(clients, crm, crm.admin)
+    oldest = {}
+    for first in ("/app/automation?rule=h8_tell_owner", "/app/automation/jobs?status=done"):
+        page = admin_page.get(first).text
+        assert len(re.findall(r'<tr id="(?:run|job)-', page)) == PAGE
+        older = re.search(r'<a href="([^"]+)">Older</a>', page)
+        assert older, page[-800:]
+        rest = admin_page.get(older.group(1).replace("&amp;", "&")).text
+        assert len(re.findall(r'<tr id="(?:run|job)-', rest)) == 1
+        assert ">Older</a>" not in rest
+        oldest[first] = rest
+    # The oldest run and job are the first lead's (the batch saved the leads in order).
+    assert all("Lead · Company 0<" in rest for rest in oldest.values())
 
 
 # -- webhook deliveries, on the suite's in-process app (loopback targets allowed) --------

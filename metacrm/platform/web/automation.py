@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, get_args
 from urllib.parse import urlencode
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from markupsafe import Markup
 from starlette.responses import RedirectResponse, Response
@@ -26,7 +27,7 @@ from metacrm.runtime import jobs
 from metacrm.runtime.automation import webhooks as hooks
 from metacrm.runtime.automation.handlers import REGISTRY
 from metacrm.runtime.automation.history import Outcome, run_rows
-from metacrm.runtime.permissions import has_platform_permission, object_readable
+from metacrm.runtime.permissions import has_platform_permission, object_readable, readable
 from metacrm.runtime.records import utcnow
 
 router = APIRouter(prefix="/app/automation", include_in_schema=False)
@@ -63,13 +64,42 @@ class RecordLink:
     url: str | None
 
 
-def _record(ws: Workspace, name: str | None, record_id: Any) -> RecordLink | None:
+Names = dict[tuple[str, str], str]
+
+
+async def _names(ws: Workspace, rows: list[dict[str, Any]]) -> Names:
+    """The name of each record the rows are about, one query per object; only where the
+    reader may read the object and its name field (else the line shows the id)."""
+    wanted: dict[str, set[uuid.UUID]] = {}
+    for row in rows:
+        if row["object"] and row["record_id"] is not None:
+            wanted.setdefault(row["object"], set()).add(row["record_id"])
+    found: Names = {}
+    for name, ids in wanted.items():
+        co = ws.ct.objects.get(name)
+        field = co.obj.record_name_field if co is not None else None
+        if (
+            co is None
+            or not field
+            or not co.has(field)
+            or field not in readable(ws.ct, ws.actor, co)
+        ):
+            continue
+        result = await ws.conn.execute(
+            sa.select(co.table.c.id, co.sql(field)).where(co.table.c.id.in_(ids))
+        )
+        found |= {(name, str(i)): str(n) for i, n in result if n is not None}
+    return found
+
+
+def _record(ws: Workspace, names: Names, name: str | None, record_id: Any) -> RecordLink | None:
     if record_id is None:
         return None
     co = ws.ct.objects.get(name) if name else None
-    if co is None:  # the object is gone, or a delivery (which names no object)
+    if co is None:  # the object is gone
         return RecordLink(str(record_id), None)
-    label = f"{object_label(ws.ct, co.name, ws.actor.language)} {str(record_id)[:8]}"
+    title = names.get((co.name, str(record_id))) or str(record_id)[:8]
+    label = f"{object_label(ws.ct, co.name, ws.actor.language)} · {title}"
     url = f"/app/o/{co.name}/{record_id}" if object_readable(ws.ct, ws.actor, co) else None
     return RecordLink(label, url)
 
@@ -122,6 +152,7 @@ async def runs_page(
         rows = await run_rows(
             ws.conn, name=rule or None, outcome=outcome, before=before, limit=PAGE + 1
         )
+        names = await _names(ws, rows[:PAGE])
         runs = [
             Run(
                 id=str(row["id"]),
@@ -129,7 +160,7 @@ async def runs_page(
                 source=row["source"],
                 name=row["name"],
                 trigger=row["trigger"],
-                record=_record(ws, row["object"], row["record_id"]),
+                record=_record(ws, names, row["object"], row["record_id"]),
                 outcome=row["outcome"],
                 duration=_duration(row["duration_ms"]),
                 depth=row["depth"],
@@ -200,6 +231,7 @@ async def jobs_page(
             before=before,
             limit=PAGE + 1,
         )
+        names = await _names(ws, rows[:PAGE])
         lines = [
             JobLine(
                 id=str(row["id"]),
@@ -210,7 +242,7 @@ async def jobs_page(
                 attempts=row["attempts"],
                 max_attempts=row["max_attempts"],
                 last_error=row["last_error"],
-                record=_record(ws, row["object"], row["record_id"]),
+                record=_record(ws, names, row["object"], row["record_id"]),
                 duration=_duration(row["duration_ms"]),
                 retryable=row["status"] in ("dead", "cancelled"),
             )
