@@ -15,8 +15,10 @@ invalid new record, so the whole batch is refused. Afterwards:
   killed worker creates its follow-up once);
 - every job names a ticket that exists.
 
-Size: `METACRM_CRASH_SAVES` committed saves (default 2,000, a few minutes on 2 cores on
-either database; `METACRM_CRASH_SAVES=10000` is the issue's full run).
+Size: `METACRM_CRASH_SAVES` committed saves, 2,000 by default (about 2 minutes on SQLite
+and 3 on PostgreSQL on the 2-core machine). `METACRM_CRASH_SAVES=10000` is the issue's full
+run: it passed on both, in 7 minutes on SQLite and 5 on PostgreSQL (429 refused batches,
+150-170 workers killed, 160-800 jobs taken over from a killed worker).
 """
 
 from __future__ import annotations
