@@ -13,7 +13,7 @@ invalid new record, so the whole batch is refused. Afterwards:
 - every ticket has exactly as many follow-ups as it had committed saves (the rule's
   actions and the job's `done` mark share one transaction: a job taken over from a
   killed worker creates its follow-up once);
-- every job names a ticket that exists.
+- every job names a ticket that exists, and has one successful run in the rule history.
 
 Size: `METACRM_CRASH_SAVES` committed saves, 2,000 by default (about 2 minutes on SQLite
 and 3 on PostgreSQL on the 2-core machine). `METACRM_CRASH_SAVES=10000` is the issue's full
