@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from tests.web.conftest import (
     sign_in,
     signed_in_with_csrf,
 )
+from tests.web.test_hostile import HOSTILE, LEAKS
 
 __all__ = ["private_allowed", "receiver"]  # fixtures of the webhook tests, used here
 
@@ -225,6 +227,48 @@ def test_older_pages_follow_the_apis_paging(crm: Crm, clients: list[httpx.Client
         oldest[first] = rest
     # The oldest run and job are the first lead's (the batch saved the leads in order).
     assert all("Lead · Company 0<" in rest for rest in oldest.values())
+
+
+def test_hostile_parameters_get_a_page_never_a_500(crm: Crm, clients: list[httpx.Client]) -> None:
+    _lead_with_follow_up(crm)
+    admin, csrf = signed_in_with_csrf(clients, crm, crm.admin)
+    job = _email_jobs(crm)[0]["id"]
+    routes = {
+        "/app/automation": ["outcome", "rule", "before"],
+        "/app/automation/jobs": ["status", "kind", "before", "notice"],
+        "/app/automation/webhooks": ["webhook", "before", "notice"],
+    }
+    for value in HOSTILE:
+        answers = [
+            admin.get(path, params=dict.fromkeys(names, value)) for path, names in routes.items()
+        ]
+        answers += [
+            admin.get(path, params={name: value})
+            for path, names in routes.items()
+            for name in names
+        ]
+        answers.append(
+            admin.post(
+                f"/app/automation/jobs/{job}/retry",
+                params={"back": value},
+                data={"csrf_token": csrf},
+            )
+        )
+        answers.append(
+            admin.post(
+                f"/app/automation/webhooks/deliveries/{quote(value, safe='')}/replay",
+                data={"csrf_token": csrf},
+            )
+        )
+        for answer in answers:
+            what = f"{answer.request.method} {answer.request.url!s:.200}"
+            assert answer.status_code < 500, f"{what}: {answer.text[:2000]}"
+            assert answer.status_code == 303 or answer.headers["content-type"].startswith(
+                "text/html"
+            ), what
+            assert not any(leak in answer.text for leak in LEAKS), what
+            if answer.status_code == 303:  # back to the monitor, whatever `back` said
+                assert answer.headers["location"].startswith("/app/automation/jobs"), what
 
 
 # -- webhook deliveries, on the suite's in-process app (loopback targets allowed) --------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from markupsafe import Markup
 from starlette.responses import RedirectResponse, Response
 
 from metacrm.errors import NotFound, PermissionDenied
+from metacrm.metadata.names import API_NAME_PATTERN
 from metacrm.platform.api.common import path_id
 from metacrm.platform.state import StateDep
 from metacrm.platform.web.session import WebIdentityDep
@@ -149,8 +151,14 @@ async def runs_page(
     outcome = outcome if outcome in OUTCOMES else None
     async with workspace(request, state, identity) as ws:
         _require_manager(ws)
-        rows = await run_rows(
-            ws.conn, name=rule or None, outcome=outcome, before=before, limit=PAGE + 1
+        # No run has a name that is not an api_name: nothing to look up.
+        named = not rule or re.fullmatch(API_NAME_PATTERN, rule) is not None
+        rows = (
+            await run_rows(
+                ws.conn, name=rule or None, outcome=outcome, before=before, limit=PAGE + 1
+            )
+            if named
+            else []
         )
         names = await _names(ws, rows[:PAGE])
         runs = [
@@ -222,6 +230,7 @@ async def jobs_page(
 ) -> Response:
     """The job queue newest first, by `status` and `kind`; dead jobs can be retried."""
     status = status if status in jobs.STATUSES else None
+    kind = kind if kind in REGISTRY.kinds else None  # every job is of a registered kind
     async with workspace(request, state, identity) as ws:
         _require_manager(ws)
         rows = await jobs.job_rows(
@@ -275,10 +284,14 @@ async def jobs_page(
         )
 
 
+#: Where a form may return to: a page of the monitor, with a plain query (no open redirect,
+#: nothing a header may not carry).
+_BACK = re.compile(r"/app/automation/(jobs|webhooks)(\?[A-Za-z0-9=&%_.:+-]*)?")
+
+
 def _back(target: str, fallback: str) -> str:
-    """Where a form returns to: a page of this monitor only (no open redirect)."""
-    safe = target.startswith(fallback) and "//" not in target and "\\" not in target
-    return target if safe else fallback
+    """`target` when it is the monitor page `fallback` (with its filters), else `fallback`."""
+    return target if _BACK.fullmatch(target) and target.startswith(fallback) else fallback
 
 
 @router.post("/jobs/{job_id}/retry")
