@@ -1,4 +1,5 @@
-"""Query parameters a route does not declare are refused: 400 naming each, never ignored."""
+"""Query parameters a route does not declare are refused: 400 naming each, never ignored;
+so are values no database stores the same way (NUL bytes, lone surrogates)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from metacrm.errors import BadRequest, FieldError
+from metacrm.metadata.values import ValueProblem, check_text
 
 
 def open_query() -> None:
@@ -54,10 +56,20 @@ _DECLARED: dict[int, tuple[Dependant, frozenset[str] | None]] = {}
 
 
 async def refuse_unknown_parameters(request: Request) -> None:
-    """A dependency of every /api/v1 route: refuse query parameters the route does not take."""
+    """A dependency of every /api/v1 route: refuse query parameters the route does not take,
+    and values holding text that PostgreSQL cannot store (before any of them reaches SQL)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.query_params:
         return
+    problems = []
+    for name, value in request.query_params.multi_items():
+        try:
+            check_text(name)
+            check_text(value)
+        except ValueProblem as problem:
+            problems.append(FieldError(name[:64], problem.code, problem.message))
+    if problems:
+        raise BadRequest("a query parameter holds text no database stores", problems)
     entry = _DECLARED.get(id(route.dependant))
     if entry is None or entry[0] is not route.dependant:
         entry = _DECLARED[id(route.dependant)] = (route.dependant, declared_query(route.dependant))

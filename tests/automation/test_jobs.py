@@ -184,3 +184,16 @@ async def test_a_keyed_job_is_moved_not_duplicated(app: Any, tenant: TenantClien
         assert await jobs.cancel(conn, "timer:1") == 0
     [row] = await _rows(app, storage)
     assert row["status"] == "cancelled" and row["payload"] == {"v": 2}
+
+
+async def test_nul_bytes_in_query_parameters_are_refused_before_sql(tenant: TenantClient) -> None:
+    """Every /api/v1 route refuses text PostgreSQL cannot store (it answered 500 before)."""
+    for url, name in (
+        ("/api/v1/automation/runs?rule=%00", "rule"),
+        ("/api/v1/automation/jobs?kind=a%00b", "kind"),
+        ("/api/v1/notifications?before=%00", "before"),
+    ):
+        response = await tenant.get(url)
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["errors"][0]["field"] == name
+        assert response.json()["errors"][0]["code"] == "nul-byte"
