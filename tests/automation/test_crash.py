@@ -48,8 +48,8 @@ from metacrm.platform.db import Database
 from metacrm.runtime.automation.history import automation_runs
 from metacrm.runtime.cache import TenantCache
 from metacrm.runtime.jobs import jobs
-from tests.conftest import ADMIN_PASSWORD, PG_URL, PLATFORM_TOKEN
-from tests.platform.test_processes import _free_port, _wait_ready
+from tests.servers import serve, server_env
+from tests.web.conftest import new_crm
 
 pytestmark = pytest.mark.slow
 
@@ -119,40 +119,23 @@ class Cluster:
 
 @pytest.fixture
 def cluster(backend: str, tmp_path: Path) -> Iterator[Cluster]:
-    env = os.environ | {
-        "METACRM_DATA_DIR": str(tmp_path / "data"),
-        "METACRM_PLATFORM_ADMIN_TOKEN": PLATFORM_TOKEN,
-        "METACRM_SECRET_KEY": "crash-test-signing-key-" + "c" * 24,
+    settings = {
         "METACRM_JOBS_IN_PROCESS": "false",
         # A killed worker's jobs are taken over two seconds after it claimed them.
         "METACRM_JOB_LEASE_SECONDS": "2",
         "METACRM_JOB_POLL_SECONDS": "0.2",
     }
-    env.pop("METACRM_DATABASE_URL", None)
-    if backend == "postgresql":
-        env["METACRM_DATABASE_URL"] = PG_URL or ""
-    port = _free_port()
-    server = subprocess.Popen(
-        [*METACRM, "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    crash = Cluster(f"http://127.0.0.1:{port}", env)
-    try:
-        _wait_ready(crash.url, server)
-        crash.workers = [crash.start_worker() for _ in range(WORKERS)]
-        yield crash
-    finally:
-        for process in crash.workers:
-            process.terminate()
-        for process in crash.workers:
-            process.wait(timeout=30)
-        server.terminate()
-        server.wait(timeout=30)
-        if server.stderr:
-            server.stderr.close()
+    data = tmp_path / "data"
+    with serve(backend, data, **settings) as url:
+        crash = Cluster(url, server_env(backend, data, **settings))
+        try:
+            crash.workers = [crash.start_worker() for _ in range(WORKERS)]
+            yield crash
+        finally:
+            for process in crash.workers:
+                process.terminate()
+            for process in crash.workers:
+                process.wait(timeout=30)
 
 
 @dataclass
@@ -164,28 +147,15 @@ class Ledger:
 
 
 def _tenant(url: str) -> tuple[str, str]:
-    name = f"crash{uuid.uuid4().hex[:10]}"
-    admin = f"admin@{name}.test"
-    with httpx.Client(base_url=url, timeout=60) as http:
-        created = http.post(
-            "/api/v1/platform/tenants",
-            headers={"Authorization": f"Bearer {PLATFORM_TOKEN}"},
-            json={"name": name, "admin_email": admin, "admin_password": ADMIN_PASSWORD},
-        )
-        assert created.status_code == 201, created.text
-        token = http.post(
-            "/api/v1/auth/token",
-            data={"tenant": name, "username": admin, "password": ADMIN_PASSWORD},
-        )
-        assert token.status_code == 200, token.text
-        access = str(token.json()["access_token"])
+    """A fresh tenant with the ticket, its follow-up and the rule: its name and admin token."""
+    crm = new_crm(url)
+    with crm.api() as http:
         applied = http.post(
             "/api/v1/metadata/apply",
-            headers={"Authorization": f"Bearer {access}"},
             json={"objects": [TICKET, FOLLOW_UP], "automation_rules": [RULE]},
         )
         assert applied.status_code == 200, applied.text
-    return name, access
+    return crm.tenant, crm.admin_token
 
 
 def _client_saves(url: str, token: str, target: int, seed: int) -> Ledger:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -16,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD, BACKENDS, PG_URL, PLATFORM_TOKEN
-from tests.platform.test_processes import _free_port, _wait_ready
+from tests.conftest import ADMIN_PASSWORD, BACKENDS, PLATFORM_TOKEN
+from tests.servers import serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Flags for a sandboxed machine with no network but loopback (see the machine notes).
@@ -46,30 +44,8 @@ def web_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A real `metacrm serve` on a loopback port, on SQLite or PostgreSQL, for the session."""
-    port = _free_port()
-    env = os.environ | {
-        "METACRM_DATA_DIR": str(tmp_path_factory.mktemp(f"web-{request.param}")),
-        "METACRM_PLATFORM_ADMIN_TOKEN": PLATFORM_TOKEN,
-        "METACRM_SECRET_KEY": "web-test-signing-key-" + "w" * 24,
-    }
-    env.pop("METACRM_DATABASE_URL", None)
-    if request.param == "postgresql":
-        env["METACRM_DATABASE_URL"] = PG_URL or ""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "metacrm.platform.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, process)
+    with serve(request.param, tmp_path_factory.mktemp(f"web-{request.param}")) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
 
 
 @dataclass

@@ -2,45 +2,28 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.conftest import ADMIN_PASSWORD, PLATFORM_TOKEN
-from tests.web.conftest import needs_chromium
+from tests.web.conftest import needs_chromium, new_crm
 
 pytestmark = needs_chromium
 
 
 def _token_with_a_ticket_object(url: str) -> str:
-    name = f"d{uuid.uuid4().hex[:10]}"
-    admin = f"admin@{name}.test"
-    with httpx.Client(base_url=url, timeout=30) as http:
-        created = http.post(
-            "/api/v1/platform/tenants",
-            headers={"Authorization": f"Bearer {PLATFORM_TOKEN}"},
-            json={"name": name, "admin_email": admin, "admin_password": ADMIN_PASSWORD},
-        )
-        assert created.status_code == 201, created.text
-        token = http.post(
-            "/api/v1/auth/token",
-            data={"tenant": name, "username": admin, "password": ADMIN_PASSWORD},
-        ).json()["access_token"]
-        ticket = {
-            "api_name": "ticket",
-            "label": {"en": "Ticket", "zh-CN": "工单"},
-            "fields": [
-                {"api_name": "title", "type": "text", "required": True},
-                {"api_name": "escalated", "type": "boolean"},
-            ],
-        }
-        defined = http.post(
-            "/api/v1/metadata/objects", json=ticket, headers={"Authorization": f"Bearer {token}"}
-        )
+    crm = new_crm(url)
+    ticket = {
+        "api_name": "ticket",
+        "label": {"en": "Ticket", "zh-CN": "工单"},
+        "fields": [
+            {"api_name": "title", "type": "text", "required": True},
+            {"api_name": "escalated", "type": "boolean"},
+        ],
+    }
+    with crm.api() as http:
+        defined = http.post("/api/v1/metadata/objects", json=ticket)
         assert defined.status_code == 201, defined.text
-        return token
+    return crm.admin_token
 
 
 async def test_docs_page_shows_the_tenants_objects(
