@@ -206,26 +206,28 @@ async def test_flow_versions_keep_their_definition(tenant: TenantClient) -> None
     assert run["status"] == "approved"
 
 
+async def _urgent(
+    admin: TenantClient, rep: TenantClient, **due: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An "urgent" flow whose manager step has the `due` times and escalates to finance;
+    a quote the rep submitted to it, and its run."""
+    step = {
+        "api_name": "manager",
+        "approvers": [{"kind": "manager"}],
+        "escalate_to": {"kind": "role", "role": "finance"},
+    }
+    flow = BIG_DISCOUNT | {"api_name": "urgent", "steps": [step | due]}
+    assert (await admin.post("/api/v1/metadata/approval-flows", json=flow)).status_code == 201
+    quote = await rep.create("quote", {"name": "Q", "amount": "5000", "discount": "0.3"})
+    url = f"/api/v1/data/quote/{quote['id']}/approvals"
+    run = (await rep.post(url, json={"flow": "urgent"})).json()
+    return quote, run
+
+
 async def test_due_times_and_escalation(tenant: TenantClient) -> None:
     team = await _team(tenant)
     rep = team["rep"]
-    flow = BIG_DISCOUNT | {
-        "api_name": "urgent",
-        "steps": [
-            {
-                "api_name": "manager",
-                "approvers": [{"kind": "manager"}],
-                "due_in_hours": 1,
-                "remind_before_hours": 1,
-                "escalate_to": {"kind": "role", "role": "finance"},
-            }
-        ],
-    }
-    assert (await tenant.post("/api/v1/metadata/approval-flows", json=flow)).status_code == 201
-    quote = await rep.create("quote", {"name": "Q", "amount": "5000", "discount": "0.3"})
-    run = (
-        await rep.post(f"/api/v1/data/quote/{quote['id']}/approvals", json={"flow": "urgent"})
-    ).json()
+    _quote, run = await _urgent(tenant, rep, due_in_hours=1, remind_before_hours=1)
     assert run["tasks"][0]["due_at"] is not None
     response = await tenant.post("/api/v1/approvals/run-due")
     assert response.json() == {"reminded": 1, "escalated": 0}
@@ -238,23 +240,7 @@ async def test_reminders_and_escalation_run_on_the_job_queue(
     """Opening a task with a due time schedules its job; nothing runs before it is due,
     and at the due time the worker escalates the task to the step's target."""
     team = await _team(tenant)
-    rep = team["rep"]
-    flow = BIG_DISCOUNT | {
-        "api_name": "urgent",
-        "steps": [
-            {
-                "api_name": "manager",
-                "approvers": [{"kind": "manager"}],
-                "due_in_hours": 2,
-                "escalate_to": {"kind": "role", "role": "finance"},
-            }
-        ],
-    }
-    assert (await tenant.post("/api/v1/metadata/approval-flows", json=flow)).status_code == 201
-    quote = await rep.create("quote", {"name": "Q", "amount": "5000", "discount": "0.3"})
-    run = (
-        await rep.post(f"/api/v1/data/quote/{quote['id']}/approvals", json={"flow": "urgent"})
-    ).json()
+    quote, run = await _urgent(tenant, team["rep"], due_in_hours=2)
     pending = (await tenant.get("/api/v1/automation/jobs", params={"status": "pending"})).json()
     assert [j["kind"] for j in pending["jobs"]] == ["approvals.due"]
     assert await jobs.run(tenant, later=dt.timedelta(hours=1)) == 0
@@ -268,4 +254,4 @@ async def test_reminders_and_escalation_run_on_the_job_queue(
     [note] = (await target.get("/api/v1/notifications")).json()["notifications"]
     assert note["title"] == "An overdue approval was escalated to you"
     assert note["record_id"] == quote["id"]
-    assert (await rep.get("/api/v1/automation/jobs")).status_code == 403
+    assert (await team["rep"].get("/api/v1/automation/jobs")).status_code == 403
