@@ -116,7 +116,7 @@ class AppState:
         # Committed: now the writes' events may be seen (none for a rolled-back request).
         await self.events.publish(outbox.events)
         if outbox.jobs and self.worker is not None:
-            self.worker.wake()
+            self.worker.wake(identity.storage)
 
     async def tenant_exists(self, storage: str) -> bool:
         """Whether a tenant has this storage (remembered once seen)."""

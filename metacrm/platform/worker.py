@@ -46,6 +46,11 @@ from metacrm.runtime.tenant_tables import create_tenant_tables
 
 _log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
+#: The longest a worker leaves a tenant whose queue looked idle before it looks again.
+#: A tenant with work is looked at every poll; jobs this process enqueues wake the worker
+#: for their tenant at once, and a known due time is looked at when it comes. Only jobs
+#: another process enqueues for an idle tenant wait up to this long.
+IDLE_LOOK_SECONDS = 10.0
 
 
 class Worker:
@@ -73,9 +78,18 @@ class Worker:
         #: Storage -> the tenant's default language (it never changes).
         self._languages: dict[str, str] = {}
         self._wake = asyncio.Event()
+        #: Per storage: when the background loop looks at it next (monotonic seconds),
+        #: how long it waited last, and the storages woken since.
+        self._next_look: dict[str, float] = {}
+        self._idle: dict[str, float] = {}
+        self._woken: set[str] = set()
+        #: Per storage: the earliest time a job falls due, as the last idle look saw it.
+        self._next_due: dict[str, dt.datetime | None] = {}
 
-    def wake(self) -> None:
+    def wake(self, storage: str | None = None) -> None:
         """Look for due jobs now (a transaction of this process enqueued one)."""
+        if storage is not None:
+            self._woken.add(storage)
         self._wake.set()
 
     async def storages(self) -> list[str]:
@@ -110,11 +124,34 @@ class Worker:
                 done += 1
         return done
 
+    async def _round(self) -> int:
+        """One pass of the background loop: the tenants it is time to look at."""
+        done = 0
+        for storage in await self.storages():
+            if storage not in self._woken and time.monotonic() < self._next_look.get(storage, 0):
+                continue
+            self._woken.discard(storage)
+            ran = await self.drain(storage)
+            done += ran
+            if ran:
+                self._idle[storage] = self.poll_seconds
+                self._next_look[storage] = 0.0
+                continue
+            # Idle: look again less and less often, but when its next job falls due.
+            idle = min(2 * self._idle.get(storage, self.poll_seconds / 2), IDLE_LOOK_SECONDS)
+            self._idle[storage] = max(idle, self.poll_seconds)
+            due = self._next_due.get(storage)
+            wait = self._idle[storage]
+            if due is not None:
+                wait = min(wait, max(0.0, (due - self.clock()).total_seconds()))
+            self._next_look[storage] = time.monotonic() + wait
+        return done
+
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Poll every tenant until `stop` is set; sleep while nothing is due."""
+        """Poll the tenants until `stop` is set; sleep while nothing is due."""
         while not stop.is_set():
             try:
-                ran = await self.run_once()
+                ran = await self._round()
             except Exception:  # a tenant's storage went away, the database restarted...
                 _log.exception("the job worker's round failed; trying again")
                 ran = 0
@@ -138,17 +175,10 @@ class Worker:
             self._ready.add(storage)
         # A read first: an idle queue costs no write transaction (SQLite's one writer).
         async with self.db.tenant(storage, writes=False) as conn:
-            due = await conn.scalar(
-                sa.select(jobs.c.id)
-                .where(
-                    sa.or_(
-                        sa.and_(jobs.c.status == "pending", jobs.c.run_at <= now),
-                        sa.and_(jobs.c.status == "running", jobs.c.locked_until < now),
-                    )
-                )
-                .limit(1)
-            )
-        if due is None:
+            row = (await conn.execute(_NEXT)).one()
+        times = [t for t in (row.run_at, row.locked_until) if t is not None]
+        self._next_due[storage] = min(times) if times else None
+        if not times or min(times) > now:
             return []
         async with self.db.tenant(storage) as conn:
             return await claim(
@@ -186,6 +216,21 @@ class Worker:
                 return await fail(
                     conn, job, self.name, _after(now, started), now, message, retry_in=retry_in
                 )
+
+
+#: When the earliest job of a tenant falls due: pending ones at their time, running ones
+#: when their lease runs out (both found through the (status, run_at) index and a scan of
+#: the few running ones).
+_NEXT = sa.select(
+    sa.select(sa.func.min(jobs.c.run_at))
+    .where(jobs.c.status == "pending")
+    .scalar_subquery()
+    .label("run_at"),
+    sa.select(sa.func.min(jobs.c.locked_until))
+    .where(jobs.c.status == "running")
+    .scalar_subquery()
+    .label("locked_until"),
+)
 
 
 def _after(now: dt.datetime, started: float) -> dt.datetime:

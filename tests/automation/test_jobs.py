@@ -197,3 +197,43 @@ async def test_nul_bytes_in_query_parameters_are_refused_before_sql(tenant: Tena
         assert response.status_code == 400, (url, response.text)
         assert response.json()["errors"][0]["field"] == name
         assert response.json()["errors"][0]["code"] == "nul-byte"
+
+
+async def test_the_background_loop_finds_woken_and_timed_jobs(
+    app: Any, tenant: TenantClient
+) -> None:
+    """An idle tenant is looked at less often, but a wake for it, or the due time of a job
+    it already holds, brings the loop back to it (bounded waits, no timing assertion)."""
+    storage = Database.storage_name(tenant.tenant)
+    ran: list[str] = []
+
+    async def note(job: Job, ctx: JobContext) -> None:
+        ran.append(job.payload["n"])
+
+    registry = Registry()
+    registry.add("test.loop", JobKind(note))
+    worker = _worker(app, registry)
+    worker.poll_seconds = 0.05
+    db = app.state.metacrm.db
+    async with db.tenant(storage) as conn:
+        await jobs.enqueue(
+            conn, "test.loop", {"n": "timed"}, run_at=utcnow() + dt.timedelta(seconds=1)
+        )
+    stop = asyncio.Event()
+    loop = asyncio.create_task(worker.run_forever(stop))
+    try:
+        await _until(lambda: ran == ["timed"])
+        await asyncio.sleep(0.5)  # idle rounds: the tenant is looked at less and less
+        async with db.tenant(storage) as conn:
+            await jobs.enqueue(conn, "test.loop", {"n": "woken"})
+        worker.wake(storage)
+        await _until(lambda: ran == ["timed", "woken"])
+    finally:
+        stop.set()
+        await loop
+
+
+async def _until(condition: Any, seconds: float = 30.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.02)
