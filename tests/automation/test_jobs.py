@@ -214,6 +214,12 @@ async def test_the_background_loop_finds_woken_and_timed_jobs(
     registry.add("test.loop", JobKind(note))
     worker = _worker(app, registry)
     worker.poll_seconds = 0.05
+
+    async def this_tenant_only() -> list[str]:
+        # The session's app holds every other test's tenants: the loop looks at this one.
+        return [storage]
+
+    worker.storages = this_tenant_only  # type: ignore[method-assign]
     db = app.state.metacrm.db
     async with db.tenant(storage) as conn:
         await jobs.enqueue(
