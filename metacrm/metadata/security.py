@@ -10,8 +10,7 @@ from pydantic_core import PydanticCustomError
 from metacrm.metadata.base import ApiName, Expression, Label, Strict
 
 FieldAccess = Literal["hidden", "read", "edit"]
-#: Platform permissions a role can hold, separate from data permissions. Each is enforced;
-#: `export_data` comes back with data export, which does not exist yet.
+#: Platform permissions a role can hold, separate from data permissions. Each is enforced.
 PLATFORM_PERMISSIONS = (
     "manage_metadata",
     "manage_users",
@@ -19,6 +18,10 @@ PLATFORM_PERMISSIONS = (
     "manage_api_keys",
     #: Webhook subscriptions, the job queue and the automation run history.
     "manage_automation",
+    #: File imports into objects (each row still needs the object's create/edit access).
+    "import_data",
+    #: Exports of lists to CSV and Excel (only the records and fields the user can read).
+    "export_data",
 )
 
 
@@ -53,10 +56,9 @@ class Role(Strict):
             return value  # the type check says what is wrong
         unknown = [p for p in value if isinstance(p, str) and p not in PLATFORM_PERMISSIONS]
         if unknown:
-            hint = " (data export does not exist yet)" if "export_data" in unknown else ""
             raise PydanticCustomError(
                 "unknown-permission",
-                "{unknown} is not a platform permission" + hint + "; use one of {known}",
+                "{unknown} is not a platform permission; use one of {known}",
                 {
                     "unknown": ", ".join(repr(p[:64]) for p in unknown),
                     "known": ", ".join(PLATFORM_PERMISSIONS),

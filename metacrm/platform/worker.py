@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from metacrm.metadata.store import current_version
 from metacrm.platform.db import Database
 from metacrm.platform.system_tables import tenants
-from metacrm.runtime.automation.handlers import REGISTRY
+from metacrm.runtime.job_kinds import REGISTRY
 from metacrm.runtime.cache import TenantCache
 from metacrm.runtime.compiler import CompiledTenant
 from metacrm.runtime.events import Subscribers, collecting

@@ -26,6 +26,10 @@ class Origin(enum.StrEnum):
     CASCADE = "cascade"
     #: An automation rule's action, an assignment or an SLA escalation, run by a job.
     AUTOMATION = "automation"
+    #: A row of a file import, or the revert of one.
+    IMPORT = "import"
+    #: A merge of duplicate records (the survivor's values, the moved children), or its undo.
+    MERGE = "merge"
 
 
 #: How many automation steps may follow each other (a rule's write triggering a rule...)

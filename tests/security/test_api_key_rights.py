@@ -1,4 +1,4 @@
-"""API keys: idempotency scoped per key, manage_api_keys enforced, export_data refused."""
+"""API keys: idempotency scoped per key, manage_api_keys enforced, unknown permissions refused."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ async def test_managing_api_keys_needs_manage_api_keys(tenant: TenantClient) -> 
     assert (await rep.get("/api/v1/api-keys")).json()["api_keys"] == []
 
 
-async def test_export_data_is_refused_until_export_exists(tenant: TenantClient) -> None:
-    role = {"api_name": "exporter", "permissions": ["view_audit", "export_data"]}
+async def test_an_unknown_platform_permission_is_refused(tenant: TenantClient) -> None:
+    role = {"api_name": "exporter", "permissions": ["view_audit", "export_everything"]}
     for response in (
         await tenant.post("/api/v1/metadata/roles", json=role),
         await tenant.post("/api/v1/metadata/apply", json={"roles": [role]}),
@@ -71,7 +71,7 @@ async def test_export_data_is_refused_until_export_exists(tenant: TenantClient) 
         assert response.status_code == 422, response.text
         [error] = [e for e in response.json()["errors"] if e["code"] == "unknown-permission"]
         assert error["field"].endswith("permissions")
-        assert "export_data" in error["message"] and "export" in error["message"]
+        assert "export_everything" in error["message"] and "export_data" in error["message"]
     assert (await tenant.get("/api/v1/metadata/roles")).json()["roles"] == []
 
 
