@@ -25,6 +25,7 @@ from metacrm.platform.api import automation as automation_api
 from metacrm.platform.api import board as board_api
 from metacrm.platform.api import jobs as jobs_api
 from metacrm.platform.api import list_totals as list_totals_api
+from metacrm.platform.api import merge as merge_api
 from metacrm.platform.api import my_views as my_views_api
 from metacrm.platform.api import notifications as notifications_api
 from metacrm.platform.api import packs as packs_api
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         activity_api.router,
         auth.router,
         metadata.router,
+        merge_api.router,
         data.router,
         users.router,
         keys.router,
