@@ -43,7 +43,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import platform
 import random
 import socket
 import statistics
@@ -65,8 +64,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.run_all import cpu_model, git_commit  # noqa: E402  (needs ROOT on the path)
+from bench.run_all import script_section, write_section  # noqa: E402  (needs ROOT on the path)
 
+HEADING = "## Web pages (issue 12)"
 PLATFORM_TOKEN = "bench-platform-token"
 SECRET = "bench-web-signing-key-" + "k" * 32
 PASSWORD = "bench password 12345"
@@ -675,17 +675,12 @@ def table(result: dict[str, Any]) -> str:
 
 def section(results: dict[str, Any], command: str) -> str:
     """The "Web pages (issue 12)" section of RESULTS.md, with its heading."""
-    return "## Web pages (issue 12)\n\n" + body(results, command)
+    return HEADING + "\n\n" + body(results, command)
 
 
 def body(results: dict[str, Any], command: str) -> str:
     """The figures of a run, as markdown: command, machine, date, a table per database."""
-    lines = [
-        f"- command: `{command}`",
-        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; commit {git_commit()}",
-        f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} "
-        f"{platform.release()}; Python {platform.python_version()}",
-        "",
+    intro = (
         "`bench/bench_web.py`: a real `metacrm serve` (one worker) per database, timed from an "
         "httpx client over loopback, one request at a time, page and API interleaved. The API "
         "side is the set of JSON requests returning the same data as the page, sent one after "
@@ -693,32 +688,25 @@ def body(results: dict[str, Any], command: str) -> str:
         "rows with `count=true` and its totals row (`/api/v1/analytics/totals`); record: the "
         "record, its layout's 3 related lists and a list of every other object pointing at it, "
         f"{RELATED_ROWS} rows each, its per-stage summary, its timeline with its children and "
-        "its allowed actions (everything the customer 360 draws); kanban: the board's figures (`/api/v1/analytics/board`, count "
+        "its allowed actions (everything the customer 360 draws); kanban: the board's figures "
+        "(`/api/v1/analytics/board`, count "
         f"and amount per column) and {KANBAN_CARDS} cards per stage value (5 in crm-core). "
         "Both as the tenant's administrator. Target: page median under 50 ms and at most "
-        "1.5x the API.",
+        "1.5x the API."
+    )
+    return script_section(results, command, intro, _backend_lines)
+
+
+def _backend_lines(result: dict[str, Any]) -> list[str]:
+    return [
+        f"{result['rows']:,} opportunities over {result['accounts']:,} accounts (2 contacts "
+        f"and 1 case each); {result['api_rows']:,} opportunities written through the batch "
+        f"API, the rest copied in SQL ({result['load_seconds']:.0f} s in all); "
+        f"{result['repeats']} timed repeats per side after warm-up.",
+        "",
+        table(result),
         "",
     ]
-    for backend in ("sqlite", "postgresql"):
-        result = results.get(backend)
-        title = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[backend]
-        if result is None:
-            continue
-        if "skipped" in result:
-            lines += [f"### {title}", "", f"Skipped: {result['skipped']}.", ""]
-            continue
-        lines += [
-            f"### {title}",
-            "",
-            f"{result['rows']:,} opportunities over {result['accounts']:,} accounts (2 contacts "
-            f"and 1 case each); {result['api_rows']:,} opportunities written through the batch "
-            f"API, the rest copied in SQL ({result['load_seconds']:.0f} s in all); "
-            f"{result['repeats']} timed repeats per side after warm-up.",
-            "",
-            table(result),
-            "",
-        ]
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -765,23 +753,7 @@ def main() -> None:
     if args.markdown or args.write:
         print("\n" + section(results, command.strip()))
     if args.write:
-        write_results(section(results, command.strip()))
-
-
-def write_results(text: str) -> None:
-    """Replace this script's section of RESULTS.md (or append it), leaving the rest as is."""
-    path = Path(__file__).resolve().parent / "RESULTS.md"
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    heading = "## Web pages (issue 12)"
-    if heading in current:
-        before, _, after = current.partition(heading)
-        rest = after.split("\n## ", 1)
-        tail = "\n## " + rest[1] if len(rest) > 1 else ""
-        current = before.rstrip() + "\n\n" + text.rstrip() + "\n" + tail
-    else:
-        current = current.rstrip() + "\n\n" + text.rstrip() + "\n"
-    path.write_text(current)
-    print(f"wrote {path.relative_to(ROOT)}")
+        write_section(HEADING, section(results, command.strip()))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,48 @@ def dirty_core() -> str:
     return (
         " (plus uncommitted changes in metacrm/: figures are of the working tree)" if status else ""
     )
+
+
+def script_section(
+    results: dict[str, Any],
+    command: str,
+    intro: str,
+    backend: Callable[[dict[str, Any]], list[str]],
+) -> str:
+    """A bench script's RESULTS.md section, without its heading: the command, date, commit
+    and machine, `intro`, then per database run its title and the lines `backend` makes of
+    its result (or why it was skipped)."""
+    lines = [
+        f"- command: `{command}`",
+        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; commit {git_commit()}",
+        f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} "
+        f"{platform.release()}; Python {platform.python_version()}",
+        "",
+        intro,
+        "",
+    ]
+    for name, title in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        result = results.get(name)
+        if result is None:
+            continue
+        lines += [f"### {title}", ""]
+        lines += [f"Skipped: {result['skipped']}.", ""] if "skipped" in result else backend(result)
+    return "\n".join(lines)
+
+
+def write_section(heading: str, text: str) -> None:
+    """Put `text` (a section starting with `heading`) into RESULTS.md in place of the
+    section under that heading, or at the end; the other sections stay as they are."""
+    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if heading in current:
+        before, _, after = current.partition(heading)
+        rest = after.split("\n## ", 1)
+        tail = "\n## " + rest[1] if len(rest) > 1 else ""
+        current = before.rstrip() + "\n\n" + text.rstrip() + "\n" + tail
+    else:
+        current = current.rstrip() + "\n\n" + text.rstrip() + "\n"
+    RESULTS.write_text(current)
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
 def pg_url() -> str | None:
