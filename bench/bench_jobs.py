@@ -12,7 +12,7 @@ Three measurements per database (SQLite, then PostgreSQL when a URL is set):
   Figures: jobs per second, median of `--rounds` rounds, and the queue's time over the
   baseline's. Both run in this process (no HTTP).
 - **save**: a real `metacrm serve` (no in-process worker: jobs stay pending, so only the
-  save is timed), two objects of one shape; `ticket` has an automation rule "on created ->
+  save is timed), two objects of one shape; `ticket` has an automation rule "on saved ->
   create a follow-up record linked to it", `plain` has none. `POST /api/v1/data/<object>`
   one request at a time over loopback, the two objects alternating; median and p95 latency.
   The rule's jobs are counted afterwards: each ticket must have one.
@@ -41,7 +41,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -60,7 +59,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.bench_web import _drop, _ok, pg_url, server  # noqa: E402  (needs ROOT on the path)
-from bench.run_all import cpu_model, git_commit  # noqa: E402
+from bench.run_all import script_section, write_section  # noqa: E402
+from bench.ticket_model import FOLLOW_UP, PLAIN, RULE, TICKET  # noqa: E402
 from metacrm.platform.app import create_app  # noqa: E402
 from metacrm.platform.db import Database  # noqa: E402
 from metacrm.platform.settings import Settings  # noqa: E402
@@ -75,28 +75,6 @@ PLATFORM_TOKEN = "bench-platform-token"
 SECRET = "bench-jobs-signing-key-" + "j" * 32
 PASSWORD = "bench password 12345"
 LOOPS = (1, 4)
-TICKET = {"api_name": "ticket", "fields": [{"api_name": "name", "type": "text"}]}
-PLAIN = {"api_name": "plain", "fields": [{"api_name": "name", "type": "text"}]}
-FOLLOW_UP = {
-    "api_name": "follow_up",
-    "fields": [
-        {"api_name": "name", "type": "text"},
-        {"api_name": "ticket", "type": "lookup", "target": "ticket"},
-    ],
-}
-RULE = {
-    "api_name": "ticket_follow_up",
-    "object": "ticket",
-    "trigger": {"on": "created"},
-    "actions": [
-        {
-            "kind": "create",
-            "object": "follow_up",
-            "set": {"name": "'Follow up ' + name"},
-            "link": "ticket",
-        }
-    ],
-}
 
 
 # ------------------------------------------------------------------ in-process tenant
@@ -467,92 +445,67 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def body(results: dict[str, Any], command: str) -> str:
     """The figures of a run as markdown: command, machine, date, tables per database."""
-    lines = [
-        f"- command: `{command}`",
-        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; commit {git_commit()}",
-        f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} "
-        f"{platform.release()}; Python {platform.python_version()}",
-        "",
+    intro = (
         "`bench/bench_jobs.py` (see its docstring for what each figure is). Queue: jobs "
         "enqueued in one transaction, then run by one worker's loops until none is due; the "
         "baseline is one transaction per job doing only the job's own statements (mark done; "
-        "insert the row). Save: `POST` create latency on a real server, an object with a "
-        "created rule vs one without, alternating. Time rule: delay from a record's due time to "
-        "its timer job being claimed and to the rule's actions being committed, a worker "
-        "running with the default poll interval.",
+        "insert the row); the last column is the queue's time per job over the baseline's (a "
+        "cost ratio: lower is better). Save: `POST` create latency on a real server, an object "
+        "with a saved rule vs one without, alternating. Time rule: delay from a record's due "
+        "time to its timer job being claimed and to the rule's actions being committed, a "
+        "worker running with the default poll interval."
+    )
+    return script_section(results, command, intro, _backend_lines)
+
+
+def _backend_lines(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "| handler | worker loops | jobs | queue jobs/s | baseline jobs/s "
+        "| cost ratio (queue time / baseline time) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in result["queue"]:
+        lines.append(
+            f"| {row['handler']} | {row['loops']} | {row['jobs']:,} "
+            f"| {row['queue_per_second']:.0f} | {row['baseline_per_second']:.0f} "
+            f"| {row['ratio']:.2f}x |"
+        )
+    saves, timers = result["saves"], result["timers"]
+    rule = (
+        "the rule enqueued its jobs"
+        if saves["rule_ran"]
+        else f"**the rule enqueued only {saves['jobs_seen']} jobs: rules not active in this build**"
+    )
+    lines += [
+        "",
+        "| save (`POST` create) | median ms | p95 ms |",
+        "| --- | ---: | ---: |",
+        f"| `plain`, no rule | {saves['plain']['median_ms']:.1f} | {saves['plain']['p95_ms']:.1f} |",
+        f"| `ticket`, a saved rule | {saves['ticket']['median_ms']:.1f} "
+        f"| {saves['ticket']['p95_ms']:.1f} |",
+        "",
+        f"{saves['requests']} requests each; the rule adds {saves['overhead_ms']:.1f} ms to "
+        f"the median save ({saves['ratio']:.2f}x); {rule}.",
+        "",
+        f"Time rule: {timers['pending_after']:,} timers pending for later, "
+        f"{timers['probes']} probes one after the other, poll interval "
+        f"{timers['poll_seconds']:g} s.",
+        "",
+        "| from due time to | median s | p95 s | max s |",
+        "| --- | ---: | ---: | ---: |",
+        *[
+            f"| {label} | {timers[key]['median']:.2f} | {timers[key]['p95']:.2f} "
+            f"| {timers[key]['max']:.2f} |"
+            for key, label in (
+                ("fired", "the timer job claimed (the rule fires)"),
+                ("acted", "its actions committed"),
+            )
+        ],
+        "",
+        "Aim: under 5 s.",
         "",
     ]
-    for backend in ("sqlite", "postgresql"):
-        result = results.get(backend)
-        title = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[backend]
-        if result is None:
-            continue
-        if "skipped" in result:
-            lines += [f"### {title}", "", f"Skipped: {result['skipped']}.", ""]
-            continue
-        lines += [
-            f"### {title}",
-            "",
-            "| handler | worker loops | jobs | queue jobs/s | baseline jobs/s | queue / baseline |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for row in result["queue"]:
-            lines.append(
-                f"| {row['handler']} | {row['loops']} | {row['jobs']:,} "
-                f"| {row['queue_per_second']:.0f} | {row['baseline_per_second']:.0f} "
-                f"| {row['ratio']:.2f}x |"
-            )
-        saves, timers = result["saves"], result["timers"]
-        rule = (
-            "the rule enqueued its jobs"
-            if saves["rule_ran"]
-            else f"**the rule enqueued only {saves['jobs_seen']} jobs: rules not active in this build**"
-        )
-        lines += [
-            "",
-            "| save (`POST` create) | median ms | p95 ms |",
-            "| --- | ---: | ---: |",
-            f"| `plain`, no rule | {saves['plain']['median_ms']:.1f} | {saves['plain']['p95_ms']:.1f} |",
-            f"| `ticket`, a created rule | {saves['ticket']['median_ms']:.1f} "
-            f"| {saves['ticket']['p95_ms']:.1f} |",
-            "",
-            f"{saves['requests']} requests each; the rule adds {saves['overhead_ms']:.1f} ms to "
-            f"the median save ({saves['ratio']:.2f}x); {rule}.",
-            "",
-            f"Time rule: {timers['pending_after']:,} timers pending for later, "
-            f"{timers['probes']} probes one after the other, poll interval "
-            f"{timers['poll_seconds']:g} s.",
-            "",
-            "| from due time to | median s | p95 s | max s |",
-            "| --- | ---: | ---: | ---: |",
-            *[
-                f"| {label} | {timers[key]['median']:.2f} | {timers[key]['p95']:.2f} "
-                f"| {timers[key]['max']:.2f} |"
-                for key, label in (
-                    ("fired", "the timer job claimed (the rule fires)"),
-                    ("acted", "its actions committed"),
-                )
-            ],
-            "",
-            "Aim: under 5 s.",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def write_results(text: str) -> None:
-    """Replace this script's section of RESULTS.md (or append it), leaving the rest as is."""
-    path = ROOT / "bench" / "RESULTS.md"
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    if HEADING in current:
-        before, _, after = current.partition(HEADING)
-        rest = after.split("\n## ", 1)
-        tail = "\n## " + rest[1] if len(rest) > 1 else ""
-        current = before.rstrip() + "\n\n" + text.rstrip() + "\n" + tail
-    else:
-        current = current.rstrip() + "\n\n" + text.rstrip() + "\n"
-    path.write_text(current)
-    print(f"wrote {path.relative_to(ROOT)}")
+    return lines
 
 
 def main() -> None:
@@ -587,7 +540,7 @@ def main() -> None:
     if args.markdown or args.write:
         print("\n" + text)
     if args.write:
-        write_results(text)
+        write_section(HEADING, text)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from bench.ticket_model import FOLLOW_UP, RULE, TICKET
 from metacrm.metadata.store import current_version
 from metacrm.platform.db import Database
 from metacrm.runtime.automation.history import automation_runs
@@ -59,35 +60,6 @@ CLIENTS = 4
 WORKERS = 3
 METACRM = [sys.executable, "-m", "metacrm.platform.cli"]
 KIND = "automation.rule"
-
-TICKET = {
-    "api_name": "ticket",
-    "fields": [
-        {"api_name": "name", "type": "text", "required": True},
-        {"api_name": "code", "type": "text", "external_id": True, "unique": True},
-        {"api_name": "note", "type": "text"},
-    ],
-}
-FOLLOW_UP = {
-    "api_name": "follow_up",
-    "fields": [
-        {"api_name": "name", "type": "text", "required": True},
-        {"api_name": "ticket", "type": "lookup", "target": "ticket"},
-    ],
-}
-RULE = {
-    "api_name": "follow_up_every_save",
-    "object": "ticket",
-    "trigger": {"on": "saved"},
-    "actions": [
-        {
-            "kind": "create",
-            "object": "follow_up",
-            "set": {"name": "'Follow up ' + name"},
-            "link": "ticket",
-        }
-    ],
-}
 
 
 @dataclass
