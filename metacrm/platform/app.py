@@ -23,6 +23,7 @@ from metacrm.platform.api import audit as audit_api
 from metacrm.platform.api import auth, data, keys, metadata, tenants, users
 from metacrm.platform.api import automation as automation_api
 from metacrm.platform.api import board as board_api
+from metacrm.platform.api import export as export_api
 from metacrm.platform.api import jobs as jobs_api
 from metacrm.platform.api import list_totals as list_totals_api
 from metacrm.platform.api import merge as merge_api
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         activity_api.router,
         auth.router,
         metadata.router,
+        export_api.router,  # before data: /data/{object}/export is no record id
         merge_api.router,
         data.router,
         users.router,
