@@ -138,6 +138,12 @@ def _csv(raw: IO[bytes], prefix: bytes, encoding: str | None) -> Table:
                     row=number + 1,
                 ) from None
             except csv.Error as error:
+                if "field limit" in str(error):
+                    raise SourceProblem(
+                        "cell-too-long",
+                        f"row {number + 1} has a cell over {MAX_CELL} characters",
+                        row=number + 1,
+                    ) from None
                 raise SourceProblem(
                     "invalid-csv", f"row {number + 1}: {error}", row=number + 1
                 ) from None
@@ -279,12 +285,12 @@ def _xlsx(raw: IO[bytes], sheet: str | None) -> Iterator[Table]:
 
 def _xlsx_cell(cell: Any, row: int) -> Cell:
     value = cell.value
-    if value is None or isinstance(value, bool | int | Decimal | dt.datetime | dt.date):
-        return value
-    if isinstance(value, float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         # A cell shown as a percentage holds the fraction: give the text the user sees.
         if "%" in (getattr(cell, "number_format", None) or ""):
             return f"{(Decimal(repr(value)) * 100).normalize():f}%"
+        return value
+    if value is None or isinstance(value, bool | Decimal | dt.datetime | dt.date):
         return value
     text = str(value)  # times, durations and error values as their text
     if len(text) > MAX_CELL:
