@@ -265,6 +265,49 @@ async def test_rules_that_trigger_each_other_stop_at_the_depth_limit(
     assert (await _lead(tenant, lead["id"]))["rating"] in (2, "2")
 
 
+async def test_a_submit_action_needs_no_edit_access_and_its_flow_stays_in_the_chain(
+    tenant: TenantClient, jobs: Jobs
+) -> None:
+    # The run-as user has no role (no access to leads); the rule submits with system
+    # rights. The flow approves at once (its only step is skipped) and its approval
+    # action changes the rating, which triggers the rule again: the approval's writes
+    # count as steps of the rule's chain, so the guard stops it.
+    await tenant.add_user("nobody@example.com")
+    resubmit = {
+        "api_name": "resubmit",
+        "object": "lead",
+        "trigger": {"on": "field_changed", "fields": ["rating"]},
+        "run_as": "nobody@example.com",
+        "actions": [{"kind": "submit", "flow": "auto"}],
+    }
+    auto = {
+        "api_name": "auto",
+        "object": "lead",
+        "lock_record": False,
+        "steps": [
+            {
+                "api_name": "never",
+                "condition": "rating < 0",
+                "approvers": [{"kind": "user", "user": f"admin@{tenant.tenant}.test"}],
+            }
+        ],
+        "on_approve": [{"set": {"rating": "rating + 1"}}],
+    }
+    body = {"objects": [LEAD], "approval_flows": [auto], "automation_rules": [resubmit]}
+    response = await tenant.post("/api/v1/metadata/apply", json=body)
+    assert response.status_code == 200, response.text
+    lead = await tenant.create("lead", {"name": "Ivy", "rating": 0})
+    await jobs.run(tenant, later=dt.timedelta(minutes=1))
+    runs = await _runs(tenant, record_id=lead["id"])
+    done = [r["depth"] for r in reversed(runs) if r["outcome"] == "done"]
+    assert done == [1, 2, 3, 4, 5]
+    [stopped] = await _runs(tenant, outcome="stopped")
+    assert stopped["depth"] == 6
+    approvals = (await tenant.get(f"/api/v1/data/lead/{lead['id']}/approvals")).json()
+    assert [a["status"] for a in approvals["approvals"]] == ["approved"] * 5
+    assert (await _lead(tenant, lead["id"]))["rating"] in (5, "5")
+
+
 async def test_a_refused_action_fails_its_run_for_good(tenant: TenantClient, jobs: Jobs) -> None:
     broken = {
         "api_name": "broken",

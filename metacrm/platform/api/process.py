@@ -190,7 +190,7 @@ async def submit(
             ct,
             co,
             path_id(record_id),
-            actor,
+            Intent(actor),
             flow_name=_text(body, "flow", limit=63),
             comment=_text(body, "comment"),
         )

@@ -117,7 +117,7 @@ async def submit_for_approval(
 
     async def run(ws: Workspace, co: CompiledObject, rid: uuid.UUID) -> str:
         text_ = comment.strip()[:2000] or None
-        await runs.submit(ws.conn, ws.ct, co, rid, ws.actor, comment=text_)
+        await runs.submit(ws.conn, ws.ct, co, rid, Intent(ws.actor), comment=text_)
         return _back(co.name, rid, "submitted")
 
     return await _act(request, state, identity, object_name, record_id, run)

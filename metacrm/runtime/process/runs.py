@@ -57,14 +57,17 @@ async def submit(
     ct: CompiledTenant,
     co: CompiledObject,
     record_id: uuid.UUID,
-    actor: Actor,
+    intent: Intent,
     *,
     flow_name: str | None = None,
     comment: str | None = None,
 ) -> dict[str, Any]:
-    """Start a run of a flow (the named one, or the first whose entry condition holds).
-    Submitting is acting on the record: it needs edit access (403 when only readable)."""
-    record, pending = await editable(conn, ct, co, record_id, actor)
+    """Start a run of a flow (the named one, or the first whose entry condition holds) as
+    `intent.actor`. Submitting is acting on the record: it needs edit access (403 when only
+    readable) unless the intent has system rights (an automation rule's submit action). The
+    flow's actions run at the intent's automation depth: they are steps of its chain."""
+    actor = intent.actor
+    record, pending = await editable(conn, ct, co, record_id, actor, system=intent.system)
     if pending:
         raise Conflict("the record already has an approval in progress")
     chosen = None
@@ -105,8 +108,8 @@ async def submit(
     )
     await event(conn, approval_id, actor.user_id, "submit", comment=comment, now=now)
     run = await lock_run(conn, approval_id)
-    await _advance(conn, ct, co, run, chosen, record, actor, now)
-    await _run_actions(conn, ct, co, record_id, chosen.on_submit, actor, chosen)
+    await _advance(conn, ct, co, run, chosen, record, actor, now, depth=intent.depth)
+    await _run_actions(conn, ct, co, record_id, chosen.on_submit, actor, chosen, intent.depth)
     return await get(conn, approval_id)
 
 
@@ -119,8 +122,11 @@ async def _advance(
     record: dict[str, Any],
     actor: Actor,
     now: dt.datetime,
+    *,
+    depth: int = 0,
 ) -> None:
-    """Open the next phase with work to do; approve the run when none is left."""
+    """Open the next phase with work to do; approve the run when none is left (its actions
+    at automation `depth`: a rule's submit approved at once stays in the rule's chain)."""
     phases = flow.phases()
     phase = run["phase"] + 1
     while phase < len(phases):
@@ -159,7 +165,7 @@ async def _advance(
         .values(phase=len(phases), status="approved", decided_at=now)
     )
     await event(conn, run["id"], None, "approved", now=now)
-    await _run_actions(conn, ct, co, run["record_id"], flow.on_approve, actor, flow)
+    await _run_actions(conn, ct, co, run["record_id"], flow.on_approve, actor, flow, depth)
 
 
 async def decide(
@@ -328,10 +334,16 @@ async def _run_actions(
     actions: list[ProcessAction],
     actor: Actor,
     flow: ApprovalFlow,
+    depth: int = 0,
 ) -> None:
-    """The flow's actions, as writes with system rights (an administrator defined them)."""
+    """The flow's actions, as writes with system rights (an administrator defined them), at
+    automation `depth` (how many automation steps led to them)."""
     intent = Intent(
-        actor, origin=Origin.APPROVAL, reason=f"approval flow {flow.api_name}", system=True
+        actor,
+        origin=Origin.APPROVAL,
+        reason=f"approval flow {flow.api_name}",
+        system=True,
+        depth=depth,
     )
     for action in actions:
         if action.stage is not None:
