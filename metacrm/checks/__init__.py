@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from metacrm.checks import (
     assignment,
     automation,
+    duplicates,
     expressions,
     layouts,
     messages,
@@ -33,6 +34,7 @@ PASSES: tuple[Callable[[Context], None], ...] = (
     assignment.run,
     automation.run,
     sla.run,
+    duplicates.run,
 )
 
 

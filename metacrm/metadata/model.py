@@ -22,6 +22,7 @@ from metacrm.metadata.base import (
     Strict,
 )
 from metacrm.metadata.base import label_text as label_text  # re-exported for callers
+from metacrm.metadata.duplicates import DuplicateRule
 from metacrm.metadata.layouts import Layout, ListView
 from metacrm.metadata.messages import EmailTemplate
 from metacrm.metadata.names import api_name_problem
@@ -456,6 +457,7 @@ class MetadataModel(Strict):
     business_calendars: list[BusinessCalendar] = []
     slas: list[Sla] = []
     email_templates: list[EmailTemplate] = []
+    duplicate_rules: list[DuplicateRule] = []
 
     def object(self, api_name: str) -> ObjectDef:
         for obj in self.objects:
@@ -516,4 +518,5 @@ DOCUMENT_KINDS: dict[str, tuple[str, type[Strict]]] = {
     "business-calendars": ("business_calendars", BusinessCalendar),
     "slas": ("slas", Sla),
     "email-templates": ("email_templates", EmailTemplate),
+    "duplicate-rules": ("duplicate_rules", DuplicateRule),
 }

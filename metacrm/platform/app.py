@@ -23,6 +23,7 @@ from metacrm.platform.api import audit as audit_api
 from metacrm.platform.api import auth, data, keys, metadata, tenants, users
 from metacrm.platform.api import automation as automation_api
 from metacrm.platform.api import board as board_api
+from metacrm.platform.api import duplicates as duplicates_api
 from metacrm.platform.api import export as export_api
 from metacrm.platform.api import jobs as jobs_api
 from metacrm.platform.api import list_totals as list_totals_api
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         export_api.router,  # before data: /data/{object}/export is no record id
         merge_api.router,
         data.router,
+        duplicates_api.router,
         users.router,
         keys.router,
         tenants.router,

@@ -82,6 +82,14 @@ def _object_paths(name: str, label: str) -> dict[str, Any]:
         "schema": {"type": "string", "format": "uuid"},
     }
     if_match = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+    allow_duplicates = {
+        "name": "allow_duplicates",
+        "in": "query",
+        "required": False,
+        "description": "Save although a duplicate rule of action `warn` matches "
+        "(refused with code `duplicate-warning` otherwise); `block` rules still refuse.",
+        "schema": {"type": "boolean", "default": False},
+    }
     tags = [label]
     base = f"/api/v1/data/{name}"
     return {
@@ -109,7 +117,8 @@ def _object_paths(name: str, label: str) -> dict[str, Any]:
                         "in": "header",
                         "required": False,
                         "schema": {"type": "string"},
-                    }
+                    },
+                    allow_duplicates,
                 ],
                 "requestBody": {
                     "required": True,
@@ -123,6 +132,7 @@ def _object_paths(name: str, label: str) -> dict[str, Any]:
                 "tags": tags,
                 "operationId": f"batch_{name}",
                 "summary": f"Create or upsert many {label} records",
+                "parameters": [allow_duplicates],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -166,7 +176,7 @@ def _object_paths(name: str, label: str) -> dict[str, Any]:
             "patch": {
                 "tags": tags,
                 "operationId": f"update_{name}",
-                "parameters": [id_param, if_match],
+                "parameters": [id_param, if_match, allow_duplicates],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": update}},

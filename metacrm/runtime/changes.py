@@ -27,6 +27,7 @@ from metacrm.metadata.plan import Plan
 from metacrm.metadata.store import current_version, load_model, record_version
 from metacrm.runtime import audit
 from metacrm.runtime.automation.rules import arm_schedules
+from metacrm.runtime.data.duplicates import arm_rules
 from metacrm.runtime.ddl import apply_plan
 from metacrm.runtime.process.migration import migrate_stage_rules
 
@@ -196,6 +197,7 @@ async def _apply_once(
         except IntegrityError:
             raise Conflict("another metadata change was applied at the same time; retry") from None
         await arm_schedules(conn, old, new)
+        await arm_rules(conn, old, new)
         await audit.record(
             conn,
             "metadata.apply",

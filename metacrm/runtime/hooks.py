@@ -51,6 +51,8 @@ class Intent:
     #: How many automation steps led to this write (0: a person's or a client's own);
     #: the jobs it causes run at depth + 1, and a rule stops at `MAX_AUTOMATION_DEPTH`.
     depth: int = 0
+    #: Save despite a duplicate rule's warning (`warn`); `block` rules still refuse.
+    allow_duplicates: bool = False
 
     @property
     def privileged(self) -> bool:

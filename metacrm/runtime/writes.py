@@ -45,6 +45,7 @@ from metacrm.metadata.security import ObjectPermission
 from metacrm.runtime.audit import AUDIT
 from metacrm.runtime.automation.hook import AUTOMATION
 from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, CompiledObject, CompiledTenant
+from metacrm.runtime.data.duplicates import DUPLICATES
 from metacrm.runtime.events import RecordEvent, outbox_of
 from metacrm.runtime.field_rules import FIELD_RULES
 from metacrm.runtime.hooks import Intent, Origin, Write, WriteHook
@@ -73,6 +74,7 @@ HOOKS: tuple[WriteHook, ...] = (
     FIELD_CHECKS,
     FIELD_RULES,
     VALIDATION_RULES,
+    DUPLICATES,
     STAGE_GATES,
     APPROVAL_LOCKS,
     AUDIT,

@@ -26,6 +26,8 @@ from metacrm.runtime.tenant_tables import idempotency_keys
 router = APIRouter(prefix="/data", tags=["records"], include_in_schema=False)
 
 TextParam = Annotated[str | None, Query(max_length=4000)]
+#: Save although a duplicate rule of action `warn` matches (`block` rules still refuse).
+AllowDuplicates = Annotated[bool, Query()]
 
 
 @dataclass
@@ -90,6 +92,7 @@ async def create_record(
     state: StateDep,
     identity: IdentityDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    allow_duplicates: AllowDuplicates = False,
 ) -> Response:
     """Create a record; with `Idempotency-Key`, a retry returns the first response."""
     raw_body = await read_object(request, state.settings.max_body_bytes)
@@ -104,7 +107,8 @@ async def create_record(
                 replay = await _replay(conn, caller, idempotency_key, fingerprint)
                 if replay is not None:
                     return replay
-            record = await writes.create(conn, ct, co, raw_body, Intent(actor))
+            intent = Intent(actor, allow_duplicates=allow_duplicates)
+            record = await writes.create(conn, ct, co, raw_body, intent)
             location = f"/api/v1/data/{object_name}/{record['id']}"
             if idempotency_key:
                 await conn.execute(
@@ -165,7 +169,11 @@ async def _replay(
 
 @router.post("/{object_name}/batch")
 async def batch_records(
-    object_name: str, request: Request, state: StateDep, identity: IdentityDep
+    object_name: str,
+    request: Request,
+    state: StateDep,
+    identity: IdentityDep,
+    allow_duplicates: AllowDuplicates = False,
 ) -> dict[str, Any]:
     """Create, or upsert by an external-id field, up to `batch_max` records in one transaction."""
     body = await read_object(request, state.settings.batch_max * 64 * 1024)
@@ -188,7 +196,8 @@ async def batch_records(
         raise RecordInvalid("the batch is invalid", errors)
     async with state.tenant(identity) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
-        results = await bulk.batch(conn, ct, co, items, Intent(actor), upsert_on=upsert_on)
+        intent = Intent(actor, allow_duplicates=allow_duplicates)
+        results = await bulk.batch(conn, ct, co, items, intent, upsert_on=upsert_on)
     return {"results": results}
 
 
@@ -210,6 +219,7 @@ async def update_record(
     state: StateDep,
     identity: IdentityDep,
     if_match: Annotated[str | None, Header(max_length=100)] = None,
+    allow_duplicates: AllowDuplicates = False,
 ) -> Response:
     body = await read_object(request, state.settings.max_body_bytes)
     async with state.tenant(identity) as (conn, ct, actor):
@@ -220,7 +230,7 @@ async def update_record(
             co,
             path_id(record_id),
             body,
-            Intent(actor),
+            Intent(actor, allow_duplicates=allow_duplicates),
             if_match=if_match_version(if_match),
         )
     return record_response(record)
