@@ -151,11 +151,13 @@ def _parse_number(text: str) -> tuple[Decimal, bool] | None:
     negative = False
     if text.startswith("(") and text.endswith(")"):
         negative, text = True, text[1:-1]
-    if text and text[0] in "+-":
+    signed = bool(text) and text[0] in "+-"
+    if signed:
         negative, text = negative != (text[0] == "-"), text[1:]
-    text = _CURRENCY.sub("", text)
-    if text and text[0] in "+-":  # the sign may follow the currency: $-5
-        negative, text = negative != (text[0] == "-"), text[1:]
+    bare = _CURRENCY.sub("", text)
+    if bare != text and not signed and bare[:1] in ("+", "-"):  # after the currency: $-5
+        negative, bare = negative != (bare[0] == "-"), bare[1:]
+    text = bare
     has_percent = text.endswith("%")
     if has_percent:
         text = text[:-1]
@@ -215,6 +217,7 @@ _TIME = re.compile(
     r"(z|[+-]\d{2}:?\d{2})?$",
     re.ASCII,
 )
+_MOMENT = re.compile(r"^(.*?[\d日号])(?:[Tt]|\s+)(\d{1,2}:\d{2}.*)$")
 _DATE_HINT = "write e.g. 2024-03-01, 2024/3/1, 2024.3.1, 20240301 or 2024年3月1日"
 
 
@@ -272,7 +275,7 @@ def _real_date(year: int, month: int, day: int, cell: Cell) -> dt.date:
 
 def _split_moment(text: str) -> tuple[str, str | None]:
     """A date-time text cut into its date and its time (None without one)."""
-    match = re.match(r"^(.*?\d)(?:[Tt]|\s+)(\d{1,2}:\d{2}.*)$", text)
+    match = _MOMENT.match(text)
     if match is None:
         return text, None
     return match[1].strip(), match[2].strip()
@@ -285,16 +288,20 @@ def _datetime(cell: Cell, order: DateOrder) -> dt.datetime:
         return dt.datetime.combine(cell, dt.time(0))
     text = unicodedata.normalize("NFKC", _text(cell)).strip()
     day, time = _split_moment(text)
-    date = _parse_date(day, order, cell)
+    not_a_moment = CellProblem(
+        "invalid-datetime",
+        f"{_short(cell)} is not a date and time: write e.g. 2024-03-01 09:30, "
+        "2024/3/1 9:30:15 or 2024-03-01T09:30:00+08:00",
+    )
+    try:
+        date = _parse_date(day, order, cell)
+    except CellProblem as problem:
+        raise (not_a_moment if problem.code == "invalid-date" else problem) from None
     if time is None:
         return dt.datetime.combine(date, dt.time(0))
     match = _TIME.match(time.casefold())
     if match is None:
-        raise CellProblem(
-            "invalid-datetime",
-            f"{_short(cell)} is not a date and time: write e.g. 2024-03-01 09:30, "
-            "2024/3/1 9:30:15 or 2024-03-01T09:30:00+08:00",
-        )
+        raise not_a_moment
     hour, minute = int(match[1]), int(match[2])
     second, fraction = int(match[3] or 0), int((match[4] or "0").ljust(6, "0"))
     if match[5]:
