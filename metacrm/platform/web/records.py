@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,8 @@ _DONE = {
     "shared": "record_done_shared",
     "commented": "record_done_commented",
     "task": "record_done_task",
+    "merged": "merge_done",
+    "unmerged": "merge_undone",
 }
 #: How many events the timeline shows; how many records a related list of the 360 shows.
 TIMELINE_LIMIT = 50
@@ -685,14 +688,16 @@ async def draw(
     *,
     problems: list[str] | None = None,
     done: str | None = None,
+    merge: uuid.UUID | None = None,
     status: int = 200,
 ) -> Response:
-    """The record page, with `problems` (a refused action's messages) or a `done` notice."""
+    """The record page, with `problems` (a refused action's messages) or a `done` notice
+    (after a merge, with its Undo button)."""
     page = await _load(ws, object_name, record_id)
     notice = word(_DONE[done], ws.actor.language) if done in _DONE else None
     return await ws.page(
         "record.html",
-        {"r": page, "problems": problems or [], "notice": notice},
+        {"r": page, "problems": problems or [], "notice": notice, "merge_id": merge},
         status=status,
     )
 
@@ -705,7 +710,12 @@ async def record_page(
     state: StateDep,
     identity: WebIdentityDep,
     done: str | None = None,
+    merge: str | None = None,
 ) -> Response:
     """A record as the user may see it, with its path, related lists, timeline and actions."""
+    merge_id = None
+    if done == "merged" and merge:
+        with contextlib.suppress(ValueError):
+            merge_id = uuid.UUID(merge[:36])
     async with workspace(request, state, identity) as ws:
-        return await draw(ws, object_name, record_id, done=done)
+        return await draw(ws, object_name, record_id, done=done, merge=merge_id)

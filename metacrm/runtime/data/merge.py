@@ -202,13 +202,13 @@ def _blank(value: Any) -> bool:
     return value is None or value == "" or value == []
 
 
-def _choosable(co: CompiledObject) -> list[str]:
+def choosable(co: CompiledObject) -> list[str]:
     """Fields whose surviving value a merge chooses (stored, not auto-numbered)."""
     numbered = {f.api_name for f in co.auto_numbers}
     return [name for name in co.writable if name not in numbered]
 
 
-def _choices(
+def choices_for(
     ct: CompiledTenant,
     co: CompiledObject,
     records: dict[uuid.UUID, dict[str, Any]],
@@ -217,11 +217,12 @@ def _choices(
     given: dict[str, uuid.UUID],
     intent: Intent,
 ) -> dict[str, uuid.UUID]:
-    """field -> record whose value survives: the given choices, else the defaults."""
-    choosable = _choosable(co)
+    """field -> record whose value survives: the `given` choices (422 naming a field that
+    cannot be chosen or a record not merged), else the defaults."""
+    fields = choosable(co)
     errors = []
     for name, record_id in given.items():
-        if name not in choosable or (
+        if name not in fields or (
             not intent.privileged
             and field_access(ct.model, intent.actor, co.name, name) == "hidden"
         ):
@@ -237,7 +238,7 @@ def _choices(
     if errors:
         raise RecordInvalid("the merge is invalid", errors)
     chosen: dict[str, uuid.UUID] = {}
-    for name in choosable:
+    for name in fields:
         if name in given:
             chosen[name] = given[name]
             continue
@@ -345,7 +346,7 @@ async def merge(
         require_object(ct.model, actor, co.name, "delete")
     access = None if intent.system else record_filter(ct, actor, co, "read")
     records = {i: await fetch(conn, co, i, access=access) for i in [survivor_id, *merged_ids]}
-    chosen = _choices(ct, co, records, survivor_id, merged_ids, choices, intent)
+    chosen = choices_for(ct, co, records, survivor_id, merged_ids, choices, intent)
     changes = {
         name: json_value(records[source].get(name))
         for name, source in chosen.items()
