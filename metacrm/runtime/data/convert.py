@@ -34,6 +34,14 @@ DateOrder = Literal["ymd", "dmy", "mdy"]
 
 #: Field types whose values a lookup may be matched on (besides the record id).
 KEY_TYPES = frozenset({"text", "email", "phone", "url", "auto_number", "number"})
+
+
+def matchable(field: FieldDef) -> bool:
+    """Whether lookups may match records on `field`: a text-like or number field, or a
+    formula giving text (a contact's full name)."""
+    return field.type in KEY_TYPES or (field.type == "formula" and field.returns == "text")
+
+
 #: Distinct values looked up per query (under every database's bound-parameter limit).
 _BATCH = 500
 
@@ -409,7 +417,7 @@ class LookupResolver:
 
     `key` names the target's field to match: None matches the record id or the target's
     name field; else an external-id, unique or any text field (text, e-mail, phone, URL,
-    auto-number or number). A text that is a UUID matches the id in every case. Names
+    auto-number, number or a formula giving text). A text that is a UUID matches the id in every case. Names
     match case-insensitively with spaces trimmed. Only live records the actor may read
     match. Answers are cached, so a chunk naming the same account costs one lookup.
     """
@@ -427,10 +435,11 @@ class LookupResolver:
         if name is not None:
             field = target.fields.get(name)
             readable = field_access(ct.model, actor, target.name, name) != "hidden"
-            if field is None or field.type not in KEY_TYPES or not readable:
+            if field is None or not matchable(field) or not readable:
                 raise BadRequest(
                     f"lookups of {target.name} cannot be matched on {name!r}: name a readable "
-                    f"text, e-mail, phone, URL, auto-number or number field of {target.name}"
+                    f"text, e-mail, phone, URL, auto-number, number or text formula field "
+                    f"of {target.name}"
                 )
         self.conn, self.ct, self.target, self.actor, self.key = conn, ct, target, actor, name
         self._cache: dict[str, uuid.UUID | CellProblem] = {}

@@ -19,7 +19,7 @@ from metacrm.metadata.base import Label
 from metacrm.metadata.model import FieldDef, link_target
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
-from metacrm.runtime.data.convert import KEY_TYPES
+from metacrm.runtime.data.convert import matchable
 from metacrm.runtime.permissions import field_access
 
 #: Marks of a required column in templates, ignored when matching.
@@ -135,13 +135,13 @@ def _key_errors(
         return [
             FieldError(f"{at}/lookup_key", "unknown-field", f"{target} has no field {_safe(key)}")
         ]
-    if key_field.type not in KEY_TYPES:
+    if not matchable(key_field):
         return [
             FieldError(
                 f"{at}/lookup_key",
                 "invalid-key",
                 f"{target} records cannot be matched on {key} ({key_field.type}): choose a "
-                "text, e-mail, phone, URL, auto-number or number field",
+                "text, e-mail, phone, URL, auto-number, number or text formula field",
             )
         ]
     return []
@@ -187,14 +187,14 @@ def _good_keys(ct: CompiledTenant, actor: Actor, target: CompiledObject) -> list
     if name_field is not None and name_field in target.fields:
         keys.append(name_field)
     for name, field in target.fields.items():
-        if name in keys or field.type not in KEY_TYPES:
+        if name in keys or not matchable(field):
             continue
         if getattr(field, "external_id", False) or getattr(field, "unique", False):
             keys.append(name)
     return [
         key
         for key in keys
-        if target.fields[key].type in KEY_TYPES
+        if matchable(target.fields[key])
         and field_access(ct.model, actor, target.name, key) != "hidden"
     ]
 
