@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(metadata)
     metadata.set_defaults(handler=cmd_metadata)
     _pack_parser(commands)
+    _import_parser(commands)
     return parser
 
 
@@ -338,6 +339,22 @@ def _pack_parser(commands: Any) -> None:
     pack.add_argument("--no-seed", action="store_true", help="install without seed records")
     _common(pack)
     pack.set_defaults(handler=cmd_pack)
+
+
+# ---------------------------------------------------------------- import (metacrm import FILE)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from metacrm.platform.import_command import run_import
+
+    return int(asyncio.run(_with_db(_settings(args), lambda db: run_import(db, args))))
+
+
+def _import_parser(commands: Any) -> None:
+    from metacrm.platform.import_command import add_parser
+
+    add_parser(commands, _common)
+    commands.choices["import"].set_defaults(handler=cmd_import)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     )
     list_limit_max: int = Field(200, ge=1, description="Largest `limit` a list accepts.")
     batch_max: int = Field(200, ge=1, description="Most records in one batch request.")
+    import_max_bytes: int = Field(
+        200 * 1024 * 1024, ge=1024, description="Largest file an import upload accepts."
+    )
     lock_timeout_ms: int = Field(
         2000, ge=10, description="PostgreSQL lock_timeout for schema changes."
     )

@@ -17,6 +17,8 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
+from metacrm.errors import QueryInvalid
+from metacrm.runtime.data import export
 from metacrm.runtime.data.export import (
     FORMULA_STARTS,
     PAGE,
@@ -362,3 +364,39 @@ async def test_admin_export_streams_every_row(tenant: TenantClient) -> None:
     assert sheet is not None and sum(1 for _ in sheet.iter_rows(min_row=2)) == total
     entries = (await tenant.get("/api/v1/audit", params={"action": "export"})).json()["entries"]
     assert sorted(e["detail"]["rows"] for e in entries) == [total, total]
+
+
+async def test_an_export_failing_midway_is_audited_with_the_rows_sent(
+    tenant: TenantClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _setup(tenant)
+    monkeypatch.setattr(export, "PAGE", 1)  # a page, and a chunk, per row
+    shaped = export.export_cells
+    calls = []
+
+    def failing(plan: ExportPlan, record: dict[str, Any]) -> list[Cell]:
+        calls.append(record["id"])
+        if len(calls) == 3:
+            raise QueryInvalid("the list changed under the export", [])
+        return shaped(plan, record)
+
+    monkeypatch.setattr(export, "export_cells", failing)
+    response = await tenant.get("/api/v1/data/deal/export", params={"order_by": "name"})
+    assert response.status_code == 200  # the header was sent before the failure
+    assert response.text.count("\r\n") == 3  # the header and two rows, then it stopped
+    entries = (await tenant.get("/api/v1/audit", params={"action": "export"})).json()["entries"]
+    assert [(e["detail"]["rows"], e["detail"]["error"]) for e in entries] == [
+        (2, "the list changed under the export")
+    ]
+
+
+async def test_a_read_only_api_key_exports_and_is_audited(tenant: TenantClient) -> None:
+    await _setup(tenant)
+    created = await tenant.post("/api/v1/api-keys", json={"name": "bi", "scope": "read"})
+    assert created.status_code == 201, created.text
+    key = TenantClient(tenant.http, tenant.tenant, created.json()["key"])
+    rows = _csv(await key.get("/api/v1/data/deal/export", params={"fields": "name"}))
+    assert len(rows) == 5
+    entries = (await tenant.get("/api/v1/audit", params={"action": "export"})).json()["entries"]
+    assert len(entries) == 1 and entries[0]["api_key_id"] == created.json()["id"]
+    assert entries[0]["detail"]["rows"] == 4

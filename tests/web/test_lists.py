@@ -23,6 +23,7 @@ from tests.web.conftest import (
     sign_in,
     signed_in_client,
 )
+from tests.web.test_export_page import grant_export
 
 pytestmark = needs_chromium
 ROLES = Path(__file__).parents[2] / "examples" / "crm-core" / "roles.json"
@@ -168,6 +169,7 @@ async def test_bulk_actions_in_the_browser(crm: Crm, context: Any) -> None:
 async def test_bulk_change_owner_delete_and_export(crm: Crm, clients: list[httpx.Client]) -> None:
     ids = _opportunities(crm, "rep@web.test", 4, "Bulk deal")
     _hide_next_step_from_reps(crm)
+    grant_export(crm, "sales_rep")
     rep = signed_in_client(clients, crm, "rep@web.test")
     page = rep.get("/app/o/opportunity", params={"where": 'CONTAINS(name, "Bulk deal")'})
     assert page.status_code == 200, page.text
@@ -247,6 +249,7 @@ async def test_export_streams_every_page_with_lookup_names(
     crm: Crm, clients: list[httpx.Client]
 ) -> None:
     _opportunities(crm, "rep@web.test", 230, "Many")
+    grant_export(crm, "sales_manager")
     manager = signed_in_client(clients, crm, "manager@web.test")
     csrf = page_csrf(manager.get("/app/o/opportunity").text)
     exported = manager.post(

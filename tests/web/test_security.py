@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from metacrm.runtime.tenant_tables import web_sessions
 from tests.conftest import PG_URL
 from tests.web.conftest import Crm, needs_chromium, sign_in, signed_in_with_csrf
+from tests.web.test_export_page import grant_export
 from tests.web.test_hostile import LEAKS, _post_routes
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -238,6 +239,7 @@ async def test_a_private_record_of_another_owner_shows_nowhere(
                 json={"name": "Rep own deal", "stage": "qualify", "account": account["id"]},
             )
         )
+    grant_export(crm, "sales_rep")  # the export below is the rep's to make
     rep, csrf = signed_in_with_csrf(clients, crm, "rep@web.test")
     rid = opp["id"]
     for path in (
@@ -537,6 +539,7 @@ async def test_a_hidden_field_shows_nowhere_not_even_in_history(
     manager, _ = signed_in_with_csrf(clients, crm, "manager@web.test")
     rid = opp["id"]
     assert secret in manager.get(f"/app/o/opportunity/{rid}").text  # in the manager's history
+    grant_export(crm, "sales_rep")
     rep, csrf = signed_in_with_csrf(clients, crm, "rep@web.test")
     record = rep.get(f"/app/o/opportunity/{rid}")
     assert record.status_code == 200 and "Rep deal with a secret" in record.text

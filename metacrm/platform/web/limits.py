@@ -7,6 +7,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from metacrm.errors import PayloadTooLarge
 
 PREFIX = "/app"
+#: Where import files are uploaded (limited by `import_max_bytes`).
+IMPORTS = "/api/v1/imports"
 #: Used until the application's settings are known (the lifespan sets them).
 DEFAULT_MAX_BYTES = 1_048_576
 
@@ -34,7 +36,8 @@ class BodyLimit:
         if not (form or path == PREFIX or path.startswith(PREFIX + "/")):
             await self.app(scope, receive, send)
             return
-        limit = _max_bytes(scope)
+        # An import's file upload has a limit of its own (a form like any other).
+        limit = _max_bytes(scope, "import_max_bytes" if path == IMPORTS else "max_body_bytes")
         declared = headers.get(b"content-length", b"")
         seen = 0
 
@@ -52,8 +55,8 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-def _max_bytes(scope: Scope) -> int:
+def _max_bytes(scope: Scope, setting: str) -> int:
     state = getattr(getattr(scope.get("app"), "state", None), "metacrm", None)
     settings = getattr(state, "settings", None)
-    value = getattr(settings, "max_body_bytes", DEFAULT_MAX_BYTES)
+    value = getattr(settings, setting, DEFAULT_MAX_BYTES)
     return value if isinstance(value, int) else DEFAULT_MAX_BYTES

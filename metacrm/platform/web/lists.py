@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -15,21 +11,28 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from markupsafe import Markup
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from metacrm.errors import FormulaError, MetacrmError, NotFound, PermissionDenied, QueryInvalid
 from metacrm.metadata.layouts import ListView
+from metacrm.platform.api.export import export_response
 from metacrm.platform.state import StateDep, object_or_404
 from metacrm.platform.web.session import WebIdentityDep, safe_next
 from metacrm.platform.web.shell import colleague_name, object_label
 from metacrm.platform.web.texts import word
 from metacrm.platform.web.values import choice_label, display, kind_of, link_name_paths
 from metacrm.platform.web.workspace import Workspace, workspace
-from metacrm.runtime import audit, personal_views, records, writes
+from metacrm.runtime import personal_views, records, writes
 from metacrm.runtime.compiler import UNSORTABLE, CompiledObject
+from metacrm.runtime.data.export import Format, plan_export, require_export
 from metacrm.runtime.hooks import Intent
 from metacrm.runtime.listing import ListQuery, list_records, summable
-from metacrm.runtime.permissions import object_permission, object_readable, readable
+from metacrm.runtime.permissions import (
+    has_platform_permission,
+    object_permission,
+    object_readable,
+    readable,
+)
 from metacrm.runtime.tenant_tables import users
 from metacrm.ui_schema.labels import text
 from metacrm.ui_schema.lists import list_document
@@ -39,14 +42,11 @@ router = APIRouter(prefix="/app", include_in_schema=False)
 
 #: How many earlier pages the URL remembers for "previous".
 MAX_BACK = 40
-#: Records per query while exporting.
-EXPORT_PAGE = 200
 #: Records one bulk action may change.
 MAX_BULK = 200
 _MAX_WHERE = 4000
 _MAX_COLUMNS = 100
 _CHOICE_KINDS = ("picklist", "multi_picklist")
-_NUMBER = re.compile(r"^[+-][\d\s().-]*$")
 
 
 @dataclass
@@ -419,6 +419,7 @@ async def _page_context(
         "can_create": permission.create or ws.actor.is_admin,
         "can_delete": permission.delete or ws.actor.is_admin,
         "can_transfer": can_transfer,
+        "can_export": has_platform_permission(ws.ct.model, ws.actor, "export_data"),
         "save_filter": plan.where or "",
         "save_sort": plan.order_by or "",
         "save_columns": ",".join(plan.columns),
@@ -575,85 +576,34 @@ async def _bulk_one(
     return {"name": name, "ok": True, "message": ""}
 
 
-def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        text = ";".join(str(v) for v in value)
-    elif isinstance(value, dict):
-        text = json.dumps(value, ensure_ascii=False)
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
-    else:
-        text = str(value)
-    # No cell a spreadsheet would run as a formula (phone numbers like +1 415 stay as they are).
-    if text.startswith(("=", "@", "\t", "\r")) or (
-        text.startswith(("+", "-")) and not _NUMBER.match(text)
-    ):
-        return "'" + text
-    return text
-
-
-def _csv_line(values: list[Any]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow([_csv_value(v) for v in values])
-    return buffer.getvalue()
-
-
 @router.post("/o/{object_name}/export")
 async def export(
     object_name: str, request: Request, state: StateDep, identity: WebIdentityDep
 ) -> Response:
-    """The whole list as shown (every page) as CSV, under the user's record and field
-    access, with lookup names beside their ids; the export is audited."""
-    params = ListParams.read(await request.form())
+    """The whole list as shown (every page, its view, filter, sort and columns) as CSV or
+    Excel (`format`), under the user's record and field access, with lookup names beside
+    their ids; needs export_data, and the export is audited (runtime.data.export)."""
+    form = await request.form()
+    params = ListParams.read(form)
     params.cursor, params.back, params.page = None, [], 0
-    async with workspace(request, state, identity, writes=True) as ws:
+    chosen = form.get("format")
+    file_format: Format = "xlsx" if chosen == "xlsx" else "csv"
+    async with workspace(request, state, identity) as ws:
         co = object_or_404(ws.ct, object_name)
+        require_export(ws.ct, ws.actor)
         plan = await _plan(ws, co, params)
-        _page, problem = await _run(ws, plan, params)
-        if problem:
-            context, _status = await _page_context(ws, co, params)
-            return await ws.page("list.html", context, status=422)
-        fields = ["id"]
-        for name in plan.columns:
-            fields.append(name)
-            fields += [p for p in plan.fields if p.startswith(f"{name}.")]
-        await audit.record(
-            ws.conn,
-            "export",
-            actor=ws.actor,
-            object_name=co.name,
-            detail={"fields": fields, "where": plan.where, "order_by": plan.order_by},
-        )
-
-    async def rows() -> AsyncIterator[str]:
-        yield "\ufeff" + _csv_line(fields)
-        cursor = None
-        key = state.signing_key.encode()
-        while True:
-            query = ListQuery(
-                where=plan.where,
+        shown = plan.view.model_copy(update={"columns": plan.columns})
+        try:
+            checked = await plan_export(
+                ws.conn,
+                ws.ct,
+                co,
+                ws.actor,
+                view=shown,
+                where=params.where or None,
                 order_by=plan.order_by,
-                fields=",".join(fields[1:]),
-                limit=EXPORT_PAGE,
-                cursor=cursor,
             )
-            async with state.tenant(identity, writes=False) as (conn, ct, actor):
-                page = await list_records(
-                    conn, ct, ct.objects[co.name], query, actor=actor, cursor_key=key
-                )
-            yield "".join(_csv_line([r.get(f) for f in fields]) for r in page["records"])
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
-
-    return StreamingResponse(
-        rows(),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{co.name}.csv"',
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+        except (QueryInvalid, FormulaError):
+            context, status = await _page_context(ws, co, params)
+            return await ws.page("list.html", context, status=max(status, 422))
+    return export_response(state, identity, ws.actor, checked, file_format, "api")
