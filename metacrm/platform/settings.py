@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     import_max_bytes: int = Field(
         200 * 1024 * 1024, ge=1024, description="Largest file an import upload accepts."
     )
+    import_max_bytes: int = Field(
+        200 * 1024 * 1024, ge=1024, description="Largest file an import upload accepts."
+    )
     lock_timeout_ms: int = Field(
         2000, ge=10, description="PostgreSQL lock_timeout for schema changes."
     )

@@ -70,7 +70,8 @@ def merge_request(
     return survivor, merged, values, bool(dry_run)
 
 
-@router.post("/data/{object_name}/merge")
+# Out of the generic schema like every /data route (openapi.py draws those per object).
+@router.post("/data/{object_name}/merge", include_in_schema=False)
 async def merge_records(
     object_name: str, request: Request, state: StateDep, identity: IdentityDep
 ) -> JSONResponse:

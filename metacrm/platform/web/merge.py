@@ -3,6 +3,7 @@ preview, then the merge (back to the survivor's page, with Undo)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from metacrm.errors import MetacrmError, NotFound
+from metacrm.metadata.names import API_NAME_PATTERN
 from metacrm.platform.api.common import path_id
 from metacrm.platform.state import StateDep
 from metacrm.platform.web.records import draw, object_of
@@ -198,10 +200,12 @@ async def merge_page(
 @router.post("/o/{object_name}/merge/select")
 async def merge_selected(object_name: str, request: Request, identity: WebIdentityDep) -> Response:
     """From the list's bulk bar: the merge page of the selected records."""
+    if not re.fullmatch(API_NAME_PATTERN, object_name):
+        raise NotFound(f"no object named {object_name[:64]!r}")
     form = await request.form()
     picked = [v for v in form.getlist("ids") if isinstance(v, str)][: MAX_RECORDS + 1]
     ids = ",".join(str(i) for i in _ids(picked))
-    return RedirectResponse(f"/app/o/{object_name[:63]}/merge?ids={ids}", status_code=303)
+    return RedirectResponse(f"/app/o/{object_name}/merge?ids={ids}", status_code=303)
 
 
 def _form_choices(form: FormData) -> dict[str, uuid.UUID]:
@@ -230,7 +234,7 @@ async def merge_submit(
     try:
         async with workspace(request, state, identity, writes=True) as ws:
             co = object_of(ws, object_name)
-            if survivor is None or not 2 <= len(ids) <= MAX_RECORDS:
+            if survivor not in ids or not 2 <= len(ids) <= MAX_RECORDS:
                 return await _draw(ws, co, ids)
             others = [i for i in ids if i != survivor]
             intent = Intent(ws.actor, origin=Origin.MERGE)
