@@ -26,7 +26,6 @@ from metacrm.platform.api import board as board_api
 from metacrm.platform.api import duplicates as duplicates_api
 from metacrm.platform.api import export as export_api
 from metacrm.platform.api import imports as imports_api
-from metacrm.platform.api import imports as imports_api
 from metacrm.platform.api import jobs as jobs_api
 from metacrm.platform.api import list_totals as list_totals_api
 from metacrm.platform.api import merge as merge_api
@@ -70,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             events=state.events,
             lease=dt.timedelta(seconds=settings.job_lease_seconds),
             poll_seconds=settings.job_poll_seconds,
+            backups=settings.backup_schedule(),
         )
         stop = asyncio.Event()
         running = (
@@ -118,7 +118,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         list_totals_api.router,
         search_api.router,
         jobs_api.router,
-        imports_api.router,
         imports_api.router,
         automation_api.router,
         notifications_api.router,

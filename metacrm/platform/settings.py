@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import Field
+from croniter import croniter
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from metacrm.runtime.jobs import Outbound
+
+if TYPE_CHECKING:
+    from metacrm.platform.backup_schedule import BackupSchedule
 
 
 class Settings(BaseSettings):
@@ -41,9 +46,6 @@ class Settings(BaseSettings):
     )
     list_limit_max: int = Field(200, ge=1, description="Largest `limit` a list accepts.")
     batch_max: int = Field(200, ge=1, description="Most records in one batch request.")
-    import_max_bytes: int = Field(
-        200 * 1024 * 1024, ge=1024, description="Largest file an import upload accepts."
-    )
     import_max_bytes: int = Field(
         200 * 1024 * 1024, ge=1024, description="Largest file an import upload accepts."
     )
@@ -85,6 +87,14 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="The workspace's public address for links in e-mails (default host:port)."
     )
+    backup_dir: Path | None = Field(
+        None, description="Where nightly backups are written (default data_dir/backups)."
+    )
+    backup_cron: str | None = Field(
+        None,
+        description="When nightly tenant backups run, a cron in UTC (`0 2 * * *`); off when empty.",
+    )
+    backup_keep: int = Field(7, ge=1, description="Nightly backups kept per tenant.")
     demo: bool = Field(False, description="Create the demo tenant with the CRM pack on start.")
     demo_password: str | None = Field(
         None, description="Password of admin@demo; generated and printed when empty."
@@ -103,6 +113,23 @@ class Settings(BaseSettings):
             webhooks_allow_private=self.webhooks_allow_private,
             webhook_timeout_seconds=self.webhook_timeout_seconds,
             base_url=(self.public_url or f"http://{self.host}:{self.port}").rstrip("/"),
+        )
+
+    @field_validator("backup_cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() == "":
+            return None
+        if value is not None and not (len(value.split()) == 5 and croniter.is_valid(value)):
+            raise ValueError("backup_cron must be a five-field cron such as '0 2 * * *'")
+        return value
+
+    def backup_schedule(self) -> BackupSchedule:
+        """Nightly backups as these settings define them."""
+        from metacrm.platform.backup_schedule import BackupSchedule
+
+        return BackupSchedule(
+            self.backup_dir or self.data_dir / "backups", self.backup_cron, self.backup_keep
         )
 
     @property

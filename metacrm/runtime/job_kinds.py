@@ -6,7 +6,6 @@ from metacrm.runtime.automation import notify, rule_jobs, rules, webhooks
 from metacrm.runtime.automation.sla_jobs import sla_breach, sla_warn
 from metacrm.runtime.data import duplicates, duplicates_jobs
 from metacrm.runtime.data.import_jobs import REVERT_JOB, REVERT_KIND, RUN_JOB, RUN_KIND
-from metacrm.runtime.data.import_jobs import REVERT_JOB, REVERT_KIND, RUN_JOB, RUN_KIND
 from metacrm.runtime.jobs import JobKind, Registry
 from metacrm.runtime.process.escalation import approvals_due
 
@@ -21,7 +20,5 @@ REGISTRY.add(rules.TIMER_JOB, JobKind(rule_jobs.run_timer))
 REGISTRY.add(rules.SCHEDULE_JOB, JobKind(rule_jobs.run_schedule))
 REGISTRY.add(duplicates.SCAN_JOB, JobKind(duplicates_jobs.scan_job, max_attempts=3))
 REGISTRY.add(duplicates.REBUILD_JOB, JobKind(duplicates_jobs.rebuild_job, max_attempts=3))
-REGISTRY.add(RUN_JOB, RUN_KIND)
-REGISTRY.add(REVERT_JOB, REVERT_KIND)
 REGISTRY.add(RUN_JOB, RUN_KIND)
 REGISTRY.add(REVERT_JOB, REVERT_KIND)
