@@ -269,6 +269,26 @@ def test_picklists_by_value_or_label() -> None:
     assert "old" not in unknown.message
 
 
+def test_choices_are_read_per_field() -> None:
+    """Two versions of a picklist do not share what they accept."""
+    before = ObjectDef.model_validate(
+        {
+            "api_name": "x",
+            "fields": [{"api_name": "s", "type": "picklist", "values": [{"value": "a"}]}],
+        }
+    ).field("s")
+    after = ObjectDef.model_validate(
+        {
+            "api_name": "x",
+            "fields": [{"api_name": "s", "type": "picklist", "values": [{"value": "b"}]}],
+        }
+    ).field("s")
+    assert convert_cell(before, "A") == "a"
+    assert convert_cell(after, "B") == "b"
+    with pytest.raises(CellProblem):
+        convert_cell(after, "a")
+
+
 def test_multi_picklists() -> None:
     assert convert("tags", "vip;partner") == ["vip", "partner"]
     assert convert("tags", "重要客户、合作伙伴") == ["vip", "partner"]
@@ -333,6 +353,7 @@ async def test_lookup_resolver(app: Any, tenant: TenantClient) -> None:
     gone = await tenant.create("account", {"name": "Gone Co", "code": "G-1"})
     assert (await tenant.delete(f"/api/v1/data/account/{gone['id']}")).status_code == 204
     mine = await rep.create("account", {"name": "Rep Co", "code": "R-1"})
+    numbered = await tenant.create("account", {"name": " Spaced  Out ", "code": "1001"})
     admin = Actor(uuid.uuid4(), is_admin=True)
     rep_actor = Actor(uuid.UUID(str(rep.user_id)), role="rep")
 
@@ -344,6 +365,7 @@ async def test_lookup_resolver(app: Any, tenant: TenantClient) -> None:
         )
         assert found["acme ltd"] == uuid.UUID(acme["id"])
         assert found["ACME LTD"] == uuid.UUID(acme["id"])
+        assert (await resolver.resolve(["spaced  out"]))["spaced  out"] == uuid.UUID(numbered["id"])
         assert found[acme["id"]] == uuid.UUID(acme["id"])
         twin = found["Twin"]
         assert isinstance(twin, CellProblem) and twin.code == "ambiguous-lookup"
@@ -354,8 +376,9 @@ async def test_lookup_resolver(app: Any, tenant: TenantClient) -> None:
         assert set(found) == {"acme ltd", "ACME LTD", "Twin", "Gone Co", "Nobody", acme["id"]}
 
         by_code = LookupResolver(conn, ct, account, admin, key="code")
-        found = await by_code.resolve(["t-2", "A-1", "Acme Ltd"])
+        found = await by_code.resolve(["t-2", "A-1", "Acme Ltd", 1001.0])
         assert found["A-1"] == uuid.UUID(acme["id"])
+        assert found["1001.0"] == uuid.UUID(numbered["id"])  # as Excel gives a number
         assert isinstance(found["t-2"], uuid.UUID)
         assert isinstance(found["Acme Ltd"], CellProblem)
 

@@ -16,6 +16,7 @@ import json
 import re
 import unicodedata
 import uuid
+import weakref
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -339,18 +340,10 @@ def _fold(text: str) -> str:
 
 def _choice(field: PicklistField | MultiPicklistField, text: str) -> str:
     """The value a cell names, by value or by label in any language, active ones first."""
-    exact = [v.value for v in field.values if v.value == text]
-    if exact:
-        return exact[0]
-    folded = _fold(text)
-    ranked = sorted(field.values, key=lambda v: not v.active)
-    for item in ranked:
-        if _fold(item.value) == folded:
-            return item.value
-    for item in ranked:
-        labels = [item.label] if isinstance(item.label, str) else list((item.label or {}).values())
-        if any(_fold(label) == folded for label in labels):
-            return item.value
+    exact, folded = _choice_table(field)
+    value = exact.get(text) or folded.get(_fold(text))
+    if value is not None:
+        return value
     names = [
         v.value
         + (f" ({label_text(v.label)})" if v.label and label_text(v.label) != v.value else "")
@@ -363,6 +356,33 @@ def _choice(field: PicklistField | MultiPicklistField, text: str) -> str:
         f"{_short(text)} is not a value of {label_text(field.label, fallback=field.api_name)}; "
         f"accepted (by value or label): {shown}",
     )
+
+
+_ChoiceTable = tuple[dict[str, str], dict[str, str]]
+#: id(field) -> (the field, its choice table): built once per picklist, not per cell.
+_CHOICE_TABLES: dict[int, tuple[weakref.ref[Any], _ChoiceTable]] = {}
+
+
+def _choice_table(field: PicklistField | MultiPicklistField) -> _ChoiceTable:
+    """(exact value -> value, folded value or label -> value): among folded forms the
+    first claim wins, values before labels, active values before inactive ones."""
+    known = _CHOICE_TABLES.get(id(field))
+    if known is not None and known[0]() is field:
+        return known[1]
+    exact = {v.value: v.value for v in field.values}
+    folded: dict[str, str] = {}
+    ranked = sorted(field.values, key=lambda v: not v.active)
+    for item in ranked:
+        folded.setdefault(_fold(item.value), item.value)
+    for item in ranked:
+        labels = [item.label] if isinstance(item.label, str) else list((item.label or {}).values())
+        for label in labels:
+            folded.setdefault(_fold(label), item.value)
+    table = (exact, folded)
+    if len(_CHOICE_TABLES) >= 1024:
+        _CHOICE_TABLES.clear()  # fields of old metadata versions; rebuilt on demand
+    _CHOICE_TABLES[id(field)] = (weakref.ref(field), table)
+    return table
 
 
 def _choices(field: MultiPicklistField, text: str) -> list[str]:
@@ -446,34 +466,42 @@ class LookupResolver:
 
     async def resolve(self, cells: Iterable[Cell]) -> dict[str, uuid.UUID | CellProblem]:
         """The record id (or the problem) of each non-blank cell, keyed by `lookup_text`."""
-        wanted = {lookup_text(c) for c in cells if c is not None}
-        wanted.discard("")
-        missing = [text for text in wanted if text not in self._cache]
+        wanted: dict[str, str] = {}
+        for cell in cells:
+            if cell is not None and (text := lookup_text(cell)):
+                # Matched on the text a sheet shows: 1001.0 from Excel matches "1001".
+                wanted.setdefault(text, _text(cell))
+        missing = [(text, shown) for text, shown in wanted.items() if text not in self._cache]
         for start in range(0, len(missing), _BATCH):
             await self._look_up(missing[start : start + _BATCH])
         return {text: self._cache[text] for text in wanted}
 
-    async def _look_up(self, texts: list[str]) -> None:
+    async def _look_up(self, texts: list[tuple[str, str]]) -> None:
+        """One query for a batch of (cache key, text to match) pairs; answers cached."""
         co = self.target
-        ids = {text: parsed for text in texts if (parsed := _uuid(text)) is not None}
+        ids = {text: parsed for text, shown in texts if (parsed := _uuid(shown)) is not None}
         conditions: list[sa.ColumnElement[bool]] = []
         if ids:
             conditions.append(co.table.c.id.in_(set(ids.values())))
         key_sql: sa.ColumnElement[Any] | None = None
-        by_key: dict[str, str | Decimal] = {}
+        wanted: dict[str, Any] = {}  # cache key -> the key value it names, as compared
+        number_key = self.key is not None and co.fields[self.key].type == "number"
         if self.key is not None:
             key_sql = co.sql(self.key)
-            if co.fields[self.key].type == "number":
-                numbers = {t: n[0] for t in texts if (n := _parse_number(t)) and not n[1]}
-                by_key.update(numbers)
-                if numbers:
-                    conditions.append(key_sql.in_(set(numbers.values())))
+            if number_key:
+                for text, shown in texts:
+                    number = _parse_number(shown)
+                    if number is not None and not number[1]:
+                        wanted[text] = number[0]
+                if wanted:
+                    conditions.append(key_sql.in_(set(wanted.values())))
             else:
-                by_key.update({t: t for t in texts})
+                wanted = {text: shown.lower() for text, shown in texts}
                 # lower() on both sides, in SQL, so the database's idea of case applies.
-                folded = [sa.func.lower(sa.literal(v)) for v in set(by_key.values())]
+                folded = [sa.func.lower(sa.literal(shown)) for _, shown in texts]
                 conditions.append(sa.func.lower(sa.func.trim(key_sql)).in_(folded))
-        found: list[tuple[uuid.UUID, Any]] = []
+        found_ids: set[uuid.UUID] = set()
+        by_key: dict[Any, list[uuid.UUID]] = {}
         if conditions:
             columns: list[sa.ColumnElement[Any]] = [co.table.c.id]
             if key_sql is not None:
@@ -482,41 +510,26 @@ class LookupResolver:
             query = sa.select(*columns).where(sa.or_(*conditions))
             if reachable is not None:
                 query = query.where(reachable)
-            found = [
-                (row[0], row[1] if key_sql is not None else None)
-                for row in await self.conn.execute(query)
-            ]
-        for text in texts:
-            self._cache[text] = self._pick(text, ids.get(text), by_key.get(text), found)
+            for row in await self.conn.execute(query):
+                found_ids.add(row[0])
+                if key_sql is not None and row[1] is not None:
+                    value = Decimal(row[1]) if number_key else str(row[1]).strip().lower()
+                    by_key.setdefault(value, []).append(row[0])
+        for text, _ in texts:
+            as_id = ids.get(text)
+            if as_id is not None and as_id in found_ids:
+                self._cache[text] = as_id
+            else:
+                matches = by_key.get(wanted[text], []) if text in wanted else []
+                self._cache[text] = self._answer(text, matches)
 
-    def _pick(
-        self,
-        text: str,
-        as_id: uuid.UUID | None,
-        as_key: str | Decimal | None,
-        found: list[tuple[uuid.UUID, Any]],
-    ) -> uuid.UUID | CellProblem:
-        if as_id is not None and any(record_id == as_id for record_id, _ in found):
-            return as_id
-        if as_key is None:
-            matches = []
-        elif isinstance(as_key, Decimal):
-            matches = [r for r, value in found if value is not None and Decimal(value) == as_key]
-        else:
-            matches = [
-                r
-                for r, value in found
-                if value is not None and str(value).strip().lower() == as_key.lower()
-            ]
-        label = label_text(self.target.obj.label, self.actor.language, self.target.name)
+    def _answer(self, text: str, matches: list[uuid.UUID]) -> uuid.UUID | CellProblem:
         if len(matches) == 1:
             return matches[0]
+        label = label_text(self.target.obj.label, self.actor.language, self.target.name)
         key = self.key or "id"
         if not matches:
-            return CellProblem(
-                "lookup-not-found",
-                f"no {label} you can see has {key} {text!r}",
-            )
+            return CellProblem("lookup-not-found", f"no {label} you can see has {key} {text!r}")
         return CellProblem(
             "ambiguous-lookup",
             f"{len(matches)} {label} records have {key} {text!r}; map the column to a "
