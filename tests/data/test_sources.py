@@ -80,7 +80,7 @@ def test_invalid_byte_after_the_prefix_names_its_row(tmp_path: Path) -> None:
     path = tmp_path / "big.csv"
     lines = [f"Company {i},{i}\n".encode() for i in range(2, 6000)]
     lines[5000 - 2] = b"Bad \xff company,5000\n"
-    path.write_bytes(b"name,n\n" + b"".join(lines))
+    path.write_bytes("名称,n\n".encode() + b"".join(lines))
     with open_table(path, name="big.csv") as table:
         assert table.encoding == "utf-8"
         seen = []
@@ -91,6 +91,17 @@ def test_invalid_byte_after_the_prefix_names_its_row(tmp_path: Path) -> None:
     assert caught.value.row == 5000
     assert "row 5000" in caught.value.message
     assert seen == list(range(2, 5000))
+
+
+def test_encoding_judged_on_the_first_non_ascii_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    ascii_rows = b"".join(f"Company {i},{i}\n".encode() for i in range(2, 6000))
+    path.write_bytes(b"name,n\n" + ascii_rows + "深圳某某有限公司,6000\n".encode("gbk"))
+    with open_table(path, name="late.csv") as table:
+        assert table.encoding == "gb18030"
+        rows = list(table.rows())
+    assert len(rows) == 5999
+    assert rows[-1] == (6000, ["深圳某某有限公司", "6000"])
 
 
 def test_blank_and_duplicate_headers(tmp_path: Path) -> None:

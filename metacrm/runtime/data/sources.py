@@ -111,7 +111,7 @@ def _format(prefix: bytes, name: str) -> Literal["csv", "xlsx"]:
 
 
 def _csv(raw: IO[bytes], prefix: bytes, encoding: str | None) -> Table:
-    chosen = encoding or _detect_encoding(prefix)
+    chosen = encoding or _detect_encoding(raw, prefix)
     try:
         codecs.lookup(chosen)
     except LookupError:
@@ -165,17 +165,33 @@ def _csv(raw: IO[bytes], prefix: bytes, encoding: str | None) -> Table:
     return Table(columns=columns, encoding=chosen, format="csv", _rows=rows)
 
 
-def _detect_encoding(prefix: bytes) -> str:
+def _detect_encoding(raw: IO[bytes], prefix: bytes) -> str:
+    """UTF-8 (with BOM), UTF-16 by its BOM, UTF-8, else GB18030, judged on the first
+    non-ASCII bytes of the file: a sheet with English headers may hold Chinese names only
+    from its 5,000th row on."""
     if prefix.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if prefix.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
+    sample = prefix
+    if prefix.isascii() and len(prefix) == PREFIX:
+        sample = _first_non_ascii(raw)
     try:
-        # Not final: the prefix may end inside a character.
-        codecs.getincrementaldecoder("utf-8")("strict").decode(prefix, final=False)
+        # Not final: the sample may end inside a character.
+        codecs.getincrementaldecoder("utf-8")("strict").decode(sample, final=False)
     except UnicodeDecodeError:
         return "gb18030"
     return "utf-8"
+
+
+def _first_non_ascii(raw: IO[bytes]) -> bytes:
+    """PREFIX bytes from the first non-ASCII byte on (b"" for an ASCII file), streamed."""
+    raw.seek(0)
+    while block := raw.read(PREFIX):
+        if not block.isascii():
+            start = next(i for i, byte in enumerate(block) if byte > 0x7F)
+            return block[start:] + raw.read(start)
+    return b""
 
 
 def _lines(raw: IO[bytes], encoding: str) -> Iterator[str]:
