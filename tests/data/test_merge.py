@@ -280,3 +280,21 @@ async def test_refusals(tenant: TenantClient) -> None:
     stranger = await tenant.add_user("none@x.test")
     assert (await stranger.get(f"/api/v1/merges/{merge_id}")).status_code == 404
     assert (await stranger.get("/api/v1/merges")).json() == {"merges": []}
+
+
+async def test_three_records_and_a_self_lookup(tenant: TenantClient) -> None:
+    await tenant.define(ACCOUNT, CONTACT, OPPORTUNITY, NOTE)
+    keep = (await tenant.create("account", {"name": "Acme"}))["id"]
+    second = (await tenant.create("account", {"name": "Acme Co", "parent": keep}))["id"]
+    third = (await tenant.create("account", {"name": "ACME Co., Ltd.", "code": "C3"}))["id"]
+    branch = (await tenant.create("account", {"name": "Acme Pudong", "parent": second}))["id"]
+    body = {"survivor": keep, "merged": [second, third], "values": {"name": third}}
+    response = await tenant.post("/api/v1/data/account/merge", json=body)
+    assert response.status_code == 201, response.text
+    merged = response.json()
+    assert merged["survivor"]["name"] == "ACME Co., Ltd." and merged["survivor"]["code"] == "C3"
+    # The branch follows the survivor; the merged record keeps its own lookup to it.
+    assert merged["children"] == {"account": {"parent": [branch]}}
+    assert (await tenant.get(f"/api/v1/data/account/{branch}")).json()["parent"] == keep
+    binned = (await tenant.get("/api/v1/data/account/recycle-bin")).json()["records"]
+    assert {r["id"]: r["parent"] for r in binned} == {second: keep, third: None}
