@@ -65,6 +65,31 @@ def test_utf16_text_from_excel(tmp_path: Path) -> None:
     assert _read(path) == (["名称", "城市"], "utf-16", [(2, ["上海公司", "上海"])])
 
 
+def test_line_breaks_old_mac_and_separators_inside_cells(tmp_path: Path) -> None:
+    mac = tmp_path / "mac.csv"
+    mac.write_bytes(b'name,city\rAcme,Paris\r"a\rb",Rome\r')
+    assert _read(mac)[2] == [(2, ["Acme", "Paris"]), (3, ["a\rb", "Rome"])]
+    # Unicode line separators are data, in every encoding.
+    text = 'name,city\r\nAcme,"Pa\x85ris\u2028x"\r\n"a\rb","R\r\nome"\r\n'
+    for encoding in ("utf-8", "utf-16"):
+        path = tmp_path / f"{encoding}.csv"
+        path.write_bytes(text.encode(encoding))
+        assert _read(path)[2] == [
+            (2, ["Acme", "Pa\x85ris\u2028x"]),
+            (3, ["a\rb", "R\r\nome"]),
+        ]
+
+
+def test_utf16_line_break_across_blocks(tmp_path: Path) -> None:
+    # The BOM and 32,767 characters fill the first 64 KiB block: its last one is a CR
+    # whose LF starts the next block. One line break, so "y" stays on row 3.
+    text = "name\r\n" + "x" * 32760 + "\r\ny\r\n"
+    path = tmp_path / "wide.txt"
+    path.write_bytes(text.encode("utf-16"))
+    assert path.read_bytes()[65534:65538] == "\r\n".encode("utf-16-le")
+    assert _read(path)[2] == [(2, ["x" * 32760]), (3, ["y"])]
+
+
 def test_explicit_encoding_wins(tmp_path: Path) -> None:
     path = tmp_path / "latin.csv"
     path.write_bytes("name\nCafé\n".encode("latin-1"))

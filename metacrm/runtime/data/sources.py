@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import re
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -201,8 +202,8 @@ def _lines(raw: IO[bytes], encoding: str) -> Iterator[str]:
         # A line break is two bytes here: decode in blocks, then split into lines.
         pending = ""
         while block := raw.read(PREFIX):
-            pending += decoder.decode(block)
-            *complete, pending = pending.splitlines(keepends=True) or [""]
+            # The last piece waits for the next block: it may end inside a line break.
+            *complete, pending = _split_lines(pending + decoder.decode(block)) or [""]
             yield from complete
             if len(pending) > MAX_LINE:
                 raise SourceProblem("line-too-long", "a line of the file is too long")
@@ -214,14 +215,28 @@ def _lines(raw: IO[bytes], encoding: str) -> Iterator[str]:
     while line := raw.readline(MAX_LINE):
         if len(line) == MAX_LINE and not line.endswith(b"\n"):
             raise SourceProblem("line-too-long", "a line of the file is too long")
-        yield decoder.decode(line)
+        text = decoder.decode(line)
+        if "\r" in text.rstrip("\r\n"):  # old Mac line breaks
+            yield from _split_lines(text)
+        else:
+            yield text
     decoder.decode(b"", final=True)
+
+
+#: After a line break: CR LF, LF, or a CR alone (old Mac files); never other separators,
+#: which are data inside a cell.
+_LINE_BREAK = re.compile(r"(?<=\n)|(?<=\r)(?!\n)")
+
+
+def _split_lines(text: str) -> list[str]:
+    """`text` cut after each line break, the breaks kept (as the csv module reads lines)."""
+    return [line for line in _LINE_BREAK.split(text) if line]
 
 
 def _sniff_delimiter(prefix: bytes, encoding: str) -> str:
     """The candidate that splits the first lines into the same, largest number of cells."""
     text = prefix.decode(encoding, errors="replace")
-    lines = text.splitlines()
+    lines = [line.rstrip("\r\n") for line in _split_lines(text)]
     if len(prefix) == PREFIX and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut short
     sample = [line for line in lines[:20] if line.strip()]
