@@ -204,6 +204,23 @@ def test_dates(cell: Cell) -> None:
     assert convert("day", cell) == "2024-03-01"
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.dates(min_value=dt.date(1000, 1, 1)), st.sampled_from(["ymd", "dmy", "mdy"]))
+def test_written_dates_round_trip(day: dt.date, order: str) -> None:
+    """Every way of writing a date reads back as that date, in the order chosen."""
+    y, m, d = day.year, day.month, day.day
+    written = [f"{y}-{m:02}-{d:02}", f"{y}/{m}/{d}", f"{y}.{m}.{d}", f"{y}{m:02}{d:02}",
+               f"{y}年{m}月{d}日", day.strftime("%d %b %Y")]  # fmt: skip
+    if order == "dmy":
+        written.append(f"{d:02}/{m:02}/{y}")
+    elif order == "mdy":
+        written.append(f"{m}/{d}/{y}")
+    for text in written:
+        converted = convert("day", text, date_order=order)
+        assert converted == day.isoformat(), text
+        assert coerce(field("day"), converted) == day
+
+
 def test_date_order_and_bad_dates() -> None:
     assert convert("day", "01/03/2024", date_order="dmy") == "2024-03-01"
     assert convert("day", "03/01/2024", date_order="mdy") == "2024-03-01"
