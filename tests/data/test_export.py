@@ -323,9 +323,11 @@ async def test_formula_starts_are_guarded_in_csv(tenant: TenantClient) -> None:
     names = {r[1]: r[2] for r in rows[1:]}
     assert set(names) == {guard(n) for n in hostile}
     for written in names:
-        assert not written.startswith(FORMULA_STARTS)
+        assert not written.startswith(FORMULA_STARTS) or written == "+1 415 555 0100"
     assert {unguard(n) for n in names} == set(hostile)  # what the import takes back
     assert "plain 'text" in names and "''quoted" in names
+    assert "+1 415 555 0100" in names  # a phone number calls nothing: left as written
+    assert "'-2+3" in names and '\'=HYPERLINK("http://evil.test","x")' in names
     assert sorted(names.values()) == sorted(f"{-5 - i}.00" for i in range(len(hostile)))
 
 
@@ -342,7 +344,7 @@ async def test_csv_is_sent_a_page_at_a_time() -> None:
 
 
 def test_guard_and_unguard_are_inverse() -> None:
-    for text in ["", "'", "''", "=1", "'=1", "a", "'a", "-", "@", "\r\n", "1'"]:
+    for text in ["", "'", "''", "=1", "'=1", "a", "'a", "-", "@", "\r\n", "1'", "+86 1", "'+8"]:
         assert unguard(guard(text)) == text
     assert unguard("'abc") == "'abc"  # an apostrophe the export did not add stays
 

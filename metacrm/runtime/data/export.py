@@ -11,9 +11,9 @@ with ';', booleans `true`/`false`, JSON as JSON text, lookups as record ids with
 name in a column of its own (`account` and `account.name`).
 
 A CSV text cell that a spreadsheet would run as a formula (it starts with = + - @, a tab or
-a carriage return) gets a leading apostrophe, and so does a text that starts with an
-apostrophe itself; the import takes one leading apostrophe off a cell whose next character
-is one of those (see `unguard`). Excel cells are typed, so no apostrophe is needed there.
+a carriage return; a phone number like +86 138 0013 8000 is left alone) gets a leading
+apostrophe, and so does a text that starts with an apostrophe itself; `unguard` takes one
+leading apostrophe off a cell whose next character is one of those, exactly undoing it. Excel cells are typed, so no apostrophe is needed there.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import secrets
 import tempfile
 from collections.abc import AsyncIterator
@@ -70,6 +71,7 @@ CHUNK = 64 * 1024
 #: that guards it (a text starting with one is guarded too, so `unguard` is exact).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 GUARD = "'"
+_SAFE = re.compile(r"[+-][\d\s().-]*\Z")
 
 #: The columns every record has, after its fields, with their kinds and labels.
 _SYSTEM: dict[str, tuple[str, dict[str, str]]] = {
@@ -369,8 +371,14 @@ def header_row(plan: ExportPlan, headers: Headers = "api") -> list[str]:
 
 
 def guard(text: str) -> str:
-    """A CSV text cell no spreadsheet runs as a formula (undone exactly by `unguard`)."""
-    return GUARD + text if text.startswith((*FORMULA_STARTS, GUARD)) else text
+    """A CSV text cell no spreadsheet runs as a formula (undone exactly by `unguard`).
+
+    A sign followed only by digits, spaces and ( ) . - (a phone number, a negative
+    amount in a text field) calls nothing and stays as it is, so phones round-trip as
+    written whatever the import does with apostrophes."""
+    if text.startswith(GUARD) or (text.startswith(FORMULA_STARTS) and not _SAFE.match(text)):
+        return GUARD + text
+    return text
 
 
 def unguard(text: str) -> str:
