@@ -1,4 +1,4 @@
-"""The `metacrm` command line: serve, worker, db upgrade, tenant create, metadata, packs."""
+"""The `metacrm` command line: serve, worker, db upgrade, tenant create, metadata, packs, backup."""
 
 from __future__ import annotations
 
@@ -98,6 +98,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             settings.outbound(),
             lease=dt.timedelta(seconds=settings.job_lease_seconds),
             poll_seconds=settings.job_poll_seconds,
+            backups=settings.backup_schedule(),
         )
         if args.once:
             print(f"{await worker.run_once()} job(s) run")
@@ -223,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     metadata.set_defaults(handler=cmd_metadata)
     _pack_parser(commands)
     _import_parser(commands)
+    _backup_parser(commands)
     return parser
 
 
@@ -339,6 +341,92 @@ def _pack_parser(commands: Any) -> None:
     pack.add_argument("--no-seed", action="store_true", help="install without seed records")
     _common(pack)
     pack.set_defaults(handler=cmd_pack)
+
+
+# ---------------------------------------------------------------- backup and restore
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from metacrm.platform import backup
+
+    if args.action == "verify":
+        if not args.archive:
+            raise SystemExit("metacrm backup verify needs an ARCHIVE")
+        path = Path(args.archive)
+        if not args.deep:
+            verified = backup.verify_archive(path)
+            print(_verified_line(verified))
+            return 0
+
+        async def deep(db: Database) -> int:
+            print(f"{_verified_line(await backup.verify_deep(db, path))}, restored and compared")
+            return 0
+
+        return int(asyncio.run(_with_db(_settings(args), deep)))
+    if args.archive:
+        raise SystemExit("metacrm backup takes no ARCHIVE (did you mean backup verify?)")
+    if not args.tenant:
+        raise SystemExit("metacrm backup needs --tenant")
+
+    async def work(db: Database) -> int:
+        settings = _settings(args)
+        written = await backup.backup_tenant(
+            db, args.tenant, out=args.out, backup_dir=settings.backup_schedule().directory
+        )
+        tables = len(written.manifest["tables"])
+        print(f"{written.path}: {tables} tables, {written.rows} rows (mode 0600: keep it secret)")
+        return 0
+
+    return int(asyncio.run(_with_db(_settings(args), work)))
+
+
+def _verified_line(verified: Any) -> str:
+    manifest = verified.manifest
+    rows = sum(t["rows"] for t in manifest["tables"].values())
+    return (
+        f"{verified.path}: ok, tenant {manifest['tenant']['name']}, {len(manifest['tables'])}"
+        f" tables, {rows} rows, metadata version {manifest['metadata_version']},"
+        f" taken {manifest['created_at']} on {manifest['dialect']}"
+    )
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from metacrm.platform import backup
+
+    async def work(db: Database) -> int:
+        verified = await backup.restore_tenant(
+            db, Path(args.archive), args.tenant, replace=args.replace
+        )
+        print(f"{_verified_line(verified)}; restored as tenant {args.tenant}")
+        return 0
+
+    return int(asyncio.run(_with_db(_settings(args), work)))
+
+
+def _backup_parser(commands: Any) -> None:
+    backup = commands.add_parser(
+        "backup", help="back up a tenant into one archive, or verify an archive"
+    )
+    backup.add_argument("action", nargs="?", choices=["verify"], help="verify ARCHIVE")
+    backup.add_argument("archive", nargs="?", help="the archive to verify")
+    backup.add_argument("--tenant", help="the tenant to back up")
+    backup.add_argument(
+        "--out", type=Path, help="the archive to write (default: backup_dir/TENANT-TIME.zip)"
+    )
+    backup.add_argument(
+        "--deep", action="store_true", help="verify by restoring into a scratch tenant"
+    )
+    _common(backup)
+    backup.set_defaults(handler=cmd_backup)
+
+    restore = commands.add_parser("restore", help="load an archive as a new or emptied tenant")
+    restore.add_argument("archive")
+    restore.add_argument("--tenant", required=True, help="the tenant to create (or replace)")
+    restore.add_argument(
+        "--replace", action="store_true", help="empty an existing tenant and load the archive"
+    )
+    _common(restore)
+    restore.set_defaults(handler=cmd_restore)
 
 
 # ---------------------------------------------------------------- import (metacrm import FILE)

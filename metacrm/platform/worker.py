@@ -24,14 +24,22 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metacrm.metadata.store import current_version
+from metacrm.platform.backup_schedule import (
+    BACKUP_ATTEMPTS,
+    BACKUP_JOB,
+    BackupSchedule,
+    arm_backup,
+    backup_job,
+)
 from metacrm.platform.db import Database
 from metacrm.platform.system_tables import tenants
-from metacrm.runtime.job_kinds import REGISTRY
 from metacrm.runtime.cache import TenantCache
 from metacrm.runtime.compiler import CompiledTenant
 from metacrm.runtime.events import Subscribers, collecting
+from metacrm.runtime.job_kinds import REGISTRY
 from metacrm.runtime.jobs import (
     Job,
+    JobKind,
     LeaseLost,
     Outbound,
     PermanentFailure,
@@ -69,8 +77,15 @@ class Worker:
         poll_seconds: float = 1.0,
         batch: int = 10,
         name: str | None = None,
+        backups: BackupSchedule | None = None,
     ) -> None:
-        self.db, self.cache, self.outbound, self.registry = db, cache, outbound, registry
+        self.db, self.cache, self.outbound = db, cache, outbound
+        #: Nightly backups (off unless given a cron): their jobs need this worker's db.
+        self.backups = backups or BackupSchedule(db.data_dir / "backups")
+        self.registry = Registry({**registry.kinds})
+        self.registry.add(
+            BACKUP_JOB, JobKind(backup_job(db, self.backups), max_attempts=BACKUP_ATTEMPTS)
+        )
         self.events = events or Subscribers()
         self.clock, self.lease, self.poll_seconds, self.batch = clock, lease, poll_seconds, batch
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -167,6 +182,7 @@ class Worker:
         if storage not in self._ready:
             async with self.db.tenant(storage) as conn:
                 await create_tenant_tables(conn)
+                await arm_backup(conn, self.backups, now)
             async with self.db.system() as conn:
                 language = await conn.scalar(
                     sa.select(tenants.c.default_language).where(tenants.c.storage == storage)
