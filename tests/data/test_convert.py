@@ -346,7 +346,12 @@ ROLES = [
         "api_name": "rep",
         "objects": {"account": {"create": True, "read": True, "edit": True}},
         "fields": {"account": {"secret": "hidden"}},
-    }
+    },
+    {
+        "api_name": "blind",
+        "objects": {"account": {"read": True, "view_all": True}},
+        "fields": {"account": {"name": "hidden"}},
+    },
 ]
 
 
@@ -416,6 +421,12 @@ async def test_lookup_resolver(app: Any, tenant: TenantClient) -> None:
                 LookupResolver(conn, ct, account, admin, key=key)
         with pytest.raises(BadRequest):
             LookupResolver(conn, ct, account, rep_actor, key="secret")
+
+        # A name field the actor cannot see is not matched on; ids still are.
+        blind = Actor(uuid.UUID(str(rep.user_id)), role="blind")
+        found = await LookupResolver(conn, ct, account, blind).resolve(["Rep Co", mine["id"]])
+        assert found[mine["id"]] == uuid.UUID(mine["id"])
+        assert isinstance(found["Rep Co"], CellProblem)
 
 
 async def test_lookup_resolver_caches_and_batches(app: Any, tenant: TenantClient) -> None:

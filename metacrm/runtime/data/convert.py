@@ -451,16 +451,20 @@ class LookupResolver:
         *,
         key: str | None = None,
     ) -> None:
-        name = key if key is not None else target.obj.record_name_field
-        if name is not None:
+        def usable(name: str) -> bool:
             field = target.fields.get(name)
             readable = field_access(ct.model, actor, target.name, name) != "hidden"
-            if field is None or not matchable(field) or not readable:
-                raise BadRequest(
-                    f"lookups of {target.name} cannot be matched on {name!r}: name a readable "
-                    f"text, e-mail, phone, URL, auto-number, number or text formula field "
-                    f"of {target.name}"
-                )
+            return field is not None and matchable(field) and readable
+
+        if key is not None and not usable(key):
+            raise BadRequest(
+                f"lookups of {target.name} cannot be matched on {key!r}: name a readable "
+                f"text, e-mail, phone, URL, auto-number, number or text formula field "
+                f"of {target.name}"
+            )
+        name = key if key is not None else target.obj.record_name_field
+        if name is not None and not usable(name):
+            name = None  # a name the actor cannot see: match record ids only
         self.conn, self.ct, self.target, self.actor, self.key = conn, ct, target, actor, name
         self._cache: dict[str, uuid.UUID | CellProblem] = {}
 
