@@ -5,6 +5,9 @@ is refused), detects a CSV's encoding (BOM, UTF-8, else GB18030, the superset of
 and delimiter (comma, semicolon or tab), and yields the rows one at a time, numbered
 as a spreadsheet shows them (the header is row 1). Wholly blank rows are skipped;
 empty cells are None. Every problem with the file itself is a `SourceProblem`.
+
+Memory: a CSV is read a line at a time; an .xlsx sheet a row at a time, but openpyxl
+keeps the workbook's shared-strings table (its distinct texts) in memory.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class Table:
 
     def rows(self) -> Iterator[tuple[int, list[Cell]]]:
         """(row number as the user sees it: the first data row is 2, cells padded to
-        len(columns)); wholly blank rows are skipped. Each call starts from the top."""
+        len(columns)); wholly blank rows are skipped. Each call starts from the top; one
+        iteration at a time, as they share the open file."""
         return self._rows()
 
 
