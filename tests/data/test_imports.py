@@ -36,6 +36,7 @@ COMPANY = {
             "min": 0,
         },
         {"api_name": "founded", "type": "date", "label": {"en": "Founded", "zh-CN": "成立日期"}},
+        {"api_name": "phone", "type": "phone", "label": {"en": "Phone", "zh-CN": "电话"}},
         {"api_name": "listed", "type": "boolean", "label": {"en": "Listed", "zh-CN": "上市"}},
         {
             "api_name": "tier",
@@ -523,3 +524,44 @@ async def test_hostile_input_is_a_clear_problem(
     # An upload over the limit is refused while it is read.
     monkeypatch.setattr(app.state.metacrm.settings, "import_max_bytes", 2048)
     problem(await upload(crm, b"name\n" + b"x\n" * 4000), 413)
+
+
+async def test_duplicate_rules_refuse_skip_or_report_rows(crm: TenantClient, jobs: Jobs) -> None:
+    rules = [
+        {"api_name": "same_company", "object": "company", "action": "block",
+         "criteria": [{"field": "name", "method": "company"}]},
+        {"api_name": "same_phone", "object": "company", "action": "report",
+         "criteria": [{"field": "phone", "method": "phone"}]},
+    ]  # fmt: skip
+    applied = await crm.post("/api/v1/metadata/apply", json={"duplicate_rules": rules})
+    assert applied.status_code == 200, applied.text
+    first = await crm.create(
+        "company", {"name": "北京字节跳动科技有限公司", "phone": "010-1234 5678"}
+    )
+    content = csv_bytes(
+        [
+            ["name", "phone"],
+            ["（北京）字节跳动科技", ""],
+            ["Other Co", "01012345678"],
+            ["Third", ""],
+        ]
+    )
+    created = await started(crm, content)
+    dry = await run(crm, jobs, created["id"], "dry-run")
+    rows = await report(crm, created["id"], "dry")
+    assert [r["action"] for r in rows] == ["error", "create", "create"]
+    assert rows[0]["errors"][0]["code"] == "duplicate"
+    # The dry run names the candidates of a row its rules let through.
+    [candidate] = rows[1]["duplicates"]
+    assert candidate["record_id"] == first["id"] and candidate["rule"] == "same_phone"
+    assert rows[2]["duplicates"] is None
+    assert dry["counts"]["failed"] == 1
+    skipping = await crm.patch(
+        f"/api/v1/imports/{created['id']}", json={"options": {"duplicates": "skip"}}
+    )
+    assert skipping.status_code == 200
+    done = await run(crm, jobs, created["id"])
+    assert done["counts"] == {"created": 2, "updated": 0, "skipped": 1, "failed": 0}
+    skipped = (await report(crm, created["id"]))[0]
+    assert skipped["action"] == "skip" and skipped["duplicates"][0]["code"] == "duplicate"
+    assert (await crm.get(f"/api/v1/imports/{created['id']}/errors")).status_code == 404

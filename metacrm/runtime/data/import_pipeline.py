@@ -46,6 +46,7 @@ from metacrm.runtime import files, writes
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
 from metacrm.runtime.data.convert import CellProblem, LookupResolver, convert_cell, lookup_text
+from metacrm.runtime.data.duplicates import active_rules, find_duplicates, readable_names
 from metacrm.runtime.data.imports import (
     ImportSettings,
     acting_user,
@@ -61,6 +62,8 @@ from metacrm.runtime.serialize import json_value
 
 #: Rows per chunk: per chunk, one transaction, one lookup query per lookup column.
 CHUNK_ROWS = 500
+#: The codes of the problems duplicate rules report (block, and warn).
+DUPLICATE_CODES = frozenset({"duplicate", "duplicate-warning"})
 #: Whether a field holds a record id (its cells are matched by `LookupResolver`).
 LINK_TYPES = frozenset({"lookup", "master_detail"})
 
@@ -147,9 +150,10 @@ def _problem(column: str | None, field_name: str, code: str, message: str) -> di
 class ChunkWriter:
     """Processes the chunks of one run of one import, with what every chunk shares."""
 
-    def __init__(self, settings: ImportSettings, actor: Actor) -> None:
-        self.settings, self.actor = settings, actor
-        self.intent = Intent(actor, origin=Origin.IMPORT)
+    def __init__(self, settings: ImportSettings, actor: Actor, *, candidates: bool = False) -> None:
+        self.settings, self.actor, self.candidates = settings, actor, candidates
+        allow = settings.options.duplicates == "allow"
+        self.intent = Intent(actor, origin=Origin.IMPORT, allow_duplicates=allow)
         index = {name: i for i, name in enumerate(settings.columns)}
         self.column_of = {m.field: m.column for m in settings.mapping if m.field}
         self.mapped = [
@@ -340,10 +344,37 @@ class ChunkWriter:
         if target is None:
             if key is not None and key.field is not None and key.name in data:
                 existing[coerce(key.field, data[key.name])] = record_id
-            return RowOutcome(row_no, "create", record_id, after=after)
-        if record.get("version") == before_version:
+            outcome = RowOutcome(row_no, "create", record_id, after=after)
+        elif record.get("version") == before_version:
             return RowOutcome(row_no, "skip", record_id)
-        return RowOutcome(row_no, "update", record_id, before=before, after=after)
+        else:
+            outcome = RowOutcome(row_no, "update", record_id, before=before, after=after)
+        if self.candidates:
+            outcome.duplicates = await self._candidates(conn, ct, co, record_id) or None
+        return outcome
+
+    async def _candidates(
+        self, conn: AsyncConnection, ct: CompiledTenant, co: CompiledObject, record_id: uuid.UUID
+    ) -> list[dict[str, Any]]:
+        """The records a written row duplicates under the object's rules (those the
+        importer may read), for the dry run's report."""
+        if not active_rules(ct, co.name):
+            return []
+        matches = await find_duplicates(
+            conn, ct, co, await fetch(conn, co, record_id), exclude_id=record_id
+        )
+        names = await readable_names(conn, ct, co, self.actor, (m.record_id for m in matches))
+        return [
+            {
+                "record_id": str(m.record_id),
+                "name": names[m.record_id],
+                "rule": m.rule,
+                "score": m.score,
+                "action": m.action,
+            }
+            for m in matches
+            if m.record_id in names
+        ]
 
     def _field_problem(self, error: FieldError) -> dict[str, Any]:
         name = error.field.split("/", 1)[0]
@@ -353,7 +384,7 @@ class ChunkWriter:
         """A refused row; one refused only by duplicate rules is skipped when the import
         says so (its duplicates are reported)."""
         if self.settings.options.duplicates == "skip" and all(
-            e["code"] == "duplicate" for e in errors
+            e["code"] in DUPLICATE_CODES for e in errors
         ):
             return RowOutcome(row_no, "skip", duplicates=errors)
         return RowOutcome(row_no, "error", errors=errors, cells=[json_value(c) for c in cells])
@@ -422,7 +453,8 @@ async def run_dry(
         outcomes: list[RowOutcome] = []
         sample = await conn.begin_nested()
         try:
-            writer = ChunkWriter(settings, await acting_user(conn, settings.created_by))
+            actor = await acting_user(conn, settings.created_by)
+            writer = ChunkWriter(settings, actor, candidates=True)
             co = _object(ct, settings)
             with _table(path, settings) as table:
                 rows = itertools.islice(table.rows(), settings.options.limit)

@@ -51,8 +51,9 @@ Mode = Literal["create", "update", "upsert"]
 MODES: tuple[Mode, ...] = ("create", "update", "upsert")
 DateOrder = Literal["ymd", "dmy", "mdy"]
 DATE_ORDERS: tuple[DateOrder, ...] = ("ymd", "dmy", "mdy")
-#: What happens to a row a duplicate rule refuses: reported as an error, or skipped.
-DUPLICATE_HANDLING = ("error", "skip")
+#: What happens to a row a duplicate rule refuses: reported as an error, skipped (its
+#: duplicates reported), or written anyway past rules that only warn (allow_duplicates).
+DUPLICATE_HANDLING = ("error", "skip", "allow")
 Status = Literal[
     "uploaded",
     "dry-running",
