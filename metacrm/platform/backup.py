@@ -251,11 +251,11 @@ async def backup_tenant(
     _register_tables()
     row = await _tenant_row(db, tenant)
     now = now or utcnow()
-    if out is None:
-        directory = backup_dir or db.data_dir / "backups"
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        out = directory / archive_name(tenant, now)
-    partial = out.with_name(f".{out.name}.partial")
+    out = out or (backup_dir or db.data_dir / "backups") / archive_name(tenant, now)
+    out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if out.exists():
+        raise Conflict(f"{out} exists already; an archive is never overwritten")
+    partial = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with (

@@ -246,6 +246,8 @@ async def test_corrupted_archives_are_refused_and_leave_the_target_untouched(
     db = _db(app)
     source = await _small(client)
     good = (await backup_tenant(db, source.tenant, out=tmp_path / "good.zip")).path
+    with pytest.raises(Conflict):  # an archive is never overwritten
+        await backup_tenant(db, source.tenant, out=good)
     target = await _small(client, count=5)
     before = sorted(r["name"] for r in await _records(target, "account"))
     cases = _corruptions(good, tmp_path)
