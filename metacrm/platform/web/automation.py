@@ -27,8 +27,8 @@ from metacrm.platform.web.values import instant
 from metacrm.platform.web.workspace import Workspace, workspace
 from metacrm.runtime import jobs
 from metacrm.runtime.automation import webhooks as hooks
-from metacrm.runtime.job_kinds import REGISTRY
 from metacrm.runtime.automation.history import Outcome, run_rows
+from metacrm.runtime.job_kinds import REGISTRY
 from metacrm.runtime.permissions import has_platform_permission, object_readable, readable
 from metacrm.runtime.records import utcnow
 
