@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metacrm.errors import PayloadTooLarge
@@ -9,6 +11,8 @@ from metacrm.errors import PayloadTooLarge
 PREFIX = "/app"
 #: Where import files are uploaded (limited by `import_max_bytes`).
 IMPORTS = "/api/v1/imports"
+#: ... and where the workspace's import page uploads them.
+WEB_IMPORT = re.compile(r"/app/o/[a-z][a-z0-9_]{0,62}/import")
 #: Used until the application's settings are known (the lifespan sets them).
 DEFAULT_MAX_BYTES = 1_048_576
 
@@ -37,7 +41,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         # An import's file upload has a limit of its own (a form like any other).
-        limit = _max_bytes(scope, "import_max_bytes" if path == IMPORTS else "max_body_bytes")
+        upload = path == IMPORTS or WEB_IMPORT.fullmatch(path) is not None
+        limit = _max_bytes(scope, "import_max_bytes" if upload else "max_body_bytes")
         declared = headers.get(b"content-length", b"")
         seen = 0
 

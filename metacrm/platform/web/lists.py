@@ -17,6 +17,7 @@ from metacrm.errors import FormulaError, MetacrmError, NotFound, PermissionDenie
 from metacrm.metadata.layouts import ListView
 from metacrm.platform.api.export import export_response
 from metacrm.platform.state import StateDep, object_or_404
+from metacrm.platform.web.imports import may_import
 from metacrm.platform.web.session import WebIdentityDep, safe_next
 from metacrm.platform.web.shell import colleague_name, object_label
 from metacrm.platform.web.texts import word
@@ -420,6 +421,7 @@ async def _page_context(
         "can_delete": permission.delete or ws.actor.is_admin,
         "can_transfer": can_transfer,
         "can_export": has_platform_permission(ws.ct.model, ws.actor, "export_data"),
+        "can_import": may_import(ws.ct, ws.actor, co.name),
         "save_filter": plan.where or "",
         "save_sort": plan.order_by or "",
         "save_columns": ",".join(plan.columns),

@@ -49,6 +49,8 @@ class Shell:
     unread_notifications: int = 0
     #: Whether the user may watch automation (manage_automation): the monitor's link.
     can_automate: bool = False
+    #: Whether the user may import data (import_data): the imports' link.
+    can_import: bool = False
 
     def object_label(self, name: str) -> str:
         for group in self.nav:
@@ -127,4 +129,5 @@ async def build_shell(
         waiting_approvals=await waiting_count(conn, actor.user_id),
         unread_notifications=await unread_count(conn, actor.user_id),
         can_automate=has_platform_permission(ct.model, actor, "manage_automation"),
+        can_import=has_platform_permission(ct.model, actor, "import_data"),
     )
