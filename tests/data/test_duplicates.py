@@ -4,8 +4,18 @@ rules checked on save, read access in group listings, keys rebuilt for a new rul
 from __future__ import annotations
 
 import random
+import uuid
 from typing import Any
 
+import pytest
+
+from metacrm.errors import RecordInvalid
+from metacrm.metadata.store import current_version
+from metacrm.platform.db import Database
+from metacrm.runtime import writes
+from metacrm.runtime.actor import Actor
+from metacrm.runtime.data.duplicates import find_duplicates
+from metacrm.runtime.hooks import Intent, Origin
 from tests.conftest import Jobs, TenantClient
 
 ACCOUNT = {
@@ -320,3 +330,31 @@ async def test_a_rule_added_to_an_object_with_records_rebuilds_its_keys(
     # Removed: nothing is refused.
     assert (await tenant.delete("/api/v1/metadata/duplicate-rules/same_phone")).status_code == 200
     assert (await tenant.post(ACCOUNTS, json={"name": "hooli ltd"})).status_code == 201
+
+
+async def test_merge_writes_are_not_checked_and_find_duplicates_answers_directly(
+    app: Any, tenant: TenantClient
+) -> None:
+    await define(tenant, rule("same_company", "block", {"field": "name", "method": "company"}))
+    first = await tenant.create("account", {"name": "Vandelay Industries Ltd."})
+    admin = (await tenant.get("/api/v1/users")).json()["users"][0]
+    state = app.state.metacrm
+    storage = Database.storage_name(tenant.tenant)
+    async with state.db.tenant(storage) as conn:
+        ct = await state.cache.compiled(conn, storage, await current_version(conn))
+        co = ct.object("account")
+        actor = Actor(user_id=uuid.UUID(admin["id"]), is_admin=True)
+        found = await find_duplicates(conn, ct, co, {"name": "vandelay industries"})
+        assert [(str(m.record_id), m.rule, m.action) for m in found] == [
+            (first["id"], "same_company", "block")
+        ]
+        assert found[0].score == 1.0
+        with pytest.raises(RecordInvalid):
+            await writes.create(conn, ct, co, {"name": "Vandelay Industries"}, Intent(actor))
+        merged = await writes.create(
+            conn, ct, co, {"name": "Vandelay Industries"}, Intent(actor, origin=Origin.MERGE)
+        )
+        # Filed all the same: the next ordinary write finds both.
+        again = await find_duplicates(conn, ct, co, {"name": "VANDELAY INDUSTRIES"})
+        assert {str(m.record_id) for m in again} == {first["id"], str(merged["id"])}
+        assert await find_duplicates(conn, ct, co, {"name": "Kramerica"}) == []

@@ -87,7 +87,8 @@ def normalize_company(value: Any) -> str | None:
     words = _words(_COUNTRY_TAG.sub(" ", fold(str(value))))
     while len(words) > 1 and words[-1] in LATIN_LEGAL_WORDS:
         words.pop()
-    name = "".join(words)
+    # Joined, neighbours may compose (Hangul jamo): normalised again.
+    name = unicodedata.normalize("NFKC", "".join(words))
     stripped = True
     while stripped:
         stripped = False
@@ -116,8 +117,8 @@ def normalize_phone(value: Any) -> str | None:
 
 
 def normalize_email(value: Any) -> str | None:
-    """Trimmed and case folded."""
-    text = fold(str(value)).strip()
+    """Case folded, without whitespace."""
+    text = unicodedata.normalize("NFKC", "".join(fold(str(value)).split()))
     return text or None
 
 
@@ -127,12 +128,10 @@ def normalize_person(value: Any) -> str | None:
     words: list[str] = []
     for word in _words(fold(str(value))):
         for part in re.split(f"({_HAN.pattern})", word):
-            if not part:
-                continue
             if _HAN.fullmatch(part):
                 words += lazy_pinyin(part)
-            else:
-                words.append(part.replace("ü", "v"))
+            else:  # a Latin run, marks it began with (after a Chinese character) dropped
+                words += _words(part.replace("ü", "v"))
     return " ".join(sorted(words)) or None
 
 
@@ -147,7 +146,8 @@ _NORMALIZERS = {
 
 
 def normalize(method: str, value: Any) -> str | None:
-    """The value a duplicate rule's `method` compares; None when blank."""
+    """The value a duplicate rule's `method` compares; None when blank. It never holds
+    whitespace other than single spaces (so no information separator, \x1c-\x1f)."""
     if value is None:
         return None
     return _NORMALIZERS[method](value)
@@ -172,17 +172,17 @@ MAX_KEY = 200
 def block_keys(method: str, norm: str) -> list[str]:
     """The keys a normalised value is filed under: values that may match share one.
 
-    Equality methods: the value itself. Company names and fuzzy text: the value, its
-    first three and its last three characters (a typo elsewhere still meets). Person
-    names: the value, and its words' initials with its letter count (a typo in a name
-    keeps both).
+    Equality methods: the value itself. Company names and fuzzy text: their first three
+    and their last three characters (a typo elsewhere still meets; equal values meet on
+    both), a short value itself. Person names: the value, and its words' initials with
+    its letter count (a typo in a name keeps both).
     """
     whole = "=" + norm[:MAX_KEY]
     if method in ("company", "fuzzy"):
         compact = norm.replace(" ", "")
         if len(compact) <= 3:
             return [whole]
-        return [whole, "<" + compact[:3], ">" + compact[-3:]]
+        return ["<" + compact[:3], ">" + compact[-3:]]
     if method == "person_name":
         words = norm.split()
         initials = "".join(sorted(w[0] for w in words))
