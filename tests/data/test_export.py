@@ -30,6 +30,7 @@ from metacrm.runtime.data.export import (
     unguard,
 )
 from tests.conftest import TenantClient
+from tests.web.test_hostile import HOSTILE, LEAKS
 
 ACCOUNT = {
     "api_name": "account",
@@ -402,3 +403,18 @@ async def test_a_read_only_api_key_exports_and_is_audited(tenant: TenantClient) 
     entries = (await tenant.get("/api/v1/audit", params={"action": "export"})).json()["entries"]
     assert len(entries) == 1 and entries[0]["api_key_id"] == created.json()["id"]
     assert entries[0]["detail"]["rows"] == 4
+
+
+async def test_hostile_parameters_get_problems_never_a_500(tenant: TenantClient) -> None:
+    s = await _setup(tenant)
+    rep: TenantClient = s["rep"]
+    names = ("format", "view", "where", "fields", "order_by", "headers", "limit")
+    for value in HOSTILE:
+        for name in names:
+            answer = await rep.get("/api/v1/data/deal/export", params={name: value})
+            assert answer.status_code < 500, (name, value, answer.text[:300])
+            if answer.status_code != 200:
+                assert answer.headers["content-type"] == "application/problem+json"
+            assert not any(leak in answer.text for leak in LEAKS), (name, value)
+            assert "S3CRET" not in answer.text and "rep-hidden" not in answer.text
+    assert (await rep.get("/api/v1/data/%00/export")).status_code in (400, 404)
