@@ -4,6 +4,7 @@ run against the real run, resumption, revert, the error report, permissions, hos
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 from typing import Any
 
@@ -334,13 +335,30 @@ async def test_a_run_resumes_from_its_checkpoint_writing_no_row_twice(
     halfway = (await crm.get(f"/api/v1/imports/{created['id']}")).json()
     assert halfway["status"] == "running" and halfway["done"] == 3
     assert len(await companies(crm)) == 3
-    await jobs.run(crm, later=__import__("datetime").timedelta(hours=1))  # the retry
+    await jobs.run(crm, later=datetime.timedelta(hours=1))  # the retry
     done = (await crm.get(f"/api/v1/imports/{created['id']}")).json()
     assert done["status"] == "done" and done["done"] == 10
     names = [c["name"] for c in await companies(crm)]
     assert names == [f"Row {i:02}" for i in range(10)]
     rows = await report(crm, created["id"])
     assert [r["row"] for r in rows] == list(range(2, 12))
+
+
+async def test_a_run_whose_job_dies_fails(
+    crm: TenantClient, jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = await started(crm, csv_bytes([["name"], ["A"]]))
+
+    async def broken(self: Any, *args: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(import_pipeline.ChunkWriter, "chunk", broken)
+    monkeypatch.setattr(import_jobs, "MAX_ATTEMPTS", 2)
+    await crm.post(f"/api/v1/imports/{created['id']}/run")
+    for hours in (0, 1, 2):
+        await jobs.run(crm, later=datetime.timedelta(hours=hours))
+    failed = (await crm.get(f"/api/v1/imports/{created['id']}")).json()
+    assert failed["status"] == "failed" and "the database went away" in failed["last_error"]
 
 
 async def test_a_long_run_goes_on_in_follow_up_jobs(

@@ -48,11 +48,14 @@ RUN_JOB = "import.run"
 REVERT_JOB = "import.revert"
 #: How long one job of a real run or a revert works before a follow-up job goes on.
 JOB_SECONDS = 30.0
+#: Tries of a job before the import is given up as failed.
+MAX_ATTEMPTS = 5
 
 
 async def enqueue_run(conn: AsyncConnection, import_id: uuid.UUID, *, dry: bool) -> uuid.UUID:
     """The job that runs an import (in the transaction that started it)."""
-    return await enqueue(conn, RUN_JOB, {"import": str(import_id), "dry": dry})
+    payload = {"import": str(import_id), "dry": dry}
+    return await enqueue(conn, RUN_JOB, payload, max_attempts=MAX_ATTEMPTS)
 
 
 async def enqueue_revert(
@@ -60,7 +63,7 @@ async def enqueue_revert(
 ) -> uuid.UUID:
     """The job that reverts an import on behalf of `actor`."""
     payload = {"import": str(import_id), "user": str(actor.user_id), "force": force}
-    return await enqueue(conn, REVERT_JOB, payload)
+    return await enqueue(conn, REVERT_JOB, payload, max_attempts=MAX_ATTEMPTS)
 
 
 def _transact(ctx: JobContext) -> Transact:
@@ -93,11 +96,31 @@ async def run_import_job(job: Job, ctx: JobContext) -> dict[str, Any] | None:
             finished = await run_real(transact, import_id, path, deadline=deadline)
         except Superseded:
             return {"import": str(import_id), "finished": True}
+        except Exception as error:
+            if job.attempts >= job.max_attempts:  # the job dies: so does the import
+                await _give_up(transact, import_id, error)
+            raise
     if not finished:
         async with ctx.transaction() as (conn, _ct):
             await enqueue_run(conn, import_id, dry=False)
             ctx.result = {"import": str(import_id), "finished": False}
     return {"import": str(import_id), "finished": finished}
+
+
+async def _give_up(transact: Transact, import_id: uuid.UUID, error: Exception) -> None:
+    """Mark a run or dry run whose job has no try left as failed (the rows a real run
+    committed stay, and can be reverted)."""
+    async with transact() as (conn, _ct):
+        await conn.execute(
+            imports.update()
+            .where(imports.c.id == import_id, imports.c.status.in_(("running", "dry-running")))
+            .values(
+                status="failed",
+                last_error=f"{type(error).__name__}: {error}"[:4000],
+                finished_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
 
 
 async def revert_import_job(job: Job, ctx: JobContext) -> dict[str, Any] | None:
@@ -113,13 +136,13 @@ async def revert_import_job(job: Job, ctx: JobContext) -> dict[str, Any] | None:
     )
     if not finished:
         async with ctx.transaction() as (conn, _ct):
-            await enqueue(conn, REVERT_JOB, payload)
+            await enqueue(conn, REVERT_JOB, payload, max_attempts=MAX_ATTEMPTS)
             ctx.result = {"import": str(import_id), "finished": False}
     return {"import": str(import_id), "finished": finished}
 
 
-RUN_KIND = JobKind(run_import_job, max_attempts=5)
-REVERT_KIND = JobKind(revert_import_job, max_attempts=5)
+RUN_KIND = JobKind(run_import_job, max_attempts=MAX_ATTEMPTS)
+REVERT_KIND = JobKind(revert_import_job, max_attempts=MAX_ATTEMPTS)
 
 _WRITTEN = ("create", "update")
 
