@@ -19,7 +19,10 @@ and the API calls for the same data alternate (who goes first alternates too):
   open records, the timeline across them, and the actions the caller may take;
 - kanban: `GET /app/o/opportunity/kanban` vs the board's figures
   (`/api/v1/analytics/board/opportunity`: count and amount per column) and the first 20 cards
-  of each value of the view's kanban field, newest first, in a row.
+  of each value of the view's kanban field, newest first, in a row;
+- import mapping and dry run: `GET /app/imports/{id}` of an uploaded 1,000-row accounts CSV
+  (its mapping step: columns, first values, fields, problems) and of one dry-run (its counts
+  and first 50 rows) vs `GET /api/v1/imports/{id}` (and `.../rows?run=dry&limit=50`).
 
 The API sets are what the pages ask the runtime services for (read from metadata: the list
 view, the layouts), so the ratio is the cost of drawing HTML and of the session.
@@ -75,7 +78,9 @@ STAGES = ("qualify", "propose", "negotiate", "won", "lost")
 INDUSTRIES = ("technology", "manufacturing", "finance", "retail", "healthcare")
 RELATED_ROWS = 10
 KANBAN_CARDS = 20
-TARGETS = ("list", "record", "kanban")
+TARGETS = ("list", "record", "kanban", "import-mapping", "import-dry-run")
+#: Rows of the CSV file the import pages show (its mapping step, then its dry run).
+IMPORT_ROWS = 1000
 #: What a page should cost: its median under this, and at most this times its API set.
 TARGET_MS = 50
 TARGET_RATIO = 1.5
@@ -157,6 +162,8 @@ class Tenant:
         self.api = httpx.Client(base_url=url, timeout=600)
         self.web = httpx.Client(base_url=url, timeout=600)
         self.account_ids: list[str] = []
+        #: An import at its mapping step, and one whose dry run is done.
+        self.import_ids: dict[str, str] = {}
 
     def create(self) -> None:
         _ok(
@@ -265,6 +272,28 @@ class Tenant:
             raise RuntimeError(f"{listed['total']} opportunities listed, {rows} loaded")
         _ok(self.api.get(f"/api/v1/data/opportunity/{listed['records'][0]['id']}"))
         return took
+
+    def prepare_imports(self) -> None:
+        """Two uploads of an IMPORT_ROWS-row accounts CSV: one left at its mapping step,
+        the other dry-run (by the server's worker) until it is checked."""
+        lines = ["Account Name,Billing City,Phone"] + [
+            f"Import bench {i:05d} Co.,City {i % 50},+86 10 {i:08d}" for i in range(IMPORT_ROWS)
+        ]
+        content = ("\n".join(lines) + "\n").encode()
+        for step in ("mapping", "dry-run"):
+            upload = self.api.post(
+                "/api/v1/imports",
+                data={"object": "account"},
+                files={"file": ("accounts.csv", content, "text/csv")},
+            )
+            self.import_ids[step] = _ok(upload, 201)["id"]
+        checked = self.import_ids["dry-run"]
+        _ok(self.api.post(f"/api/v1/imports/{checked}/dry-run"), 202)
+        deadline = time.monotonic() + 300
+        while _ok(self.api.get(f"/api/v1/imports/{checked}"))["status"] != "checked":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the import's dry run did not end in 5 minutes")
+            time.sleep(0.5)
 
     def sign_in(self) -> None:
         """The web client signs in through the login form, as a browser does."""
@@ -396,7 +425,18 @@ def api_calls(tenant: Tenant) -> dict[str, list[tuple[str, dict[str, Any]]]]:
                 },
             )
         )
-    return {"list": listing, "record": record, "kanban": kanban}
+    mapping, checked = tenant.import_ids["mapping"], tenant.import_ids["dry-run"]
+    return {
+        "list": listing,
+        "record": record,
+        "kanban": kanban,
+        # The import pages: the import (settings, mapping problems), and its report's rows.
+        "import-mapping": [(f"/api/v1/imports/{mapping}", {})],
+        "import-dry-run": [
+            (f"/api/v1/imports/{checked}", {}),
+            (f"/api/v1/imports/{checked}/rows", {"run": "dry", "limit": 50}),
+        ],
+    }
 
 
 def page_paths(tenant: Tenant) -> dict[str, str]:
@@ -405,6 +445,8 @@ def page_paths(tenant: Tenant) -> dict[str, str]:
         "list": "/app/o/opportunity",
         "record": f"/app/o/account/{account}",
         "kanban": "/app/o/opportunity/kanban",
+        "import-mapping": f"/app/imports/{tenant.import_ids['mapping']}",
+        "import-dry-run": f"/app/imports/{tenant.import_ids['dry-run']}",
     }
 
 
@@ -619,6 +661,7 @@ def run_backend(
                 out["load_seconds"] = tenant.load(rows, accounts, api_rows)
                 out["api_rows"] = min(rows, api_rows)
                 print(f"  loaded in {out['load_seconds']:.0f} s", flush=True)
+                tenant.prepare_imports()
                 tenant.sign_in()
                 version = _ok(tenant.api.get("/healthz"))
                 out["server"] = version
@@ -637,6 +680,8 @@ NAMES = {
     "list": "list of 50 (`/app/o/opportunity`)",
     "record": "account record page: customer 360 (`/app/o/account/{id}`)",
     "kanban": "opportunity kanban (`/app/o/opportunity/kanban`)",
+    "import-mapping": f"import mapping step, {IMPORT_ROWS:,}-row CSV (`/app/imports/{{id}}`)",
+    "import-dry-run": "import dry-run report, first 50 rows (`/app/imports/{id}`)",
 }
 
 
@@ -690,7 +735,9 @@ def body(results: dict[str, Any], command: str) -> str:
         f"{RELATED_ROWS} rows each, its per-stage summary, its timeline with its children and "
         "its allowed actions (everything the customer 360 draws); kanban: the board's figures "
         "(`/api/v1/analytics/board`, count "
-        f"and amount per column) and {KANBAN_CARDS} cards per stage value (5 in crm-core). "
+        f"and amount per column) and {KANBAN_CARDS} cards per stage value (5 in crm-core); "
+        f"import pages ({IMPORT_ROWS:,}-row accounts CSV): the import (`/api/v1/imports/{{id}}`"
+        ", with its mapping's problems), and for the dry run also its first 50 rows. "
         "Both as the tenant's administrator. Target: page median under 50 ms and at most "
         "1.5x the API."
     )
