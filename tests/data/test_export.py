@@ -19,15 +19,13 @@ from openpyxl import load_workbook
 
 from metacrm.errors import QueryInvalid
 from metacrm.runtime.data import export
+from metacrm.runtime.data.csv_guard import FORMULA_STARTS, guard, unguard
 from metacrm.runtime.data.export import (
-    FORMULA_STARTS,
     PAGE,
     Cell,
     ExportColumn,
     ExportPlan,
     csv_chunks,
-    guard,
-    unguard,
 )
 from tests.conftest import TenantClient
 from tests.web.test_hostile import HOSTILE, LEAKS

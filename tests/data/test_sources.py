@@ -252,3 +252,10 @@ def test_memory_stays_constant_for_a_big_csv(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 600_000
+
+
+def test_a_cell_the_export_guarded_reads_back_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "guarded.csv"
+    path.write_text("name\n'=SUM(A1)\n''quoted\n'plain\n+86 138\n", encoding="utf-8")
+    _, _, rows = _read(path)
+    assert [cells[0] for _, cells in rows] == ["=SUM(A1)", "'quoted", "'plain", "+86 138"]

@@ -12,8 +12,8 @@ name in a column of its own (`account` and `account.name`).
 
 A CSV text cell that a spreadsheet would run as a formula (it starts with = + - @, a tab or
 a carriage return; a phone number like +86 138 0013 8000 is left alone) gets a leading
-apostrophe, and so does a text that starts with an apostrophe itself; `unguard` takes one
-leading apostrophe off a cell whose next character is one of those, exactly undoing it. Excel cells are typed, so no apostrophe is needed there.
+apostrophe, and so does a text that starts with an apostrophe itself (`csv_guard`); the
+import's CSV reader takes it off again. Excel cells are typed and need no apostrophe.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import csv
 import datetime as dt
 import io
 import json
-import re
 import secrets
 import tempfile
 from collections.abc import AsyncIterator
@@ -44,6 +43,7 @@ from metacrm.metadata.model import FieldDef
 from metacrm.runtime import audit
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
+from metacrm.runtime.data.csv_guard import guard
 from metacrm.runtime.listing import ListQuery, list_records
 from metacrm.runtime.permissions import (
     has_platform_permission,
@@ -67,11 +67,6 @@ MEDIA_TYPES: dict[Format, str] = {
 PAGE = 500
 #: Bytes per chunk of a finished Excel file.
 CHUNK = 64 * 1024
-#: What starts a CSV cell that a spreadsheet would run (OWASP's list), and the apostrophe
-#: that guards it (a text starting with one is guarded too, so `unguard` is exact).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-GUARD = "'"
-_SAFE = re.compile(r"[+-][\d\s().-]*\Z")
 
 #: The columns every record has, after its fields, with their kinds and labels.
 _SYSTEM: dict[str, tuple[str, dict[str, str]]] = {
@@ -368,25 +363,6 @@ def header_row(plan: ExportPlan, headers: Headers = "api") -> list[str]:
     """The header row: api names (what the import maps back exactly) or labels in the
     language of the actor the plan was made for."""
     return [c.name if headers == "api" else c.label for c in plan.columns]
-
-
-def guard(text: str) -> str:
-    """A CSV text cell no spreadsheet runs as a formula (undone exactly by `unguard`).
-
-    A sign followed only by digits, spaces and ( ) . - (a phone number, a negative
-    amount in a text field) calls nothing and stays as it is, so phones round-trip as
-    written whatever the import does with apostrophes."""
-    if text.startswith(GUARD) or (text.startswith(FORMULA_STARTS) and not _SAFE.match(text)):
-        return GUARD + text
-    return text
-
-
-def unguard(text: str) -> str:
-    """A CSV cell as it was before `guard`: one leading apostrophe off when what follows
-    it is a formula start or another apostrophe."""
-    if text.startswith(GUARD) and text[1:2] and text[1:2] in (*FORMULA_STARTS, GUARD):
-        return text[1:]
-    return text
 
 
 def csv_text(cell: Cell) -> str:

@@ -27,6 +27,8 @@ from typing import IO, Any, Literal
 
 from openpyxl import load_workbook
 
+from metacrm.runtime.data.csv_guard import unguard
+
 Cell = str | int | float | Decimal | bool | dt.date | dt.datetime | None
 
 #: At most this many columns in a header.
@@ -264,7 +266,8 @@ def _csv_cell(text: str, row: int) -> Cell:
         raise SourceProblem(
             "cell-too-long", f"row {row} has a cell over {MAX_CELL} characters", row=row
         )
-    return text if text.strip() else None
+    # A cell our export guarded against formula injection reads back as it was stored.
+    return unguard(text) if text.strip() else None
 
 
 # ------------------------------------------------------------------ xlsx
