@@ -59,6 +59,9 @@ def add_parser(commands: Any, common: Any) -> None:
     parser.add_argument("--encoding", help="the CSV's encoding (default: detected)")
     parser.add_argument("--sheet", help="the .xlsx sheet (default: the first)")
     parser.add_argument("--date-order", choices=store.DATE_ORDERS, default="ymd")
+    parser.add_argument(
+        "--time-zone", default="UTC", help="time zone of date-times written without one"
+    )
     parser.add_argument("--limit", type=int, help="rows a dry run tries (default 1000)")
     common(parser)
 
@@ -141,7 +144,7 @@ async def run_import(db: Database, args: argparse.Namespace) -> int:
         async with db.tenant(storage) as conn:
             yield conn, await cache.compiled(conn, storage, await current_version(conn))
 
-    options: dict[str, Any] = {"date_order": args.date_order}
+    options: dict[str, Any] = {"date_order": args.date_order, "time_zone": args.time_zone}
     for name in ("encoding", "sheet", "limit"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -239,22 +240,31 @@ def test_date_order_and_bad_dates() -> None:
 @pytest.mark.parametrize(
     ("cell", "expected"),
     [
-        ("2024-03-01 09:30", "2024-03-01T09:30:00"),
-        ("2024/3/1 9:30:15", "2024-03-01T09:30:15"),
+        ("2024-03-01 09:30", "2024-03-01T09:30:00+00:00"),
+        ("2024/3/1 9:30:15", "2024-03-01T09:30:15+00:00"),
         ("2024-03-01T09:30:00Z", "2024-03-01T09:30:00+00:00"),
         ("2024-03-01T09:30:00+08:00", "2024-03-01T09:30:00+08:00"),
         ("2024-03-01 09:30:00.25 -0500", "2024-03-01T09:30:00.250000-05:00"),
-        ("2024-03-01 9:30 PM", "2024-03-01T21:30:00"),
-        ("2024年3月1日 12:05 am", "2024-03-01T00:05:00"),
-        ("2024-03-01", "2024-03-01T00:00:00"),
-        (dt.datetime(2024, 3, 1, 9, 30), "2024-03-01T09:30:00"),
-        (dt.date(2024, 3, 1), "2024-03-01T00:00:00"),
+        ("2024-03-01 9:30 PM", "2024-03-01T21:30:00+00:00"),
+        ("2024年3月1日 12:05 am", "2024-03-01T00:05:00+00:00"),
+        ("2024-03-01", "2024-03-01T00:00:00+00:00"),
+        (dt.datetime(2024, 3, 1, 9, 30), "2024-03-01T09:30:00+00:00"),
+        (dt.date(2024, 3, 1), "2024-03-01T00:00:00+00:00"),
     ],
 )
 def test_datetimes(cell: Cell, expected: str) -> None:
     converted = convert("moment", cell)
     assert converted == expected
     coerce(field("moment"), converted)  # the write path takes it
+
+
+def test_a_datetime_without_a_zone_is_read_in_the_imports_time_zone() -> None:
+    shanghai = zoneinfo.ZoneInfo("Asia/Shanghai")
+    converted = convert_cell(field("moment"), "2024-03-01 09:30", zone=shanghai)
+    assert converted == "2024-03-01T09:30:00+08:00"
+    assert coerce(field("moment"), converted) == dt.datetime(2024, 3, 1, 1, 30, tzinfo=dt.UTC)
+    # A written offset wins over the import's zone.
+    assert convert_cell(field("moment"), "2024-03-01T09:30Z", zone=shanghai).endswith("+00:00")
 
 
 def test_bad_datetimes() -> None:

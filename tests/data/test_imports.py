@@ -537,6 +537,14 @@ async def test_hostile_input_is_a_clear_problem(
     problem(nul, 400)
     bad_option = await crm.patch(f"/api/v1/imports/{created['id']}", json={"options": {"limit": 0}})
     assert problem(bad_option, 422)["errors"][0]["field"] == "options/limit"
+    bad_zone = await crm.patch(
+        f"/api/v1/imports/{created['id']}", json={"options": {"time_zone": "Mars/Olympus"}}
+    )
+    assert problem(bad_zone, 422)["errors"][0] == {
+        "field": "options/time_zone",
+        "code": "time-zone",
+        "message": "options/time_zone must be an IANA time zone such as Asia/Shanghai",
+    }
     assert (await crm.get("/api/v1/imports/not-an-id")).status_code == 404
     assert (await crm.get(f"/api/v1/imports/{created['id']}/rows?run=xx")).status_code == 422
     # An upload over the limit is refused while it is read.

@@ -56,11 +56,14 @@ class CellProblem(Exception):
         self.code, self.message = code, message
 
 
-def convert_cell(field: FieldDef, cell: Cell, *, date_order: DateOrder = "ymd") -> Any:
+def convert_cell(
+    field: FieldDef, cell: Cell, *, date_order: DateOrder = "ymd", zone: dt.tzinfo = dt.UTC
+) -> Any:
     """The JSON value of `cell` for `field` (None for a blank cell), or CellProblem.
 
     `date_order` reads dates written with the year last (01/03/2024): "dmy" or "mdy";
-    with "ymd" such a date is taken only when it cannot be read two ways.
+    with "ymd" such a date is taken only when it cannot be read two ways. `zone` is the
+    time zone of a date-time written without one (spreadsheets hold local times).
     """
     if cell is None or (isinstance(cell, str) and not cell.strip()):
         return None
@@ -74,7 +77,8 @@ def convert_cell(field: FieldDef, cell: Cell, *, date_order: DateOrder = "ymd") 
     if kind == "date":
         return _date(cell, date_order).isoformat()
     if kind == "datetime":
-        return _datetime(cell, date_order).isoformat()
+        moment = _datetime(cell, date_order)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).isoformat()
     if kind in ("email", "phone"):
         return _narrow(_text(cell))
     if kind == "url":

@@ -26,6 +26,8 @@ finds it only in a later chunk.
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import functools
 import io
 import itertools
 import tempfile
@@ -53,6 +55,7 @@ from metacrm.runtime.data.imports import (
     import_rows,
     imports,
     settings_of,
+    zone_of,
 )
 from metacrm.runtime.data.mapping import ColumnMapping
 from metacrm.runtime.data.sources import Cell, SourceProblem, open_table
@@ -209,11 +212,17 @@ class ChunkWriter:
                 raise ValueProblem(
                     "invalid-id", f"{_text(cell)[:64]!r} is not a record id"
                 ) from None
-        return coerce(column.field, convert_cell(column.field, cell, date_order=self._order))
+        return coerce(
+            column.field, convert_cell(column.field, cell, date_order=self._order, zone=self._zone)
+        )
 
     @property
     def _order(self) -> Any:
         return self.settings.options.date_order
+
+    @functools.cached_property
+    def _zone(self) -> dt.tzinfo:
+        return zone_of(self.settings.options.time_zone) or dt.UTC
 
     async def _existing(
         self,
@@ -272,7 +281,9 @@ class ChunkWriter:
                     data[column.name] = str(found)
                 continue
             try:
-                data[column.name] = convert_cell(column.field, cell, date_order=self._order)
+                data[column.name] = convert_cell(
+                    column.field, cell, date_order=self._order, zone=self._zone
+                )
             except CellProblem as problem:
                 errors.append(
                     _problem(column.mapping.column, column.name, problem.code, problem.message)

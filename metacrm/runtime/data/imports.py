@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -160,6 +161,8 @@ class ImportOptions:
     """How a file is read and what happens to a row a duplicate rule refuses."""
 
     date_order: DateOrder = "ymd"
+    #: The IANA time zone of date-times written without one ("Asia/Shanghai").
+    time_zone: str = "UTC"
     encoding: str | None = None
     sheet: str | None = None
     duplicates: str = "error"
@@ -261,6 +264,9 @@ def options_from_json(value: Any, base: ImportOptions | None = None) -> ImportOp
         if name == "date_order":
             if item not in DATE_ORDERS:
                 raise _invalid(where, "choice", f"one of {', '.join(DATE_ORDERS)}")
+        elif name == "time_zone":
+            if not isinstance(item, str) or zone_of(item) is None:
+                raise _invalid(where, "time-zone", "an IANA time zone such as Asia/Shanghai")
         elif name == "duplicates":
             if item not in DUPLICATE_HANDLING:
                 raise _invalid(where, "choice", f"one of {', '.join(DUPLICATE_HANDLING)}")
@@ -276,6 +282,16 @@ def options_from_json(value: Any, base: ImportOptions | None = None) -> ImportOp
             raise _invalid(where, "unknown-option", f"{str(name)[:63]!r} is not an option")
         changes[name] = item
     return dataclasses.replace(options, **changes)
+
+
+def zone_of(name: str) -> zoneinfo.ZoneInfo | None:
+    """The IANA time zone `name` names, or None."""
+    if not 0 < len(name) <= 64 or "\x00" in name:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def _invalid(field: str, code: str, rule: str) -> RecordInvalid:
