@@ -221,6 +221,22 @@ def test_bad_uploads_and_forged_forms_are_refused_with_pages(
     client.cookies.delete("metacrm_lang")
     assert "将列映射到字段" in chinese.text and "姓 (last_name)" in chinese.text
 
+    # Hostile forms on every POST route of the wizard: a page with a 4xx, never a 500.
+    routes = [url, *(f"{page}/{step}" for step in ("mapping", "run", "revert", "cancel"))]
+    for path in routes:
+        for body, kind in (
+            (b"%%%&&&==\xff\xfe" + b"=" * 100, "application/x-www-form-urlencoded"),
+            (b"--x\r\nbroken", "multipart/form-data; boundary=x"),
+        ):
+            sent = client.post(
+                path, content=body, headers={"content-type": kind, "x-csrf-token": csrf}
+            )
+            assert sent.status_code < 500, (path, sent.status_code)
+        nul = client.post(path, data={"csrf_token": csrf, "field.0": "a\x00b", "mode": "x\x00"})
+        assert nul.status_code < 500, (path, nul.status_code)
+    assert client.get(f"{page}?after=x").status_code == 400
+    assert client.get(f"{page}/keys/0?field.0=account").status_code == 200
+
     # Another rep's imports are not theirs to see.
     crm.add_user("rep2@web.test", role="sales_rep")
     other = signed_in_client(clients, crm, "rep2@web.test")
