@@ -28,6 +28,7 @@ from metacrm.errors import (
 from metacrm.metadata.model import FieldDef
 from metacrm.platform.api.common import path_id
 from metacrm.platform.state import AppState, StateDep, object_or_404
+from metacrm.platform.web.form_duplicates import duplicate_panel, split_refusals, watched_fields
 from metacrm.platform.web.session import CSRF_FIELD, WebIdentityDep
 from metacrm.platform.web.shell import object_label
 from metacrm.platform.web.texts import word
@@ -51,7 +52,9 @@ router = APIRouter(prefix="/app", include_in_schema=False)
 VERSION_FIELD = "_version"
 #: Set by form.js when the draft calls for another layout: draw the form again, save nothing.
 REDRAW_FIELD = "_redraw"
-_RESERVED = {CSRF_FIELD, VERSION_FIELD, REDRAW_FIELD}
+#: Set by the "Save anyway" button of the duplicates panel: save past `warn` rules.
+ALLOW_DUPLICATES_FIELD = "_allow_duplicates"
+_RESERVED = {CSRF_FIELD, VERSION_FIELD, REDRAW_FIELD, ALLOW_DUPLICATES_FIELD}
 _LOOKUP_LIMIT = 10
 _WIDGETS = {
     "text": "text",
@@ -472,13 +475,21 @@ async def _draw(
     _apply_state(sections, state)
     problems: list[Problem] = []
     stale: dict[str, str] | None = None
+    duplicates = None
     status = 200
     if isinstance(error, StaleVersion) and record_id is not None:
         stale = await _who_changed(ws, co, record_id)
         status = 409
     elif error is not None:
-        problems = _problems(ws, co, sections, error)
         status = error.status
+        refusals, rest = split_refusals(error)
+        if refusals:
+            values = shown | (record_from_form(co, posted) if posted is not None else {})
+            duplicates = await duplicate_panel(
+                ws.conn, ws.ct, co, ws.actor, values, record_id=record_id, refusals=refusals
+            )
+        if rest is not None:
+            problems = _problems(ws, co, sections, rest)
     language = ws.actor.language
     label = object_label(ws.ct, co.name, language)
     base = f"/app/o/{co.name}"
@@ -509,6 +520,12 @@ async def _draw(
         "layout": layout,
         "pending": pending,
         "watched": _watched(ws, co, controls),
+        "duplicates": duplicates,
+        "duplicates_url": f"{base}/duplicates"
+        + (f"?record={record_id}" if record_id is not None else ""),
+        "duplicates_watch": sorted(
+            c.name for c in controls if c.name in watched_fields(ws.ct, co) and not c.read_only
+        ),
     }
     return await ws.page("form.html", context, status=status)
 
@@ -553,7 +570,7 @@ async def create(
         async with workspace(request, state, identity, writes=True) as ws:
             co = object_or_404(ws.ct, object_name)
             record = await writes.create(
-                ws.conn, ws.ct, co, record_from_form(co, form), Intent(ws.actor)
+                ws.conn, ws.ct, co, record_from_form(co, form), _intent(ws, form)
             )
     except MetacrmError as error:
         if not _shown_on_form(error):
@@ -562,6 +579,11 @@ async def create(
             co = object_or_404(ws.ct, object_name)
             return await _draw(ws, co, record_id=None, current=None, posted=form, error=error)
     return RedirectResponse(f"/app/o/{object_name}/{record['id']}", status_code=303)
+
+
+def _intent(ws: Workspace, form: FormData) -> Intent:
+    """A form's save: the user's, past `warn` duplicate rules when they chose "Save anyway"."""
+    return Intent(ws.actor, allow_duplicates=form.get(ALLOW_DUPLICATES_FIELD) == "1")
 
 
 def _shown_on_form(error: MetacrmError) -> bool:
@@ -621,7 +643,7 @@ async def update(
                 co,
                 key,
                 record_from_form(co, form, drawn=drawn),
-                Intent(ws.actor),
+                _intent(ws, form),
                 if_match=int(version),
             )
     except MetacrmError as error:
@@ -659,6 +681,26 @@ async def form_state(
                 selector = current | selector
             answer["layout"] = _layout_name(ws, co, selector)
         return ws.fragment("form_state.html", {"state_json": json.dumps(answer)})
+
+
+@router.post("/o/{object_name}/duplicates")
+async def duplicates_hint(
+    object_name: str,
+    request: Request,
+    state: StateDep,
+    identity: WebIdentityDep,
+    record: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """The readable records the draft being typed would duplicate (the "possible
+    duplicates" panel, empty when none), asked for once the user leaves a compared field."""
+    form = await _read_form(request, state)
+    async with workspace(request, state, identity) as ws:
+        co = object_or_404(ws.ct, object_name)
+        record_id = path_id(record) if record else None
+        current = await records.get(ws.conn, ws.ct, co, record_id, ws.actor) if record_id else {}
+        values = current | record_from_form(co, form)
+        panel = await duplicate_panel(ws.conn, ws.ct, co, ws.actor, values, record_id=record_id)
+        return ws.fragment("form_duplicates.html", {"object": co.name, "duplicates": panel})
 
 
 def _search_text(q: str) -> str:

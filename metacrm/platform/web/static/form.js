@@ -1,5 +1,5 @@
-// Record forms: the field rules' state from the server applied as the user types, and
-// lookups chosen from a list of the records the user may read.
+// Record forms: the field rules' state from the server applied as the user types,
+// lookups chosen from a list of the records the user may read, and possible duplicates.
 (function () {
   "use strict";
 
@@ -8,6 +8,15 @@
     var watched = (form.getAttribute("data-watch") || "").split(" ");
     if (watched.indexOf(name) < 0) { return; }
     form.dispatchEvent(new CustomEvent("form-changed", { bubbles: false }));
+  }
+
+  // Once the user leaves a field a duplicate rule compares, ask for possible duplicates.
+  function leftField(form, name) {
+    var watched = (form.getAttribute("data-duplicate-watch") || "").split(" ");
+    var check = form.querySelector("[data-duplicate-check]");
+    if (check && watched.indexOf(name) >= 0) {
+      check.dispatchEvent(new CustomEvent("duplicate-check", { bubbles: false }));
+    }
   }
 
   function applyState(form, state) {
@@ -102,10 +111,20 @@
       if (event.target.name && event.target.form === form) { changed(form, event.target.name); }
     });
     form.addEventListener("change", function (event) {
-      if (event.target.name && event.target.form === form) { changed(form, event.target.name); }
+      if (event.target.name && event.target.form === form) {
+        changed(form, event.target.name);
+        leftField(form, event.target.name);
+      }
+    });
+    // "Save anyway" (the duplicates panel): the same form again, past warn rules.
+    document.addEventListener("click", function (event) {
+      if (!event.target.closest("[data-save-anyway]")) { return; }
+      form.querySelector("[data-allow-duplicates]").value = "1";
+      form.submit();
     });
     form.querySelectorAll("input[role=combobox]").forEach(setUpLookup);
-    var summary = document.getElementById("form-summary") || document.getElementById("form-stale");
+    var summary = document.getElementById("form-summary") || document.getElementById("form-stale") ||
+      document.getElementById("form-duplicates-panel");
     if (summary) { summary.setAttribute("tabindex", "-1"); summary.focus(); }
   });
 
