@@ -62,6 +62,18 @@ def add_parser(commands: Any, common: Any) -> None:
     parser.add_argument(
         "--time-zone", default="UTC", help="time zone of date-times written without one"
     )
+    parser.add_argument(
+        "--duplicates",
+        choices=store.DUPLICATE_HANDLING,
+        default="error",
+        help="a row a duplicate rule refuses: an error, skipped, or saved anyway",
+    )
+    parser.add_argument(
+        "--blank-cells",
+        choices=store.BLANK_CELLS,
+        default="keep",
+        help="what a blank cell does to a record a row updates",
+    )
     parser.add_argument("--limit", type=int, help="rows a dry run tries (default 1000)")
     common(parser)
 
@@ -144,7 +156,12 @@ async def run_import(db: Database, args: argparse.Namespace) -> int:
         async with db.tenant(storage) as conn:
             yield conn, await cache.compiled(conn, storage, await current_version(conn))
 
-    options: dict[str, Any] = {"date_order": args.date_order, "time_zone": args.time_zone}
+    options: dict[str, Any] = {
+        "date_order": args.date_order,
+        "time_zone": args.time_zone,
+        "duplicates": args.duplicates,
+        "blank_cells": args.blank_cells,
+    }
     for name in ("encoding", "sheet", "limit"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)

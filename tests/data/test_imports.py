@@ -217,6 +217,25 @@ async def test_update_and_upsert_modes_find_records_by_key(crm: TenantClient, jo
     assert rows[1]["errors"][0]["code"] == "invalid-id"
 
 
+async def test_blank_cells_keep_values_unless_told_to_clear(crm: TenantClient, jobs: Jobs) -> None:
+    await crm.create("company", {"name": "One", "code": "C1", "revenue": "1", "tier": "gold"})
+    blanks = csv_bytes(
+        [["code", "name", "revenue", "tier"], ["C1", "One", "", "silver"], ["C4", "Four", "", ""]]
+    )
+    created = await started(crm, blanks, mode="upsert", key_field="code")
+    await run(crm, jobs, created["id"])
+    assert sorted((c["code"], c["revenue"], c["tier"]) for c in await companies(crm)) == [
+        ("C1", "1.00", "silver"), ("C4", None, None)
+    ]  # fmt: skip
+    created = await started(crm, blanks, mode="upsert", key_field="code", blank_cells="clear")
+    done = await run(crm, jobs, created["id"])
+    assert done["counts"]["updated"] == 1 and done["options"]["blank_cells"] == "clear"
+    # Cleared on the update; the key column is never cleared, and C4 only got the tier.
+    assert sorted((c["code"], c["revenue"], c["tier"]) for c in await companies(crm)) == [
+        ("C1", None, "silver"), ("C4", None, None)
+    ]  # fmt: skip
+
+
 async def test_refused_rows_name_column_field_and_rule(crm: TenantClient, jobs: Jobs) -> None:
     content = csv_bytes(
         [

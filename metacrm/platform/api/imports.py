@@ -49,6 +49,7 @@ _UPLOAD_FIELDS = frozenset(
         "time_zone",
         "mapping",
         "duplicates",
+        "blank_cells",
         "limit",
     }
 )
@@ -89,7 +90,7 @@ async def _pieces(upload: UploadFile, local: Any) -> AsyncIterator[bytes]:
 @router.post("/imports", status_code=201)
 async def upload(request: Request, state: StateDep, identity: IdentityDep) -> JSONResponse:
     """Upload a file (multipart: `file`, `object`; optional `mode`, `key_field`,
-    `encoding`, `sheet`, `date_order`, `time_zone`, `duplicates`, `limit`, `mapping` = a saved
+    `encoding`, `sheet`, `date_order`, `time_zone`, `duplicates`, `blank_cells`, `limit`, `mapping` = a saved
     mapping's name): the import with its columns, row count and proposed mapping."""
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise UnsupportedMediaType("send the file as multipart/form-data")
@@ -107,7 +108,7 @@ async def upload(request: Request, state: StateDep, identity: IdentityDep) -> JS
         if object_name is None:
             raise RecordInvalid("no object", [FieldError("object", "required", "name an object")])
         options: dict[str, Any] = {}
-        for name in ("encoding", "sheet", "date_order", "time_zone", "duplicates"):
+        for name in ("encoding", "sheet", "date_order", "time_zone", "duplicates", "blank_cells"):
             if (value := _text(form, name, limit=100)) is not None:
                 options[name] = value
         if (limit := _text(form, "limit", limit=12)) is not None:

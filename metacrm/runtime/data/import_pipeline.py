@@ -267,10 +267,18 @@ class ChunkWriter:
     ) -> RowOutcome:
         data: dict[str, Any] = {}
         errors: list[dict[str, Any]] = []
+        key = self._key_column(columns)
+        #: Fields an update empties (option blank_cells "clear"); a create leaves them out,
+        #: so their defaults apply.
+        cleared: list[str] = []
         for column in columns:
             cell = cells[column.index]
-            if _blank(cell) or column.field is None:
-                continue  # blank cells write nothing; a record id only finds the record
+            if column.field is None:
+                continue  # a record id only finds the record
+            if _blank(cell):
+                if self.settings.options.blank_cells == "clear" and column is not key:
+                    cleared.append(column.name)
+                continue  # by default, blank cells write nothing
             if column.field.type in LINK_TYPES:
                 found = lookups[column.name].get(lookup_text(cell))
                 if isinstance(found, CellProblem):
@@ -288,7 +296,6 @@ class ChunkWriter:
                 errors.append(
                     _problem(column.mapping.column, column.name, problem.code, problem.message)
                 )
-        key = self._key_column(columns)
         target: uuid.UUID | None = None
         if key is not None:
             cell = cells[key.index]
@@ -313,6 +320,8 @@ class ChunkWriter:
                         message = f"no {co.name} record has {key.name} {_text(cell)[:100]!r}"
                     errors.append(_problem(key.mapping.column, key.name, code, message))
                 return self._refused(row_no, cells, errors)
+        if target is not None:
+            data |= dict.fromkeys(cleared)
         if not data and not errors:
             return RowOutcome(row_no, "skip")
         refused = {e["field"] for e in errors}

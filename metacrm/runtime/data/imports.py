@@ -55,6 +55,7 @@ DATE_ORDERS: tuple[DateOrder, ...] = ("ymd", "dmy", "mdy")
 #: What happens to a row a duplicate rule refuses: reported as an error, skipped (its
 #: duplicates reported), or written anyway past rules that only warn (allow_duplicates).
 DUPLICATE_HANDLING = ("error", "skip", "allow")
+BLANK_CELLS = ("keep", "clear")
 Status = Literal[
     "uploaded",
     "dry-running",
@@ -87,7 +88,7 @@ imports = sa.Table(
     sa.Column("key_field", sa.String(63), nullable=True),
     #: [{"column", "field", "lookup_key"}], one entry per column of the file.
     sa.Column("mapping", JsonValue(), nullable=False),
-    #: {"date_order", "encoding", "sheet", "duplicates", "limit"}.
+    #: {"date_order", "time_zone", "encoding", "sheet", "duplicates", "blank_cells", "limit"}.
     sa.Column("options", JsonValue(), nullable=False),
     sa.Column("file_id", sa.Uuid(), nullable=False),
     sa.Column("file_name", sa.String(255), nullable=False),
@@ -166,6 +167,8 @@ class ImportOptions:
     encoding: str | None = None
     sheet: str | None = None
     duplicates: str = "error"
+    #: What a blank cell does to a record a row updates: "keep" its value, or "clear" it.
+    blank_cells: str = "keep"
     #: Rows a dry run tries (its sample).
     limit: int = DRY_RUN_LIMIT
 
@@ -270,6 +273,9 @@ def options_from_json(value: Any, base: ImportOptions | None = None) -> ImportOp
         elif name == "duplicates":
             if item not in DUPLICATE_HANDLING:
                 raise _invalid(where, "choice", f"one of {', '.join(DUPLICATE_HANDLING)}")
+        elif name == "blank_cells":
+            if item not in BLANK_CELLS:
+                raise _invalid(where, "choice", f"one of {', '.join(BLANK_CELLS)}")
         elif name in ("encoding", "sheet"):
             if item is not None and (not isinstance(item, str) or not 0 < len(item) <= 100):
                 raise _invalid(where, "type", "a text of at most 100 characters")
