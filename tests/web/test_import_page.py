@@ -16,6 +16,7 @@ import httpx
 
 from tests.web.conftest import (
     Crm,
+    axe_findings,
     needs_chromium,
     screenshot,
     sign_in,
@@ -60,7 +61,7 @@ def _contacts(crm: Crm, token: str) -> list[str]:
 
 @needs_chromium
 async def test_a_rep_imports_contacts_from_a_gbk_csv_and_reverts(
-    crm: Crm, context: Any, tmp_path: Path
+    crm: Crm, browser: Any, context: Any, tmp_path: Path
 ) -> None:
     grant_import(crm, "sales_rep")
     rep_token = crm.token("rep@web.test")
@@ -91,6 +92,7 @@ async def test_a_rep_imports_contacts_from_a_gbk_csv_and_reverts(
     assert "GB18030" in (await page.locator(".import-facts").inner_text()).upper()
     # The lookup is matched by the account's name unless another key is chosen.
     assert await page.locator("#key-select-2").count() == 1
+    assert await axe_findings(browser, context, page.url) == []
     await page.get_by_label("Field for the column 手机号码").select_option("mobile")
     await screenshot(page, "import-mapping", tmp_path)
 
@@ -113,6 +115,7 @@ async def test_a_rep_imports_contacts_from_a_gbk_csv_and_reverts(
     assert await page.locator("#count-failed").inner_text() == "1"
     assert _contacts(crm, rep_token) == ["wang@example.cn", "zhang@example.cn"]
     await screenshot(page, "import-done", tmp_path)
+    assert await axe_findings(browser, context, page.url) == []
 
     async with page.expect_download() as info:
         await page.get_by_role("link", name="Download the error report (CSV)").click()
