@@ -10,6 +10,11 @@ default data directory, the demo tenant and its crm-core pack. The blocks a doc 
 - ```` ```json object ````: `POST /api/v1/metadata/objects -> 201` as admin;
 - ```` ```json record ````: `POST /api/v1/data/{the object above} -> 201` as admin;
 - ```` ```json apply ````: `POST /api/v1/metadata/apply -> 200` as admin;
+- ```` ```sh ````: shell commands, as a reader types them in one terminal: every `sh`
+  block of a doc runs in one bash session (`set -euo pipefail`) in the server's
+  directory, with its settings and the virtualenv's `metacrm` on PATH; `{name}`
+  placeholders are filled in, and ```` ```sh => name ```` keeps the `id` of the JSON
+  its output ends with;
 - the README's five-minute tour, a bash script run in the server's directory.
 """
 
@@ -41,13 +46,22 @@ from tests.conftest import TenantClient, login
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 # The order a reader follows; each runs after the ones before it, in the same tenant.
-DOCS = ["metadata.md", "layouts.md", "process.md", "security.md", "web.md", "automation.md"]
+DOCS = [
+    "metadata.md",
+    "layouts.md",
+    "process.md",
+    "security.md",
+    "web.md",
+    "automation.md",
+    "data.md",
+]
 START_TIMEOUT = 240.0  # seconds: migrations and the crm-core install on a busy machine
 STOP_TIMEOUT = 15.0
 REQUEST_TIMEOUT = 120.0
 TOUR_TIMEOUT = 180.0
+SHELL_TIMEOUT = 120.0  # seconds one sh block may take
 
-_BLOCK = re.compile(r"```(http|json object|json record|json apply)\n(.*?)```", re.S)
+_BLOCK = re.compile(r"```(http|json object|json record|json apply|sh(?: => \w+)?)\n(.*?)```", re.S)
 _HTTP = re.compile(r"(\w+): (\w+) (\S+) -> (\d+)(?: => (\w+))?\n(.*)", re.S)
 
 
@@ -81,6 +95,9 @@ def doc_steps(doc: Path) -> list[Step]:
             assert match, f"{doc.name}: malformed http block {text[:80]!r}"
             user, method, path, status, keep, body = match.groups()
             steps.append(Step(user, method, path, int(status), keep or "", body))
+        elif kind.startswith("sh"):
+            keep = kind.partition(" => ")[2]
+            steps.append(Step("shell", "SH", "", 0, keep, text))
         elif kind == "json object":
             current = json.loads(text)["api_name"]
             steps.append(Step("admin", "POST", "/api/v1/metadata/objects", 201, "", text))
@@ -92,30 +109,104 @@ def doc_steps(doc: Path) -> list[Step]:
     return steps
 
 
-async def run_doc(doc: Path, admin: TenantClient) -> DocResult:
+class Shell:
+    """One bash session for a doc's `sh` blocks, in the server's directory and settings."""
+
+    _END = "__doc_block_done__"
+
+    def __init__(self, server: DemoServer) -> None:
+        self.server = server
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def run(self, script: str) -> str:
+        """Run one block; its output. A failing command ends the session: an AssertionError."""
+        if self.process is None:
+            env = dict(self.server.env)
+            env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+            self.process = await asyncio.create_subprocess_exec(
+                "bash",
+                "--noprofile",
+                "--norc",
+                cwd=self.server.directory,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            script = "set -euo pipefail\n" + script
+        process = self.process
+        assert process.stdin is not None and process.stdout is not None
+        script = script.replace("http://127.0.0.1:8000", self.server.url)
+        process.stdin.write(f"{script}\necho; echo {self._END}\n".encode())
+        await process.stdin.drain()
+        lines: list[str] = []
+        while True:
+            try:
+                line = await asyncio.wait_for(process.stdout.readline(), SHELL_TIMEOUT)
+            except TimeoutError:
+                process.kill()
+                raise AssertionError(f"an sh block ran over {SHELL_TIMEOUT}s") from None
+            if not line:
+                raise AssertionError(f"the shell stopped:\n{''.join(lines)[-4000:]}")
+            if line.decode().rstrip("\n") == self._END:
+                return "".join(lines)
+            lines.append(line.decode(errors="replace"))
+
+    async def close(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT)
+
+
+async def run_doc(doc: Path, admin: TenantClient, server: DemoServer | None = None) -> DocResult:
     """Send every step of `doc`, checking each status; returns names and answers."""
     clients = {"admin": admin}
     result = DocResult()
-    for step in doc_steps(doc):
-        path, body = step.path, step.body
-        for key, value in result.names.items():
-            path = path.replace("{" + key + "}", value)
-            body = body.replace("{" + key + "}", value)
-        kwargs = {"json": json.loads(body)} if body.strip() else {}
-        response = await clients[step.user].request(step.method, path, **kwargs)
-        where = f"{doc.name}: {step.user}: {step.method} {path}"
-        assert response.status_code == step.status, (where, response.text)
-        if response.status_code >= 400:
-            assert response.headers["content-type"].startswith("application/problem+json")
-        answer = response.json() if response.content else None
-        result.answers[f"{step.user} {step.method} {path}"] = answer
-        if step.keep:
-            result.names[step.keep] = answer["id"]
-            if path == "/api/v1/users":
-                user = kwargs["json"]
-                token = await login(admin.http, admin.tenant, user["email"], user["password"])
-                clients[step.keep] = TenantClient(admin.http, admin.tenant, token)
+    shell = Shell(server) if server is not None else None
+    try:
+        for step in doc_steps(doc):
+            await _run_step(step, result, clients, admin, shell, doc.name)
+    finally:
+        if shell is not None:
+            await shell.close()
     return result
+
+
+async def _run_step(
+    step: Step,
+    result: DocResult,
+    clients: dict[str, TenantClient],
+    admin: TenantClient,
+    shell: Shell | None,
+    doc: str,
+) -> None:
+    """One step of a doc: a request checked against its status, or a shell block."""
+    path, body = step.path, step.body
+    for key, value in result.names.items():
+        path = path.replace("{" + key + "}", value)
+        body = body.replace("{" + key + "}", value)
+    if step.method == "SH":
+        assert shell is not None, f"{doc}: sh blocks need the server"
+        output = await shell.run(body)
+        result.answers[f"sh {len(result.answers)}"] = output
+        if step.keep:
+            result.names[step.keep] = json.loads(output.strip().splitlines()[-1])["id"]
+        return
+    kwargs = {"json": json.loads(body)} if body.strip() else {}
+    response = await clients[step.user].request(step.method, path, **kwargs)
+    where = f"{doc}: {step.user}: {step.method} {path}"
+    assert response.status_code == step.status, (where, response.text)
+    if response.status_code >= 400:
+        assert response.headers["content-type"].startswith("application/problem+json")
+    answer = response.json() if response.content else None
+    result.answers[f"{step.user} {step.method} {path}"] = answer
+    if step.keep:
+        result.names[step.keep] = answer["id"]
+        if path == "/api/v1/users":
+            user = kwargs["json"]
+            token = await login(admin.http, admin.tenant, user["email"], user["password"])
+            clients[step.keep] = TenantClient(admin.http, admin.tenant, token)
 
 
 def tour_script() -> str:
@@ -274,8 +365,12 @@ async def _run_tour(run: DocsRun) -> None:
     run.tour = out.decode()
 
 
+#: Tenants the docs make, besides the demo (docs/data.md restores a backup as data_copy).
+DOC_TENANTS = ("demo", "data_copy")
+
+
 async def _forget_demo(database_url: str, scratch: Path) -> None:
-    """Drop a demo tenant an earlier run left in this PostgreSQL database."""
+    """Drop the tenants an earlier run left in this PostgreSQL database."""
     import sqlalchemy as sa
 
     from metacrm.platform.db import Database
@@ -286,8 +381,9 @@ async def _forget_demo(database_url: str, scratch: Path) -> None:
     try:
         await upgrade_system(db)
         async with db.system() as conn:
-            await conn.execute(sa.delete(tenants).where(tenants.c.name == "demo"))
-        await db.drop_tenant_storage(db.storage_name("demo"))
+            await conn.execute(sa.delete(tenants).where(tenants.c.name.in_(DOC_TENANTS)))
+        for name in DOC_TENANTS:
+            await db.drop_tenant_storage(db.storage_name(name))
     finally:
         await db.dispose()
 
@@ -311,7 +407,7 @@ async def docs_run(directory: Path, *, database_url: str | None) -> AsyncIterato
                 run.results["README.md"] = error
             for name in DOCS:
                 try:
-                    run.results[name] = await run_doc(ROOT / "docs" / name, admin)
+                    run.results[name] = await run_doc(ROOT / "docs" / name, admin, server)
                 except (AssertionError, KeyError, ValueError) as error:
                     run.results[name] = error
             run.after = await metadata_documents(admin)

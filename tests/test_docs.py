@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from metacrm.metadata.packs import examples_dir
+from tests.conftest import TenantClient, login
 from tests.doc_runner import DOCS, ROOT, DocsRun, doc_steps
 
 # Each doc names what it defines with its own prefix, which no bundled pack uses; web.md
@@ -17,6 +18,7 @@ PREFIXES: dict[str, str | None] = {
     "security.md": "sec_",
     "web.md": None,
     "automation.md": "auto_",
+    "data.md": "data_",
 }
 _KINDS = {
     "objects": "objects",
@@ -32,6 +34,7 @@ _KINDS = {
     "business_calendars": "business-calendars",
     "slas": "slas",
     "email_templates": "email-templates",
+    "duplicate_rules": "duplicate-rules",
 }
 
 
@@ -108,3 +111,35 @@ async def test_metadata_doc_runs(docs: DocsRun) -> None:
     assert dates["met_at"] == "2027-03-01T01:30:00Z"
     text = (await tenant.get("/api/v1/data/doc_text")).json()["records"][0]
     assert (text["name"], text["code"]) == ("Acme", "A-1")
+
+
+async def test_data_doc_runs(docs: DocsRun) -> None:
+    names = docs.result("data.md").names
+    tenant = docs.admin
+    imported = (await tenant.get(f"/api/v1/imports/{names['imp']}")).json()
+    assert imported["status"] == "done" and imported["encoding"] == "gb18030"
+    assert imported["counts"] == {"created": 3, "updated": 0, "skipped": 1, "failed": 1}
+    report = {}
+    for run in ("dry", "real"):
+        rows = (await tenant.get(f"/api/v1/imports/{names['imp']}/rows?run={run}")).json()
+        report[run] = [(r["row"], r["action"], r["errors"]) for r in rows["rows"]]
+    assert report["dry"] == report["real"] and len(report["real"]) == 5
+    tiers = (await tenant.get(f"/api/v1/imports/{names['tiers']}")).json()
+    assert (tiers["status"], tiers["revert"]) == ("reverted", {"reverted": 2, "skipped": 0})
+    companies = await tenant.get("/api/v1/data/data_company", params={"order_by": "code"})
+    shown = [(c["code"], c["tier"], c["since"]) for c in companies.json()["records"]]
+    assert shown == [
+        ("C-001", "gold", "2023-03-01"),
+        ("C-002", "silver", "2024-02-15"),
+        ("C-003", "gold", "2022-04-03"),
+        ("C-102", None, None),
+    ]
+    merged = (await tenant.get(f"/api/v1/merges/{names['merge1']}")).json()
+    assert merged["undone_at"] is not None
+    babbage = (await tenant.get(f"/api/v1/data/data_contact/{names['babbage']}")).json()
+    assert babbage["company"] == names["acme2"]
+    # The backup restored as data_copy holds the same companies, and its users sign in.
+    token = await login(tenant.http, "data_copy", "admin@demo", docs.server.password())
+    copy = TenantClient(tenant.http, "data_copy", token)
+    restored = await copy.get("/api/v1/data/data_company", params={"order_by": "code"})
+    assert [c["code"] for c in restored.json()["records"]] == [s[0] for s in shown]
