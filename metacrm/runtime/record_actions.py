@@ -6,16 +6,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from metacrm.errors import PermissionDenied
 from metacrm.metadata.process import ApprovalFlow
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
-from metacrm.runtime.permissions import object_permission, record_filter, user_binding
+from metacrm.runtime.permissions import object_permission, record_filter
 from metacrm.runtime.process.work import pending_run
-from metacrm.runtime.records import fetch
+from metacrm.runtime.records import fetch, reaches
 
 ACTIONS = ("edit", "delete", "move_stage", "transfer", "share", "submit", "comment")
 
@@ -31,7 +29,7 @@ async def allowed_actions(
     `pending_approval`; 404 when the actor may not read the record."""
     record = await fetch(conn, co, record_id, access=record_filter(ct, actor, co, "read"))
     permission = object_permission(ct.model, actor, co.name)
-    may_edit = await _edit_access(conn, ct, co, record_id, actor)
+    may_edit = await reaches(conn, ct, co, record_id, actor, "edit")
     run = await pending_run(conn, co.name, record_id)
     locking = run is not None and ApprovalFlow.model_validate(run["definition"]).lock_record
     locked = locking and not actor.is_admin
@@ -49,22 +47,3 @@ async def allowed_actions(
         "locked": locked,
         "pending_approval": run is not None,
     }
-
-
-async def _edit_access(
-    conn: AsyncConnection,
-    ct: CompiledTenant,
-    co: CompiledObject,
-    record_id: uuid.UUID,
-    actor: Actor,
-) -> bool:
-    """Whether the actor's edit access reaches the record (the object permission first)."""
-    try:
-        access = record_filter(ct, actor, co, "edit")
-    except PermissionDenied:
-        return False
-    if access is None:
-        return True
-    t = co.table
-    query = sa.select(t.c.id).where(t.c.id == record_id, access)
-    return (await conn.execute(query, user_binding(actor))).first() is not None

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from metacrm.errors import FieldError, NotFound, PermissionDenied, RecordInvalid
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import SHOWN_SYSTEM_FIELDS, CompiledObject, CompiledTenant
-from metacrm.runtime.permissions import readable, record_filter
+from metacrm.runtime.permissions import Action, readable, record_filter, user_binding
 from metacrm.runtime.serialize import row_to_record
 from metacrm.runtime.tenant_tables import approvals, users
 
@@ -139,6 +139,27 @@ async def get(
     """A record as the actor may see it: 404 when not visible, hidden fields left out."""
     record = await fetch(conn, co, record_id, access=record_filter(ct, actor, co, "read"))
     return shown(ct, co, record, actor)
+
+
+async def reaches(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    record_id: uuid.UUID,
+    actor: Actor,
+    action: Action,
+) -> bool:
+    """Whether the actor's `action` access (read, edit) reaches the record; False without
+    the object permission."""
+    try:
+        access = record_filter(ct, actor, co, action)
+    except PermissionDenied:
+        return False
+    t = co.table
+    query = sa.select(t.c.id).where(t.c.id == record_id)
+    if access is not None:
+        query = query.where(access)
+    return (await conn.execute(query, user_binding(actor))).first() is not None
 
 
 def shown(

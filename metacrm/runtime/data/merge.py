@@ -55,7 +55,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from metacrm.errors import Conflict, FieldError, NotFound, PermissionDenied, RecordInvalid
+from metacrm.errors import Conflict, FieldError, NotFound, RecordInvalid
 from metacrm.metadata.store import tenant_metadata
 from metacrm.runtime import audit, writes
 from metacrm.runtime.actor import Actor
@@ -63,7 +63,7 @@ from metacrm.runtime.automation.notify import notifications
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant, Link
 from metacrm.runtime.hooks import Intent, Origin
 from metacrm.runtime.permissions import field_access, readable, record_filter, require_object
-from metacrm.runtime.records import fetch, new_id, shown, utcnow
+from metacrm.runtime.records import fetch, new_id, reaches, shown, utcnow
 from metacrm.runtime.serialize import json_value, row_to_record
 from metacrm.runtime.tenant_tables import (
     approvals,
@@ -477,26 +477,13 @@ async def _merge_row(
     access), with its object; NotFound otherwise."""
     row = (await conn.execute(sa.select(merges).where(merges.c.id == merge_id))).mappings().first()
     co = ct.objects.get(row["object"]) if row is not None else None
-    if row is None or co is None or not await _visible(conn, ct, co, row["survivor_id"], actor):
+    if (
+        row is None
+        or co is None
+        or not await reaches(conn, ct, co, row["survivor_id"], actor, "read")
+    ):
         raise NotFound("no merge has this id")
     return dict(row), co
-
-
-async def _visible(
-    conn: AsyncConnection,
-    ct: CompiledTenant,
-    co: CompiledObject,
-    record_id: uuid.UUID,
-    actor: Actor,
-) -> bool:
-    try:
-        access = record_filter(ct, actor, co, "read")
-    except PermissionDenied:
-        return False
-    t = co.table
-    query = sa.select(t.c.id).where(t.c.id == record_id)
-    found = await conn.scalar(query if access is None else query.where(access))
-    return found is not None
 
 
 def _described(
@@ -546,7 +533,7 @@ async def list_merges(
     # Newest first, skipping what the actor may not see: a bounded scan of recent merges.
     for row in (await conn.execute(query.limit(limit * 10))).mappings():
         co = ct.objects.get(row["object"])
-        if co is not None and await _visible(conn, ct, co, row["survivor_id"], actor):
+        if co is not None and await reaches(conn, ct, co, row["survivor_id"], actor, "read"):
             found.append(_described(ct, co, dict(row), actor))
             if len(found) == limit:
                 break
