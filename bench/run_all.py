@@ -35,7 +35,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "RESULTS.md"
-PARTS = ("api", "ddl", "formula", "packs", "security", "peer", "web", "jobs")
+PARTS = ("api", "ddl", "formula", "packs", "security", "peer", "web", "jobs", "data")
 HEADINGS = {
     "api": "## Generated REST API vs hand-written FastAPI + SQLAlchemy",
     "ddl": "## Adding a field to a 1,000,000-row table (PostgreSQL)",
@@ -47,6 +47,7 @@ HEADINGS = {
     "peer": "## Peer benchmark: metacrm and Directus 12.4.0 (`../shared/peer`)",
     "web": "## Web pages (issue 12)",
     "jobs": "## Job queue and automation (issue 14)",
+    "data": "## Data import, batch and raw inserts, duplicate scan (issue 15)",
 }
 
 
@@ -440,6 +441,16 @@ def main() -> None:
             sections[part] = jobs_section(
                 result, " ".join(["python bench/bench_jobs.py", *jobs_args])
             )
+        elif part == "data":
+            from bench.bench_data import body as data_section
+
+            # bench_data.py's own defaults (100,000 rows) take hours at today's import rate.
+            data_args = ["--rows", "20000", "--memory-rows", "2000,20000"]
+            if quick:
+                data_args = ["--rows", "1000", "--memory-rows", "500,1000", "--scan-rows", "5000"]
+            result = run_json("bench_data.py", data_args)
+            command = " ".join(["python bench/bench_data.py", *data_args])
+            sections[part] = data_section(result, command)
         timings[part] = time.perf_counter() - t0
     command = "python bench/run_all.py" + (" --quick" if quick else "")
     if args.compare:
