@@ -183,6 +183,11 @@ def test_bad_uploads_and_forged_forms_are_refused_with_pages(
         url, data=form | {"mode": "update"}, files={"file": ("c.csv", "姓\n王\n".encode())}
     )
     assert keyless.status_code == 422 and "key_field" in keyless.text
+    # An option out of its choices, named with its rule.
+    zoned = client.post(
+        url, data=form | {"time_zone": "Mars/Olympus"}, files={"file": ("c.csv", b"a\n1\n")}
+    )
+    assert zoned.status_code == 422 and "options/time_zone" in zoned.text
     # Without the CSRF token: refused before anything is read.
     forged = client.post(url, data={"mode": "create"}, files={"file": ("c.csv", b"a\n1\n")})
     assert forged.status_code == 403
@@ -252,14 +257,19 @@ def test_the_dry_run_counts_duplicates_and_links_the_records_they_match(
     grant_import(crm, "sales_rep")
     rule = {"api_name": "same_email", "object": "contact", "action": "block"}
     rule["criteria"] = [{"field": "email", "method": "email"}]
+    # A rule that only reports: its matches are written, and listed with their candidates.
+    report = {"api_name": "same_name", "object": "contact", "action": "report"}
+    report["criteria"] = [{"field": "last_name", "method": "exact"}]
     with crm.api() as api:
-        applied = api.post("/api/v1/metadata/apply?confirm=true", json={"duplicate_rules": [rule]})
+        applied = api.post(
+            "/api/v1/metadata/apply?confirm=true", json={"duplicate_rules": [rule, report]}
+        )
     assert applied.status_code == 200, applied.text
     with crm.api(crm.token("rep@web.test")) as api:
         old = api.post("/api/v1/data/contact", json={"last_name": "Old", "email": "dup@example.cn"})
     assert old.status_code == 201, old.text
     client, csrf = signed_in_with_csrf(clients, crm, "rep@web.test")
-    content = "姓,邮箱\n新,DUP@example.cn\n另,other@example.cn\n".encode()
+    content = "姓,邮箱\n新,DUP@example.cn\n另,other@example.cn\nOld,third@example.cn\n".encode()
     done = client.post(
         "/app/o/contact/import",
         data={"csrf_token": csrf, "mode": "create"},
@@ -277,7 +287,12 @@ def test_the_dry_run_counts_duplicates_and_links_the_records_they_match(
             break
         time.sleep(0.5)
     shown = client.get(page).text
-    assert 'id="count-duplicates">1<' in shown and 'id="count-created">1<' in shown
-    duplicate = re.search(r'<tr id="row-2".*?</tr>', shown, re.S)
-    assert duplicate is not None
-    assert f'href="/app/o/contact/{old.json()["id"]}"' in duplicate.group(0)
+    assert 'id="count-duplicates">2<' in shown and 'id="count-created">2<' in shown
+    link = f'href="/app/o/contact/{old.json()["id"]}"'
+    refused = re.search(r'<tr id="row-2".*?</tr>', shown, re.S)
+    assert refused is not None and "action-error" in refused.group(0) and link in refused.group(0)
+    reported = re.search(r'<tr id="row-4".*?</tr>', shown, re.S)
+    assert reported is not None and "action-create" in reported.group(0)
+    assert f"{link}>Old</a>" in reported.group(0)
+    clean = re.search(r'<tr id="row-3".*?</tr>', shown, re.S)
+    assert clean is not None and "/app/o/contact/" not in clean.group(0)

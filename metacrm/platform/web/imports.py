@@ -39,6 +39,7 @@ from metacrm.runtime.compiler import CompiledObject, CompiledTenant
 from metacrm.runtime.data import imports as store
 from metacrm.runtime.data.convert import matchable
 from metacrm.runtime.data.import_jobs import enqueue_revert, enqueue_run
+from metacrm.runtime.data.import_pipeline import DUPLICATE_CODES
 from metacrm.runtime.data.mapping import ColumnMapping
 from metacrm.runtime.data.sources import SourceProblem, open_table
 from metacrm.runtime.permissions import field_access, has_platform_permission, object_permission
@@ -58,8 +59,18 @@ WORKING = ("dry-running", "running", "reverting")
 #: Confirmations a redirect may ask the page to show (only these words, nothing echoed).
 NOTICES = frozenset({"saved", "mapping-saved", "mapping-used", "cancelled"})
 #: The upload form's fields besides the file.
-_UPLOAD_OPTIONS = ("mode", "key_field", "date_order", "encoding", "sheet")
-_DUPLICATE_CODES = ("duplicate", "duplicate-warning")
+_UPLOAD_OPTIONS = (
+    "mode",
+    "key_field",
+    "date_order",
+    "time_zone",
+    "encoding",
+    "sheet",
+    "duplicates",
+    "blank_cells",
+)
+#: The upload form's fields that are options of the import (`ImportOptions`).
+_READ_OPTIONS = _UPLOAD_OPTIONS[2:]
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -146,6 +157,8 @@ async def _upload_page(
         "plural": object_label(ws.ct, co.name, language, plural=True),
         "modes": store.MODES,
         "date_orders": store.DATE_ORDERS,
+        "duplicate_choices": store.DUPLICATE_HANDLING,
+        "blank_choices": store.BLANK_CELLS,
         "encodings": ENCODINGS,
         "key_fields": _key_fields(co, language),
         "given": {k: "" for k in _UPLOAD_OPTIONS} | (given or {}),
@@ -185,9 +198,7 @@ async def upload(
         raise NotFound(f"no object named {object_name[:64]!r}")
     form = await request.form()
     given = {k: v for k in _UPLOAD_OPTIONS if (v := _form_text(form, k))}
-    options: dict[str, Any] = {
-        k: given[k] for k in ("date_order", "encoding", "sheet") if k in given
-    }
+    options: dict[str, Any] = {k: given[k] for k in _READ_OPTIONS if k in given}
     file = form.get("file")
     try:
         async with workspace(request, state, identity, writes=True) as ws:
@@ -334,15 +345,30 @@ async def _mapping_step(
     }
 
 
-def _candidates(object_name: str, errors: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The records a row's duplicate problems name (their messages carry the ids the
-    writer may read), as links."""
-    found: list[dict[str, str]] = []
-    for error in errors:
-        if error.get("code") in _DUPLICATE_CODES:
+def _split(item: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A report row's problems, and the duplicate candidates of a row written (or tried)."""
+    problems = list(item.errors or [])
+    candidates: list[dict[str, Any]] = []
+    for entry in item.duplicates or []:
+        # A skipped row keeps the duplicate problems that refused it; a written row, the
+        # records it duplicates ({"record_id", "name", "rule", ...}).
+        (candidates if "record_id" in entry else problems).append(entry)
+    return problems, candidates
+
+
+def _links(object_name: str, row: Any) -> list[dict[str, str]]:
+    """The records a row duplicates, as links: the candidates kept for it, and those its
+    duplicate problems name (their messages carry the ids the importer may read)."""
+    problems, candidates = _split(row)
+    found = {str(c["record_id"]): str(c.get("name") or "") for c in candidates}
+    for error in problems:
+        if error.get("code") in DUPLICATE_CODES:
             for record_id in _UUID.findall(str(error.get("message", ""))):
-                found.append({"id": record_id, "url": f"/app/o/{object_name}/{record_id}"})
-    return found
+                found.setdefault(record_id, "")
+    return [
+        {"id": i, "name": name or i[:8], "url": f"/app/o/{object_name}/{i}"}
+        for i, name in found.items()
+    ]
 
 
 async def _report(
@@ -364,7 +390,7 @@ async def _report(
     more = len(page) > PAGE
     shown = []
     for item in page[:PAGE]:
-        problems = list(item.errors or []) + list(item.duplicates or [])
+        problems = _split(item)[0]
         # A record a dry run "created" was rolled back: only a real run's records exist.
         linked = item.record_id is not None and (run == "real" or item.action != "create")
         shown.append(
@@ -380,17 +406,19 @@ async def _report(
                     }
                     for e in problems
                 ],
-                "duplicates": _candidates(row.object, problems),
+                "duplicates": _links(row.object, item),
             }
         )
-    # Rows refused or skipped for duplicates: only those rows keep problems to look at.
+    # Rows that duplicate a record: refused or skipped for it, or written with candidates.
     duplicates = 0
     counted = sa.select(r.c.errors, r.c.duplicates).where(
-        r.c.import_id == row.id, r.c.run == run, r.c.action.in_(("error", "skip"))
+        r.c.import_id == row.id,
+        r.c.run == run,
+        sa.or_(r.c.action.in_(("error", "skip")), r.c.duplicates.is_not(None)),
     )
     for item in await ws.conn.execute(counted):
-        problems = list(item.errors or []) + list(item.duplicates or [])
-        duplicates += any(e.get("code") in _DUPLICATE_CODES for e in problems)
+        problems, candidates = _split(item)
+        duplicates += bool(candidates) or any(e.get("code") in DUPLICATE_CODES for e in problems)
     base = f"/app/imports/{row.id}"
     filters = {"errors": "1"} if errors_only else {}
     return {
