@@ -12,6 +12,7 @@ import httpx
 from playwright.async_api import expect
 
 from tests.web.conftest import (
+    AXE,
     Crm,
     needs_chromium,
     page_csrf,
@@ -56,6 +57,23 @@ def _accounts_named(crm: Crm, part: str) -> list[str]:
     return sorted(r["name"] for r in listed.json()["records"])
 
 
+async def _axe_on_refusal(browser: Any, context: Any, crm: Crm) -> list[dict[str, Any]]:
+    """Serious and critical axe-core findings on the refused form with its panel (a copy
+    of the session that bypasses the CSP, so that axe can be injected)."""
+    audit = await browser.new_context(storage_state=await context.storage_state(), bypass_csp=True)
+    try:
+        page = await audit.new_page()
+        await page.goto(f"{crm.url}/app/o/account/new")
+        await page.locator("#f-name").fill(TYPED)
+        await page.get_by_role("button", name="Save", exact=True).click()
+        await page.locator("#form-duplicates-panel").wait_for()
+        await page.add_script_tag(path=str(AXE))
+        result = await page.evaluate("async () => await axe.run(document)")
+    finally:
+        await audit.close()
+    return [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
 def _post_new(client: httpx.Client, **extra: str) -> httpx.Response:
     csrf = page_csrf(client.get("/app/o/account/new").text)
     return client.post("/app/o/account/new", data={"csrf_token": csrf, "name": TYPED, **extra})
@@ -95,6 +113,7 @@ async def test_a_warning_lists_the_duplicates_and_can_be_saved_anyway(
     assert await page.locator("#form-summary").count() == 0
     assert await page.locator("#f-name-error").count() == 0
     await screenshot(page, "form-duplicates", tmp_path)
+    assert await _axe_on_refusal(browser, context, crm) == []
     assert _accounts_named(crm, "字节") == [EXISTING]
 
     await panel.get_by_role("button", name="Save anyway").click()
