@@ -36,7 +36,7 @@ from metacrm.runtime.data.duplicates import (
     duplicate_groups,
     duplicate_members,
     duplicate_pairs,
-    find_duplicates,
+    readable_matches,
     readable_names,
 )
 from metacrm.runtime.jobs import enqueue
@@ -186,18 +186,5 @@ async def check_values(
     async with state.tenant(identity, writes=False) as (conn, ct, actor):
         co = object_or_404(ct, object_name)
         record_filter(ct, actor, co, "read")  # 403 without read on the object
-        matches = await find_duplicates(conn, ct, co, values, exclude_id=exclude)
-        names = await readable_names(conn, ct, co, actor, (m.record_id for m in matches))
-    return {
-        "matches": [
-            {
-                "id": str(m.record_id),
-                "name": names[m.record_id],
-                "rule": m.rule,
-                "score": m.score,
-                "action": m.action,
-            }
-            for m in matches
-            if m.record_id in names
-        ]
-    }
+        matches, _ = await readable_matches(conn, ct, co, actor, values, exclude_id=exclude)
+    return {"matches": [m.as_json() for m in matches]}

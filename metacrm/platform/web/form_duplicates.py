@@ -20,7 +20,7 @@ from metacrm.metadata.duplicates import DuplicateRule
 from metacrm.metadata.model import label_text
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
-from metacrm.runtime.data.duplicates import active_rules, find_duplicates, readable_names
+from metacrm.runtime.data.duplicates import active_rules, readable_matches
 
 #: The field error codes of duplicate rules' refusals (a `block` rule's, a `warn` rule's).
 BLOCKED, WARNED = "duplicate", "duplicate-warning"
@@ -92,29 +92,30 @@ async def duplicate_panel(
     after a refusal, the records the refusing rules match; before saving, those any
     active rule matches. None when there is nothing to show."""
     rules = _refusing(ct, co, refusals) if refusals else list(active_rules(ct, co.name))
-    matches = await find_duplicates(conn, ct, co, values, exclude_id=record_id, rules=rules)
-    if not matches and not refusals:
+    matches, unseen = await readable_matches(
+        conn, ct, co, actor, values, exclude_id=record_id, rules=rules
+    )
+    if not matches and not unseen and not refusals:
         return None
-    names = await readable_names(conn, ct, co, actor, (m.record_id for m in matches))
     by_name = {rule.api_name: rule for rule in rules}
     language = actor.language
     rows: list[DuplicateRow] = []
     listed: set[uuid.UUID] = set()
     for match in matches:  # best first: a record matching several rules is listed once
-        if match.record_id not in names or match.record_id in listed:
+        if match.record_id in listed:
             continue
         listed.add(match.record_id)
         rule = by_name[match.rule]
         rows.append(
             DuplicateRow(
                 id=str(match.record_id),
-                name=names[match.record_id] or str(match.record_id)[:8],
+                name=match.name or str(match.record_id)[:8],
                 message=label_text(rule.message or rule.label, language, fallback=rule.api_name),
                 score=round(match.score * 100),
             )
         )
     blocked = any(e.code == BLOCKED for e in refusals)
-    unseen = any(m.record_id not in names for m in matches) or (bool(refusals) and not matches)
+    unseen = unseen or (bool(refusals) and not matches)
     if not rows and not unseen:
         return None
     return DuplicatePanel(rows, unseen, refused=bool(refusals), blocked=blocked)

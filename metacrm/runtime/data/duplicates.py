@@ -242,6 +242,48 @@ async def readable_names(
     return {row.id: None if row.name is None else str(row.name) for row in rows}
 
 
+@dataclass(frozen=True)
+class NamedMatch:
+    """A match the actor may read, with the matching record's name."""
+
+    record_id: uuid.UUID
+    name: str | None
+    rule: str
+    score: float
+    action: str
+
+    def as_json(self, id_key: str = "id") -> dict[str, Any]:
+        return {
+            id_key: str(self.record_id),
+            "name": self.name,
+            "rule": self.rule,
+            "score": self.score,
+            "action": self.action,
+        }
+
+
+async def readable_matches(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    co: CompiledObject,
+    actor: Actor,
+    values: Mapping[str, Any],
+    *,
+    exclude_id: uuid.UUID | None = None,
+    rules: Sequence[DuplicateRule] | None = None,
+) -> tuple[list[NamedMatch], bool]:
+    """The matches of `values` the actor may read, best first, with their names; and
+    whether some match is a record the actor may not read (never named)."""
+    matches = await find_duplicates(conn, ct, co, values, exclude_id=exclude_id, rules=rules)
+    names = await readable_names(conn, ct, co, actor, (m.record_id for m in matches))
+    named = [
+        NamedMatch(m.record_id, names[m.record_id], m.rule, m.score, m.action)
+        for m in matches
+        if m.record_id in names
+    ]
+    return named, len(named) < len(matches)
+
+
 _TEXTS = {
     "en": {
         "named": "this looks like a duplicate of {name} ({id})",

@@ -48,7 +48,7 @@ from metacrm.runtime import files, writes
 from metacrm.runtime.actor import Actor
 from metacrm.runtime.compiler import CompiledObject, CompiledTenant
 from metacrm.runtime.data.convert import CellProblem, LookupResolver, convert_cell, lookup_text
-from metacrm.runtime.data.duplicates import active_rules, find_duplicates, readable_names
+from metacrm.runtime.data.duplicates import active_rules, readable_matches
 from metacrm.runtime.data.imports import (
     ImportSettings,
     acting_user,
@@ -380,21 +380,9 @@ class ChunkWriter:
         importer may read), for the dry run's report."""
         if not active_rules(ct, co.name):
             return []
-        matches = await find_duplicates(
-            conn, ct, co, await fetch(conn, co, record_id), exclude_id=record_id
-        )
-        names = await readable_names(conn, ct, co, self.actor, (m.record_id for m in matches))
-        return [
-            {
-                "record_id": str(m.record_id),
-                "name": names[m.record_id],
-                "rule": m.rule,
-                "score": m.score,
-                "action": m.action,
-            }
-            for m in matches
-            if m.record_id in names
-        ]
+        values = await fetch(conn, co, record_id)
+        matches, _ = await readable_matches(conn, ct, co, self.actor, values, exclude_id=record_id)
+        return [m.as_json("record_id") for m in matches]
 
     def _field_problem(self, error: FieldError) -> dict[str, Any]:
         name = error.field.split("/", 1)[0]
