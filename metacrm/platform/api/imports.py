@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -30,6 +31,8 @@ from metacrm.platform.api.common import path_id
 from metacrm.platform.body import read_object
 from metacrm.platform.state import IdentityDep, StateDep, TenantSession
 from metacrm.runtime import files
+from metacrm.runtime.actor import Actor
+from metacrm.runtime.compiler import CompiledTenant
 from metacrm.runtime.data import imports as store
 from metacrm.runtime.data.import_jobs import enqueue_revert, enqueue_run
 from metacrm.runtime.data.imports import import_rows
@@ -87,6 +90,44 @@ async def _pieces(upload: UploadFile, local: Any) -> AsyncIterator[bytes]:
         yield piece
 
 
+async def store_upload(
+    conn: AsyncConnection,
+    ct: CompiledTenant,
+    actor: Actor,
+    upload: UploadFile,
+    *,
+    object: str,
+    mode: str,
+    key_field: str | None,
+    options: store.ImportOptions,
+    mapping_name: str | None = None,
+) -> uuid.UUID:
+    """Store an uploaded file in the tenant's database and register its import (the
+    API's upload and the web wizard's); a local copy is read for the header and rows."""
+    with tempfile.NamedTemporaryFile(suffix=".upload") as local:
+        stored = await files.save_file(
+            conn,
+            _file_name(upload),
+            upload.content_type or "application/octet-stream",
+            _pieces(upload, local),
+            purpose="import",
+            created_by=actor.user_id,
+        )
+        local.flush()
+        return await store.create_import(
+            conn,
+            ct,
+            actor,
+            object=object,
+            stored=stored,
+            path=Path(local.name),
+            mode=mode,
+            key_field=key_field,
+            options=options,
+            mapping_name=mapping_name,
+        )
+
+
 @router.post("/imports", status_code=201)
 async def upload(request: Request, state: StateDep, identity: IdentityDep) -> JSONResponse:
     """Upload a file (multipart: `file`, `object`; optional `mode`, `key_field`,
@@ -113,32 +154,18 @@ async def upload(request: Request, state: StateDep, identity: IdentityDep) -> JS
                 options[name] = value
         if (limit := _text(form, "limit", limit=12)) is not None:
             options["limit"] = int(limit) if limit.isdigit() else limit
-        with tempfile.NamedTemporaryFile(suffix=".upload") as local:
-            async with state.tenant(identity) as session:
-                store.require_importer(session.ct, session.actor)
-                parsed = store.options_from_json(options)
-                stored = await files.save_file(
-                    session.conn,
-                    _file_name(upload),
-                    upload.content_type or "application/octet-stream",
-                    _pieces(upload, local),
-                    purpose="import",
-                    created_by=session.actor.user_id,
-                )
-                local.flush()
-                import_id = await store.create_import(
-                    session.conn,
-                    session.ct,
-                    session.actor,
-                    object=object_name,
-                    stored=stored,
-                    path=Path(local.name),
-                    mode=_text(form, "mode", limit=16) or "create",
-                    key_field=_text(form, "key_field", limit=63),
-                    options=parsed,
-                    mapping_name=_text(form, "mapping", limit=100),
-                )
-                shown = await _shown(session, import_id)
+        async with state.tenant(identity) as session:
+            store.require_importer(session.ct, session.actor)
+            import_id = await store_upload(
+                *session,
+                upload,
+                object=object_name,
+                mode=_text(form, "mode", limit=16) or "create",
+                key_field=_text(form, "key_field", limit=63),
+                options=store.options_from_json(options),
+                mapping_name=_text(form, "mapping", limit=100),
+            )
+            shown = await _shown(session, import_id)
     return JSONResponse(
         shown, status_code=201, headers={"Location": f"/api/v1/imports/{import_id}"}
     )

@@ -11,8 +11,8 @@ import datetime as dt
 import re
 import tempfile
 import uuid
-from pathlib import Path, PurePath
-from typing import IO, Any
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
@@ -23,7 +23,6 @@ from starlette.responses import RedirectResponse, Response
 from metacrm.errors import FieldError, MetacrmError, NotFound, PermissionDenied, RecordInvalid
 from metacrm.metadata.model import FieldDef, link_target
 from metacrm.metadata.names import API_NAME_PATTERN
-from metacrm.metadata.values import ValueProblem, check_text
 from metacrm.platform.api import imports as imports_api
 from metacrm.platform.api.common import path_id
 from metacrm.platform.state import StateDep
@@ -182,13 +181,6 @@ def _form_text(form: FormData, name: str, limit: int = 100) -> str | None:
     return value[:limit] if isinstance(value, str) and value.strip() else None
 
 
-async def _pieces(upload: UploadFile, local: IO[bytes]) -> Any:
-    """The upload's bytes, a piece at a time, also written to `local` (read for the header)."""
-    while piece := await upload.read(files.CHUNK_SIZE):
-        local.write(piece)
-        yield piece
-
-
 @router.post("/o/{object_name}/import")
 async def upload(
     object_name: str, request: Request, state: StateDep, identity: WebIdentityDep
@@ -208,29 +200,17 @@ async def upload(
                     "no file",
                     [FieldError("file", "required", word("import_no_file", ws.actor.language))],
                 )
-            with tempfile.NamedTemporaryFile(suffix=".upload") as local:
-                stored = await files.save_file(
-                    ws.conn,
-                    _file_name(file),
-                    file.content_type or "application/octet-stream",
-                    _pieces(file, local),
-                    purpose="import",
-                    created_by=ws.actor.user_id,
-                )
-                local.flush()
-                import_id = await store.create_import(
-                    ws.conn,
-                    ws.ct,
-                    ws.actor,
-                    object=co.name,
-                    stored=stored,
-                    path=Path(local.name),
-                    mode=given.get("mode", "create"),
-                    key_field=given.get("key_field")
-                    if given.get("mode", "create") != "create"
-                    else None,
-                    options=store.options_from_json(options),
-                )
+            mode = given.get("mode", "create")
+            import_id = await imports_api.store_upload(
+                ws.conn,
+                ws.ct,
+                ws.actor,
+                file,
+                object=co.name,
+                mode=mode,
+                key_field=given.get("key_field") if mode != "create" else None,
+                options=store.options_from_json(options),
+            )
     except MetacrmError as error:
         if error.status not in (400, 409, 413, 422):
             raise
@@ -240,15 +220,6 @@ async def upload(
                 ws, co, problems=_messages(error), given=given, status=error.status
             )
     return RedirectResponse(f"/app/imports/{import_id}", status_code=303)
-
-
-def _file_name(upload: UploadFile) -> str:
-    """The uploaded file's own name (no folders), as a clean text."""
-    name = PurePath((upload.filename or "").replace("\\", "/")).name or "upload.csv"
-    try:
-        return check_text(name)[:255]
-    except ValueProblem:
-        return "upload.csv"
 
 
 # ------------------------------------------------------------------------ the import page
