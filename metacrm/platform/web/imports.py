@@ -11,6 +11,7 @@ import datetime as dt
 import re
 import tempfile
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -583,10 +584,28 @@ async def _start(
     request: Request, state: StateDep, identity: WebIdentityDep, found: uuid.UUID, *, dry: bool
 ) -> Response:
     """Start the dry run or the real run (a job); a refusal redraws the page with it."""
+
+    async def work(ws: Workspace) -> None:
+        await store.begin_run(ws.conn, ws.ct, ws.actor, found, dry=dry)
+        await store.set_job(ws.conn, found, await enqueue_run(ws.conn, found, dry=dry))
+
+    return await _act(request, state, identity, found, work, then=f"/app/imports/{found}")
+
+
+async def _act(
+    request: Request,
+    state: StateDep,
+    identity: WebIdentityDep,
+    found: uuid.UUID,
+    work: Callable[[Workspace], Awaitable[None]],
+    *,
+    then: str,
+) -> Response:
+    """Do `work` on the import in a write transaction, then on to `then`; a refusal
+    (400, 409, 422) redraws the import's page with its reasons."""
     try:
         async with workspace(request, state, identity, writes=True) as ws:
-            await store.begin_run(ws.conn, ws.ct, ws.actor, found, dry=dry)
-            await store.set_job(ws.conn, found, await enqueue_run(ws.conn, found, dry=dry))
+            await work(ws)
     except NotFound:
         raise
     except MetacrmError as error:
@@ -594,7 +613,7 @@ async def _start(
             raise
         async with workspace(request, state, identity) as ws:
             return await _import_page(ws, found, problems=_messages(error), status=error.status)
-    return RedirectResponse(f"/app/imports/{found}", status_code=303)
+    return RedirectResponse(then, status_code=303)
 
 
 @router.post("/imports/{import_id}/run")
@@ -611,19 +630,12 @@ async def revert(
 ) -> Response:
     """Take back what the import wrote (after the page's confirmation)."""
     found = path_id(import_id, "import")
-    try:
-        async with workspace(request, state, identity, writes=True) as ws:
-            await store.begin_revert(ws.conn, ws.ct, ws.actor, found)
-            job_id = await enqueue_revert(ws.conn, found, ws.actor)
-            await store.set_job(ws.conn, found, job_id)
-    except NotFound:
-        raise
-    except MetacrmError as error:
-        if error.status not in (409, 422):
-            raise
-        async with workspace(request, state, identity) as ws:
-            return await _import_page(ws, found, problems=_messages(error), status=error.status)
-    return RedirectResponse(f"/app/imports/{found}", status_code=303)
+
+    async def work(ws: Workspace) -> None:
+        await store.begin_revert(ws.conn, ws.ct, ws.actor, found)
+        await store.set_job(ws.conn, found, await enqueue_revert(ws.conn, found, ws.actor))
+
+    return await _act(request, state, identity, found, work, then=f"/app/imports/{found}")
 
 
 @router.post("/imports/{import_id}/cancel")
@@ -632,17 +644,12 @@ async def cancel(
 ) -> Response:
     """Give up an import not yet run (or stop a running one after its current chunk)."""
     found = path_id(import_id, "import")
-    try:
-        async with workspace(request, state, identity, writes=True) as ws:
-            await store.cancel_import(ws.conn, ws.ct, ws.actor, found)
-    except NotFound:
-        raise
-    except MetacrmError as error:
-        if error.status != 409:
-            raise
-        async with workspace(request, state, identity) as ws:
-            return await _import_page(ws, found, problems=_messages(error), status=error.status)
-    return RedirectResponse(f"/app/imports/{found}?notice=cancelled", status_code=303)
+
+    async def work(ws: Workspace) -> None:
+        await store.cancel_import(ws.conn, ws.ct, ws.actor, found)
+
+    then = f"/app/imports/{found}?notice=cancelled"
+    return await _act(request, state, identity, found, work, then=then)
 
 
 @router.get("/imports/{import_id}/errors")
